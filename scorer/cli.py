@@ -1,0 +1,150 @@
+"""The ``scorer`` command line. Heavy modules are imported inside the commands that use them."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+app = typer.Typer(
+    help="Predict the music genre of albums from their cover art; keep the genres you like.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+ModelOpt = Annotated[Optional[Path], typer.Option("--model", help="Model directory (default: the shipped model).")]
+FeaturizerOpt = Annotated[Optional[Path], typer.Option(
+    "--featurizer", help="CNN featurizer ONNX file (default: the shipped EfficientNet-Lite0).")]
+HeadOpt = Annotated[Optional[str], typer.Option("--head", help="Head to score with (default: the model's best by CV).")]
+KeepOpt = Annotated[Optional[str], typer.Option("--keep", help="Comma-separated genres to keep, e.g. rock,pop.")]
+MinProbOpt = Annotated[Optional[float], typer.Option(
+    "--min-prob", help="Keep rows whose kept genres' summed probability reaches this (0-1), instead of top-1.")]
+
+
+def fail(message: str, code: int = 2) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+@app.command()
+def catalog(
+    input: Annotated[Path, typer.Argument(help="CSV, JSONL or Parquet with a cover_url column (URL or local path).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output Parquet file.")],
+    keep: KeepOpt = None,
+    head: HeadOpt = None,
+    min_prob: MinProbOpt = None,
+    model: ModelOpt = None,
+    batch_size: Annotated[int, typer.Option(help="Covers per featurizer batch.", min=1, max=1024)] = 32,
+    workers: Annotated[int, typer.Option(help="Fetch/decode threads.", min=1, max=256)] = 4,
+    json_summary: Annotated[bool, typer.Option("--json", help="Print the run summary as JSON.")] = False,
+) -> None:
+    """Score every row of a catalog of covers and write one output row per input row."""
+    from .run import run_catalog
+
+    try:
+        summary = run_catalog(input, out, keep=keep, head=head, min_prob=min_prob, model_dir=model,
+                              batch_size=batch_size, workers=workers)
+    except (ValueError, FileNotFoundError, KeyError) as e:
+        fail(str(e).strip("'\""))
+    from .report import print_summary
+
+    if json_summary:
+        typer.echo(json.dumps(summary.as_dict()))
+    else:
+        print_summary(summary, out)
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the demo covers, catalog and output.")] = Path(
+        "scorer-demo"),
+    keep: KeepOpt = "rock,pop",
+) -> None:
+    """Score a small catalog of covers that scorer draws itself, with the shipped model."""
+    from .demo import run_demo
+
+    try:
+        run_demo(out, keep)
+    except ValueError as e:
+        fail(str(e))
+
+
+@app.command()
+def evaluate(
+    data: Annotated[Path, typer.Argument(help="Folder with one sub-folder per genre, or a CSV with path,genre.")],
+    folds: Annotated[int, typer.Option(help="Number of stratified folds.", min=2, max=20)] = 5,
+    seed: Annotated[int, typer.Option(help="Seed for the fold split and the heads.")] = 0,
+    featurizer: FeaturizerOpt = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of tables.")] = False,
+) -> None:
+    """Cross-validate every featurizer+head pair (and their ensemble) on labelled covers."""
+    training = _training()
+    try:
+        result = training.evaluate_dataset(data, folds=folds, seed=seed, featurizer=featurizer,
+                                           log=None if json_out else _log)
+    except (ValueError, FileNotFoundError) as e:
+        fail(str(e))
+    if json_out:
+        typer.echo(json.dumps(result))
+    else:
+        from .report import print_evaluation
+
+        print_evaluation(result)
+
+
+@app.command()
+def train(
+    data: Annotated[Path, typer.Argument(help="Folder with one sub-folder per genre, or a CSV with path,genre.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Model directory to create.")],
+    folds: Annotated[int, typer.Option(help="CV folds used to pick the default head (0: skip, use the ensemble).",
+                                       min=0, max=20)] = 5,
+    seed: Annotated[int, typer.Option(help="Seed for the folds and the heads.")] = 0,
+    name: Annotated[str, typer.Option(help="Model name recorded in the manifest.")] = "custom",
+    featurizer: FeaturizerOpt = None,
+) -> None:
+    """Train kNN, XGBoost and MLP heads on labelled covers and write a model directory."""
+    training = _training()
+    try:
+        manifest = training.train_dataset(data, out, folds=folds, seed=seed, name=name, featurizer=featurizer,
+                                          log=_log)
+    except (ValueError, FileNotFoundError) as e:
+        fail(str(e))
+    typer.echo(f"wrote {out} (version {manifest['version']}, default head {manifest['default_head']})")
+
+
+@app.command()
+def info(model: ModelOpt = None) -> None:
+    """Show the model's genres, heads and cross-validated figures."""
+    from .model import Model
+
+    try:
+        m = Model(model)
+    except FileNotFoundError as e:
+        fail(str(e))
+    from .report import print_model
+
+    print_model(m)
+
+
+def _training():
+    try:
+        from training import pipeline  # noqa: PLC0415
+    except ImportError as e:
+        fail(f"training needs the 'train' extra: pip install 'scorer[train]' ({e})")
+    return pipeline
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

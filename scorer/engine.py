@@ -1,0 +1,92 @@
+"""The local engine: fetch + decode on worker threads, batched inference on the calling thread.
+
+onnxruntime releases the GIL while it runs, so the workers decode the next covers while the
+current batch is being featurized; a bounded window keeps memory flat and the order stable.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+import numpy as np
+
+from .decode import decode_image
+from .errors import RowError
+from .fetch import Fetcher
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+@dataclass
+class Outcome(Generic[T]):
+    """One input item and either its decoded image or the reason it has none."""
+
+    item: T
+    image: np.ndarray | None = None
+    error: RowError | None = None
+
+
+def ordered_map(fn: Callable[[T], R], items: Iterable[T], workers: int, window: int) -> Iterator[tuple[T, Future]]:
+    """Run ``fn`` over ``items`` on a thread pool, yielding ``(item, done future)`` in input order.
+
+    At most ``window`` items are in flight, so a slow consumer never lets work pile up.
+    """
+    pending: deque[tuple[T, Future]] = deque()
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="scorer-decode") as pool:
+        for item in items:
+            pending.append((item, pool.submit(fn, item)))
+            if len(pending) >= window:
+                head = pending.popleft()
+                head[1].exception()  # wait
+                yield head
+        while pending:
+            head = pending.popleft()
+            head[1].exception()
+            yield head
+
+
+def decoded(items: Iterable[T], ref: Callable[[T], str], fetcher: Fetcher,
+            workers: int = 4, window: int = 256) -> Iterator[Outcome[T]]:
+    """Fetch and decode each item's cover; every item yields exactly one :class:`Outcome`."""
+
+    def work(item: T) -> np.ndarray:
+        return decode_image(fetcher.fetch(ref(item)))
+
+    for item, fut in ordered_map(work, items, workers, window):
+        err = fut.exception()
+        if err is None:
+            yield Outcome(item, image=fut.result())
+        elif isinstance(err, RowError):
+            yield Outcome(item, error=err)
+        else:  # a bug or an unexpected library error: keep the row, say what happened
+            yield Outcome(item, error=RowError("decode_error", f"{type(err).__name__}: {err}"))
+
+
+def batched(outcomes: Iterable[Outcome[T]], size: int) -> Iterator[list[Outcome[T]]]:
+    """Group outcomes so that each group holds at most ``size`` decoded images.
+
+    Failed outcomes travel with the batch they arrived in, which keeps the input order.
+    """
+    batch: list[Outcome[T]] = []
+    n_images = 0
+    for outcome in outcomes:
+        batch.append(outcome)
+        if outcome.image is not None:
+            n_images += 1
+            if n_images >= size:
+                yield batch
+                batch, n_images = [], 0
+    if batch:
+        yield batch
+
+
+def stack_images(batch: list[Outcome]) -> np.ndarray:
+    images = [o.image for o in batch if o.image is not None]
+    if not images:
+        return np.zeros((0, 224, 224, 3), dtype=np.uint8)
+    return np.stack(images)

@@ -1,0 +1,11 @@
+"""Featurizers: uint8 RGB batches ``(N, 224, 224, 3)`` → float32 feature matrices.
+
+Two kinds: ``cnn`` (the ONNX EfficientNet, 1280-d) and ``colour`` (HSV histogram, 512-d).
+"""
+
+from __future__ import annotations
+
+from .cnn import OnnxFeaturizer
+from .colour import ColourFeaturizer
+
+__all__ = ["ColourFeaturizer", "OnnxFeaturizer"]

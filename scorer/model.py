@@ -1,0 +1,99 @@
+"""A model directory: ``manifest.json`` + featurizer + head files, loaded with runtime deps only."""
+
+from __future__ import annotations
+
+import json
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from .featurize import ColourFeaturizer, OnnxFeaturizer
+from .heads import EnsembleHead, Head, load_head
+
+ENSEMBLE = "ensemble"
+
+
+SHIPPED_FEATURIZER = "featurizer/efficientnet-lite0.onnx"
+
+
+def models_root() -> Path:
+    """Where the shipped models live: inside the installed package, or the repo's ``models/``."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "_models", here.parent / "models"):
+        if (candidate / SHIPPED_FEATURIZER).exists():
+            return candidate
+    raise FileNotFoundError(f"the shipped models are missing: reinstall scorer (models/{SHIPPED_FEATURIZER})")
+
+
+def default_model_dir() -> Path:
+    return models_root() / "default"
+
+
+def shipped_featurizer() -> Path:
+    return models_root() / SHIPPED_FEATURIZER
+
+
+class Model:
+    """Genres, featurizers and heads of one trained model."""
+
+    def __init__(self, directory: Path | None = None, threads: int | None = None):
+        self.dir = Path(directory) if directory is not None else default_model_dir()
+        manifest_path = self.dir / "manifest.json"
+        if not manifest_path.exists():
+            raise FileNotFoundError(f"{self.dir} is not a model directory (no manifest.json)")
+        self.manifest: dict = json.loads(manifest_path.read_text())
+        self.genres: list[str] = list(self.manifest["genres"])
+        self.version: str = self.manifest["version"]
+        self.default_head: str = self.manifest["default_head"]
+        self.threads = threads
+
+    @property
+    def head_names(self) -> list[str]:
+        return [*self.manifest["heads"], ENSEMBLE]
+
+    @cached_property
+    def cnn(self) -> OnnxFeaturizer:
+        spec = self.manifest["featurizers"]["cnn"]
+        return OnnxFeaturizer((self.dir / spec["file"]).resolve(), threads=self.threads)
+
+    @cached_property
+    def colour(self) -> ColourFeaturizer:
+        return ColourFeaturizer()
+
+    def featurizer(self, kind: str):
+        return {"cnn": lambda: self.cnn, "colour": lambda: self.colour}[kind]()
+
+    def head(self, name: str | None = None) -> Head | EnsembleHead:
+        name = name or self.default_head
+        if name == ENSEMBLE:
+            members = self.manifest.get("ensemble") or list(self.manifest["heads"])
+            return EnsembleHead([self.head(m) for m in members])
+        if name not in self.manifest["heads"]:
+            raise KeyError(f"unknown head {name!r}; this model has: {', '.join(self.head_names)}")
+        return self._load_head(name)
+
+    def _load_head(self, name: str) -> Head:
+        cache = self.__dict__.setdefault("_heads", {})
+        if name not in cache:
+            spec = self.manifest["heads"][name]
+            cache[name] = load_head(name, spec["featurizer"], self.dir / spec["file"])
+        return cache[name]
+
+    @staticmethod
+    def kinds_for(head: Head | EnsembleHead) -> list[str]:
+        if isinstance(head, EnsembleHead):
+            return sorted({m.featurizer for m in head.members})
+        return [head.featurizer]
+
+    def predict(self, images: np.ndarray, head: Head | EnsembleHead) -> np.ndarray:
+        """Genre probabilities ``(N, n_genres)`` for a uint8 image batch."""
+        features = {k: self.featurizer(k)(images) for k in self.kinds_for(head)}
+        if isinstance(head, EnsembleHead):
+            return head.predict_proba_from(features)
+        return head.predict_proba(features[head.featurizer])
+
+    def describe(self) -> dict:
+        """The part of the manifest that scored outputs record."""
+        keep = ("name", "version", "genres", "featurizers", "default_head", "training_set", "cv", "created_at")
+        return {k: self.manifest[k] for k in keep if k in self.manifest}

@@ -1,0 +1,68 @@
+"""Terminal output: the end-of-run summary, evaluation tables, model info."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from .score import Summary
+
+
+def _console() -> Console:
+    return Console(stderr=False, highlight=False)
+
+
+def print_summary(summary: Summary, out: Path) -> None:
+    c = _console()
+    failed = sum(summary.failed.values())
+    c.print(f"[bold]{summary.rows}[/] rows in · [green]{summary.scored}[/] scored · "
+            f"[red]{failed}[/] failed · {summary.covers_per_second:.1f} covers/s ({summary.seconds:.1f}s)")
+    if summary.failed:
+        t = Table("failure", "rows", title=None, box=None)
+        for code, n in summary.failed.most_common():
+            t.add_row(code, str(n))
+        c.print(t)
+    if summary.kept:
+        c.print("kept: " + ", ".join(f"{g} {n}" for g, n in summary.kept.most_common())
+                + f" (total {sum(summary.kept.values())})")
+    else:
+        c.print("kept: none")
+    c.print(f"wrote {out}")
+
+
+def print_evaluation(result: dict) -> None:
+    c = _console()
+    genres = result["genres"]
+    c.print(f"{result['folds']}-fold stratified CV (seed {result['seed']}) on {result['images']} covers, "
+            f"{len(genres)} genres, {result['seconds']:.0f}s")
+    t = Table("head", "accuracy", "balanced acc.", *[f"recall {g}" for g in genres])
+    best = result.get("best_head")
+    ranked = sorted(result["heads"].items(), key=lambda kv: -kv[1]["balanced_accuracy"])
+    for name, m in ranked:
+        label = f"{name} *" if name == best else name
+        t.add_row(label, f"{m['accuracy']:.3f}", f"{m['balanced_accuracy']:.3f}",
+                  *[f"{m['recall'][g]:.2f}" for g in genres])
+    c.print(t)
+    if best:
+        m = result["heads"][best]
+        cm = Table("true \\ predicted", *genres, title=f"confusion matrix, {best}")
+        for g, row in zip(genres, m["confusion_matrix"]):
+            cm.add_row(g, *map(str, row))
+        c.print(cm)
+
+
+def print_model(model) -> None:
+    c = _console()
+    m = model.manifest
+    c.print(f"[bold]{m['name']}[/] {m['version']} · genres: {', '.join(model.genres)}")
+    c.print(f"featurizer: {m['featurizers']['cnn']['id']} · default head: {model.default_head}")
+    ts = m.get("training_set") or {}
+    c.print(f"trained on {ts.get('images')} covers ({ts.get('source')}, sha256 {str(ts.get('sha256'))[:12]}…)")
+    cv = m.get("cv")
+    if cv:
+        t = Table("head", "accuracy", "balanced acc.", title=f"{cv['folds']}-fold CV")
+        for name, h in sorted(cv["heads"].items(), key=lambda kv: -kv[1]["balanced_accuracy"]):
+            t.add_row(name, f"{h['accuracy']:.3f}", f"{h['balanced_accuracy']:.3f}")
+        c.print(t)

@@ -1,0 +1,67 @@
+"""Parquet output, written atomically: rows go to a temporary file renamed into place at the end.
+
+The genre list and the model manifest travel in the file's key-value metadata under ``scorer``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+METADATA_KEY = b"scorer"
+
+
+class ParquetSink:
+    """Append Arrow tables (one row group each) to ``path``; nothing appears there until ``close``."""
+
+    def __init__(self, path: Path, metadata: dict):
+        self.path = Path(path)
+        self.metadata = metadata
+        self._writer: pq.ParquetWriter | None = None
+        self._tmp: str | None = None
+        self.rows = 0
+
+    def write(self, table: pa.Table) -> None:
+        if self._writer is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd, self._tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
+            os.close(fd)
+            schema = table.schema.with_metadata({METADATA_KEY: json.dumps(self.metadata).encode()})
+            self._writer = pq.ParquetWriter(self._tmp, schema, compression="zstd")
+        self._writer.write_table(table.replace_schema_metadata(self._writer.schema.metadata))
+        self.rows += table.num_rows
+
+    def close(self) -> None:
+        """Finish the file and move it into place."""
+        if self._writer is None:
+            raise RuntimeError("nothing was written")
+        self._writer.close()
+        os.replace(self._tmp, self.path)
+        self._writer = self._tmp = None
+
+    def abort(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+        if self._tmp and os.path.exists(self._tmp):
+            os.unlink(self._tmp)
+        self._writer = self._tmp = None
+
+    def __enter__(self) -> ParquetSink:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+def read_metadata(path: Path) -> dict:
+    """The ``scorer`` metadata (genres, model manifest, run options) of an output file."""
+    meta = pq.read_schema(path).metadata or {}
+    return json.loads(meta[METADATA_KEY])

@@ -1,0 +1,38 @@
+"""Shared fixtures. Real covers come from ../shared/data (never copied into the repo)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = Path(os.environ.get("SCORER_SHARED_DATA", REPO.parent / "shared" / "data"))
+COVERS = SHARED / "covers-5genre"
+
+
+@pytest.fixture(scope="session")
+def covers_dir() -> Path:
+    """The 4,452 real covers. Required in CI (CI=true): a missing folder fails there, never skips."""
+    if not (COVERS / "labels.csv").exists():
+        msg = f"real covers not found at {COVERS} (set SCORER_SHARED_DATA to the shared data folder)"
+        if os.environ.get("CI"):
+            pytest.fail(msg)
+        pytest.skip(msg)
+    return COVERS
+
+
+@pytest.fixture(scope="session")
+def sample_covers(covers_dir: Path) -> list[Path]:
+    """A fixed, small sample of real covers: 8 per genre, sorted."""
+    out = []
+    for genre in sorted(p for p in covers_dir.iterdir() if p.is_dir()):
+        out += sorted(genre.glob("*.jpg"))[:8]
+    return out
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    """Feature caches go to a per-session temp folder, never the user's ~/.cache."""
+    monkeypatch.setenv("SCORER_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))

@@ -1,0 +1,84 @@
+"""Feature extraction for training, with an on-disk cache keyed by image hash and featurizer id."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from scorer.engine import batched, decoded, stack_images
+from scorer.fetch import SimpleFetcher
+from scorer.progress import progress
+
+from .dataset import Example
+
+
+def default_cache_dir() -> Path:
+    base = os.environ.get("SCORER_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "scorer")
+    return Path(base) / "features"
+
+
+class FeatureCache:
+    """One ``.npy`` per (featurizer id, image sha256); written atomically."""
+
+    def __init__(self, root: Path, featurizer_id: str):
+        self.dir = Path(root) / featurizer_id
+
+    def path(self, sha: str) -> Path:
+        return self.dir / sha[:2] / f"{sha}.npy"
+
+    def get(self, sha: str) -> np.ndarray | None:
+        try:
+            return np.load(self.path(sha), allow_pickle=False)
+        except (FileNotFoundError, ValueError, OSError):
+            return None
+
+    def put(self, sha: str, vector: np.ndarray) -> None:
+        target = self.path(sha)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".tmp")
+        with os.fdopen(fd, "wb") as f:
+            np.save(f, vector)
+        os.replace(tmp, target)
+
+
+def extract(examples: list[Example], featurizers: dict, cache_root: Path | None = None,
+            batch_size: int = 32, label: str = "featurizing") -> dict[str, np.ndarray]:
+    """Features per featurizer kind, in ``examples`` order. Cached vectors are not recomputed.
+
+    Raises ``ValueError`` naming the first few images that could not be decoded.
+    """
+    cache_root = cache_root or default_cache_dir()
+    caches = {k: FeatureCache(cache_root, f.id) for k, f in featurizers.items()}
+    out = {k: [None] * len(examples) for k in featurizers}
+    todo = []
+    for i, ex in enumerate(examples):
+        missing = False
+        for k, cache in caches.items():
+            out[k][i] = cache.get(ex.sha256)
+            missing |= out[k][i] is None
+        if missing:
+            todo.append(i)
+
+    failures = []
+    fetcher = SimpleFetcher()
+    with progress(label, total=len(todo)) as advance:
+        stream = decoded(todo, lambda i: examples[i].path, fetcher)
+        for batch in batched(stream, batch_size):
+            ok = [o for o in batch if o.image is not None]
+            failures += [(examples[o.item].path, o.error.message) for o in batch if o.error is not None]
+            if ok:
+                images = stack_images(ok)
+                for k, featurizer in featurizers.items():
+                    vectors = featurizer(images)
+                    for o, v in zip(ok, vectors):
+                        out[k][o.item] = v
+                        caches[k].put(examples[o.item].sha256, v)
+            advance(len(batch))
+    if failures:
+        shown = "; ".join(f"{p}: {m}" for p, m in failures[:5])
+        raise ValueError(f"{len(failures)} labelled image(s) could not be read: {shown}")
+    return {k: np.stack(v).astype(np.float32) for k, v in out.items()}
