@@ -49,6 +49,12 @@ def decode_image(data: bytes, size: int = IMAGE_SIZE) -> np.ndarray:
 
 def _to_rgb(img: Image.Image) -> Image.Image:
     """Flatten transparency onto white (how covers are shown) and convert any mode to RGB."""
+    if img.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+        # 16-bit (or float) greyscale: scale to 8 bits instead of clipping at 255
+        arr = np.asarray(img, dtype=np.float32)
+        if arr.max(initial=0) > 255:
+            arr = arr / 257.0
+        return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), "L").convert("RGB")
     if img.mode == "P":
         img = img.convert("RGBA")
     if img.mode in ("RGBA", "LA"):

@@ -81,10 +81,9 @@ def run_demo(folder: Path, keep: str | None) -> None:
     catalog = make_catalog(Path(folder))
     out = Path(folder) / "scored.parquet"
     summary = run_catalog(catalog, out, keep=keep)
-    df = pq.read_table(out).to_pandas()
     t = Table("title", "status", "top genre", "prob", "kept", title=f"{catalog} → {out}")
-    for r in df.itertuples():
-        prob = "" if r.status != "ok" else f"{r.genre_prob:.2f}"
-        t.add_row(r.title, r.status, r.genre or "", prob, "yes" if r.kept else "")
-    Console(highlight=False).print(t)
+    for r in pq.read_table(out).to_pylist():
+        prob = "" if r["status"] != "ok" else f"{r['genre_prob']:.2f}"
+        t.add_row(r["title"], r["status"], r["genre"] or "", prob, "yes" if r["kept"] else "")
+    Console(highlight=False, soft_wrap=True).print(t)
     print_summary(summary, out)

@@ -11,7 +11,7 @@ from .score import Summary
 
 
 def _console() -> Console:
-    return Console(stderr=False, highlight=False)
+    return Console(highlight=False, soft_wrap=True)  # no hard wraps in logs and pipes
 
 
 def print_summary(summary: Summary, out: Path) -> None:
@@ -45,9 +45,9 @@ def print_evaluation(result: dict) -> None:
         t.add_row(label, f"{m['accuracy']:.3f}", f"{m['balanced_accuracy']:.3f}",
                   *[f"{m['recall'][g]:.2f}" for g in genres])
     c.print(t)
-    if best:
-        m = result["heads"][best]
-        cm = Table("true \\ predicted", *genres, title=f"confusion matrix, {best}")
+    c.print("confusion matrices (rows: true genre, columns: predicted)")
+    for name, m in ranked:
+        cm = Table("true \\ pred", *genres, title=name, title_justify="left")
         for g, row in zip(genres, m["confusion_matrix"]):
             cm.add_row(g, *map(str, row))
         c.print(cm)

@@ -1,0 +1,44 @@
+"""Help, model info and start-up cost of the command line."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from typer.testing import CliRunner
+
+from scorer.cli import app
+from scorer.model import Model
+
+
+def test_help_lists_the_commands():
+    result = CliRunner().invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for command in ("catalog", "demo", "evaluate", "train", "info"):
+        assert command in result.output
+
+
+def test_cli_import_does_not_load_heavy_modules():
+    code = ("import sys, scorer.cli; heavy = [m for m in ('onnxruntime', 'numpy', 'pyarrow', 'cv2', 'PIL', "
+            "'sklearn', 'xgboost', 'torch') if m in sys.modules]; print(','.join(heavy))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
+
+
+def test_info_shows_the_shipped_model():
+    model = Model()
+    result = CliRunner().invoke(app, ["info"])
+    assert result.exit_code == 0, result.output
+    assert ", ".join(model.genres) in result.output
+    assert model.version in result.output
+    assert model.default_head in result.output
+    cv = model.manifest["cv"]["heads"]
+    best = max(cv, key=lambda n: cv[n]["balanced_accuracy"])
+    assert best == model.default_head
+    assert f"{cv[best]['balanced_accuracy']:.3f}" in result.output
+
+
+def test_info_on_a_folder_that_is_not_a_model(tmp_path):
+    result = CliRunner().invoke(app, ["info", "--model", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "not a model directory" in result.output

@@ -1,0 +1,67 @@
+"""``scorer train`` writes a self-contained model directory that ``scorer catalog`` can use."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pyarrow.parquet as pq
+from typer.testing import CliRunner
+
+from scorer.cli import app
+from scorer.model import Model
+
+
+def test_train_then_score_with_the_new_model(covers_dir, tmp_path):
+    rows = []
+    for genre in ("country", "hiphop", "rock"):
+        rows += [(str(p), genre) for p in sorted((covers_dir / genre).glob("*.jpg"))[:20]]
+    data = tmp_path / "labels.csv"
+    with open(data, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["path", "genre"])
+        w.writerows(rows)
+
+    model_dir = tmp_path / "model"
+    result = CliRunner().invoke(app, ["train", str(data), "--out", str(model_dir), "--folds", "3", "--name", "mini"])
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((model_dir / "manifest.json").read_text())
+    assert manifest["genres"] == ["country", "hiphop", "rock"]
+    assert manifest["training_set"]["images"] == 60
+    assert manifest["default_head"] in [*manifest["heads"], "ensemble"]
+    assert manifest["cv"]["folds"] == 3
+    assert (model_dir / manifest["featurizers"]["cnn"]["file"]).exists()  # self-contained copy
+    for spec in manifest["heads"].values():
+        assert (model_dir / spec["file"]).exists()
+    assert not list(tmp_path.glob(".model.*"))  # staging folder renamed away
+
+    catalog = tmp_path / "catalog.csv"
+    with open(catalog, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["cover_url"])
+        w.writerows([[p] for p, _ in rows[::7]])
+    out = tmp_path / "scored.parquet"
+    result = CliRunner().invoke(app, ["catalog", str(catalog), "--out", str(out), "--model", str(model_dir),
+                                      "--keep", "hiphop"])
+    assert result.exit_code == 0, result.output
+    df = pq.read_table(out).to_pandas()
+    assert set(df.genre) <= {"country", "hiphop", "rock"}
+    assert {c for c in df.columns if c.startswith("p_")} == {"p_country", "p_hiphop", "p_rock"}
+    assert (df.model_version == manifest["version"]).all()
+    assert Model(model_dir).default_head == manifest["default_head"]
+
+    bad = CliRunner().invoke(app, ["catalog", str(catalog), "--out", str(out), "--model", str(model_dir),
+                                   "--keep", "pop"])
+    assert bad.exit_code == 2 and "country, hiphop, rock" in bad.output
+
+
+def test_train_rejects_a_single_genre(covers_dir, tmp_path):
+    data = tmp_path / "one.csv"
+    with open(data, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["path", "genre"])
+        w.writerows([[str(p), "rock"] for p in sorted((covers_dir / "rock").glob("*.jpg"))[:5]])
+    result = CliRunner().invoke(app, ["train", str(data), "--out", str(tmp_path / "m")])
+    assert result.exit_code == 2
+    assert "at least two genres" in result.output
+    assert not (tmp_path / "m").exists()
