@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import struct
 import warnings
 
 import numpy as np
@@ -45,6 +46,9 @@ def decode_image(data: bytes, size: int = IMAGE_SIZE) -> np.ndarray:
         raise RowError("too_large", str(e)) from e
     except (OSError, SyntaxError, ValueError) as e:
         raise RowError("decode_error", f"damaged image: {e}") from e
+    except (IndexError, KeyError, TypeError, struct.error, ZeroDivisionError) as e:
+        # Pillow's format plugins raise these on some malformed headers
+        raise RowError("decode_error", f"damaged image ({type(e).__name__}): {e}") from e
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:

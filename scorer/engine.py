@@ -63,8 +63,8 @@ def decoded(items: Iterable[T], ref: Callable[[T], str], fetcher: Fetcher,
             yield Outcome(item, image=fut.result())
         elif isinstance(err, RowError):
             yield Outcome(item, error=err)
-        else:  # a bug or an unexpected library error: keep the row, say what happened
-            yield Outcome(item, error=RowError("decode_error", f"{type(err).__name__}: {err}"))
+        else:  # not a property of the row (a bug, a missing module): stop the run loudly
+            raise err
 
 
 def batched(outcomes: Iterable[Outcome[T]], size: int) -> Iterator[list[Outcome[T]]]:

@@ -98,7 +98,7 @@ class Scorer:
 
     def _table(self, rows: pa.Table, status: list[str], errors: list, proba: np.ndarray) -> pa.Table:
         genres = self.model.genres
-        ok = np.array([s == "ok" for s in status])
+        ok = np.array([s == "ok" for s in status], dtype=bool)
         kept = self.keep.apply(proba, genres)
         top = np.where(ok, np.nan_to_num(proba, nan=-1).argmax(axis=1), -1)
         self.summary.scored += int(ok.sum())

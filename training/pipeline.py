@@ -107,6 +107,9 @@ def train_dataset(data: Path, out: Path, folds: int = 5, seed: int = 0, name: st
             "cv": _cv_summary(cv) if cv else None,
         }
         (staging / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+        umask = os.umask(0)
+        os.umask(umask)
+        staging.chmod(0o777 & ~umask)  # mkdtemp makes it owner-only; a model is meant to be shared
         if out.exists():
             shutil.rmtree(out)
         staging.rename(out)
