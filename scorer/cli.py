@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -25,6 +26,13 @@ MinProbOpt = Annotated[Optional[float], typer.Option(
     "--min-prob", help="Keep rows whose kept genres' summed probability reaches this (0-1), instead of top-1.")]
 
 
+def _single_threaded_blas() -> None:
+    """Scoring leaves the cores to onnxruntime: the heads' small matrix products gain nothing from
+    BLAS threads, and idle OpenBLAS threads spin and halve throughput. Must run before numpy loads."""
+    for var in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, "1")
+
+
 def fail(message: str, code: int = 2) -> None:
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(code)
@@ -38,11 +46,14 @@ def catalog(
     head: HeadOpt = None,
     min_prob: MinProbOpt = None,
     model: ModelOpt = None,
-    batch_size: Annotated[int, typer.Option(help="Covers per featurizer batch.", min=1, max=1024)] = 32,
+    batch_size: Annotated[int, typer.Option(
+        help="Covers per featurizer batch (on CPU, 8 is as fast as 32 with a third of the memory).",
+        min=1, max=1024)] = 8,
     workers: Annotated[int, typer.Option(help="Fetch/decode threads.", min=1, max=256)] = 4,
     json_summary: Annotated[bool, typer.Option("--json", help="Print the run summary as JSON.")] = False,
 ) -> None:
     """Score every row of a catalog of covers and write one output row per input row."""
+    _single_threaded_blas()
     from .run import run_catalog
 
     try:
@@ -65,6 +76,7 @@ def demo(
     keep: KeepOpt = "rock,pop",
 ) -> None:
     """Score a small catalog of covers that scorer draws itself, with the shipped model."""
+    _single_threaded_blas()
     from .demo import run_demo
 
     try:

@@ -21,7 +21,7 @@ def open_model(model_dir: Path | None, head: str | None) -> Model:
 
 
 def run_catalog(input: Path, out: Path, keep: str | None = None, head: str | None = None,
-                min_prob: float | None = None, model_dir: Path | None = None, batch_size: int = 32,
+                min_prob: float | None = None, model_dir: Path | None = None, batch_size: int = 8,
                 workers: int = 4, show_progress: bool | None = None) -> Summary:
     """Score ``input`` into ``out``. Every argument is checked before the first cover is fetched."""
     out = Path(out)

@@ -56,7 +56,7 @@ class Scorer:
     head_name: str
     keep: KeepFilter
     fetcher: Fetcher
-    batch_size: int = 32
+    batch_size: int = 8
     workers: int = 4
     chunk_rows: int = 4096
 
@@ -75,7 +75,8 @@ class Scorer:
         proba = np.full((min(self.chunk_rows, n), len(genres)), np.nan, dtype=np.float32)
         done = 0  # rows of the current chunk already settled
 
-        stream = decoded(range(n), lambda i: urls[i] or "", self.fetcher, self.workers, window=8 * self.batch_size)
+        stream = decoded(range(n), lambda i: urls[i] or "", self.fetcher, self.workers,
+                         window=max(64, 4 * self.batch_size))
         for batch in batched(stream, self.batch_size):
             images = stack_images(batch)
             probs = iter(self.model.predict(images, self.head)) if len(images) else iter(())

@@ -46,7 +46,7 @@ class FeatureCache:
 
 
 def extract(examples: list[Example], featurizers: dict, cache_root: Path | None = None,
-            batch_size: int = 32, label: str = "featurizing") -> dict[str, np.ndarray]:
+            batch_size: int = 8, label: str = "featurizing") -> dict[str, np.ndarray]:
     """Features per featurizer kind, in ``examples`` order. Cached vectors are not recomputed.
 
     Raises ``ValueError`` naming the first few images that could not be decoded.
