@@ -49,6 +49,19 @@ def draw_cover(seed: int, palette: list[tuple[int, int, int]], size: int = 600) 
     return img
 
 
+def draw_covers(folder: Path, count: int, seed: int = 0, size: int = 600) -> list[Path]:
+    """Save ``count`` drawn JPEG covers into ``folder``, one palette after another."""
+    folder.mkdir(parents=True, exist_ok=True)
+    palettes = list(PALETTES.items())
+    files = []
+    for i in range(count):
+        name, palette = palettes[i % len(palettes)]
+        file = folder / f"{name.replace(' ', '-')}-{i + 1}.jpg"
+        draw_cover(seed + i, palette, size=size).save(file, quality=90)
+        files.append(file)
+    return files
+
+
 def make_catalog(folder: Path, per_palette: int = 3) -> Path:
     """Write covers and ``catalog.csv`` (with one row whose file is missing, to show error rows)."""
     covers = folder / "covers"

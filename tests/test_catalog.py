@@ -22,7 +22,7 @@ from aiohttp import web
 from typer.testing import CliRunner
 
 from scorer.cli import app
-from scorer.demo import PALETTES, draw_cover
+from scorer.demo import draw_covers
 from scorer.model import Model
 from scorer.sinks import read_metadata
 
@@ -92,11 +92,7 @@ def catalog(tmp_path_factory) -> tuple[Path, list[dict]]:
     folder = tmp_path_factory.mktemp("catalog")
     covers = folder / "covers"
     covers.mkdir()
-    good = []
-    for i, (name, palette) in enumerate(list(PALETTES.items())[:6]):
-        file = covers / f"{name.replace(' ', '-')}.jpg"
-        draw_cover(1000 + i, palette, size=320).save(file, quality=90)
-        good.append(file)
+    good = draw_covers(covers, 6, seed=1000, size=320)
     (covers / "page.jpg").write_bytes(HTML)
     whole = good[0].read_bytes()
     (covers / "truncated.jpg").write_bytes(whole[: len(whole) // 2])
@@ -145,7 +141,7 @@ def real_catalog(covers_dir, sample_covers, tmp_path_factory) -> Path:
 def cover_server(catalog):
     """A real HTTP server on 127.0.0.1 (own event loop in a thread); yields (base URL, hit counter)."""
     folder, _ = catalog
-    jpeg = next((folder / "covers").glob("neon-night.jpg")).read_bytes()
+    jpeg = next((folder / "covers").glob("neon-night*.jpg")).read_bytes()
     hits: Counter = Counter()
 
     async def count(request: web.Request, handler):

@@ -17,7 +17,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from scorer.demo import PALETTES, draw_cover
+from scorer.demo import draw_covers
 from scorer.model import Model
 
 REPO = Path(__file__).resolve().parent.parent
@@ -90,13 +90,8 @@ def test_help_without_training_extras(blocked_env, tmp_path):
 
 
 def test_scoring_every_head_without_training_extras(blocked_env, tmp_path):
-    covers = tmp_path / "covers"
-    covers.mkdir()
-    rows = []
-    for i, (name, palette) in enumerate(list(PALETTES.items())[:3]):
-        file = covers / f"{name.replace(' ', '-')}.jpg"
-        draw_cover(2000 + i, palette, size=256).save(file, quality=90)
-        rows.append({"id": str(i), "cover_url": f"covers/{file.name}"})
+    files = draw_covers(tmp_path / "covers", 3, seed=2000, size=256)
+    rows = [{"id": str(i), "cover_url": f"covers/{file.name}"} for i, file in enumerate(files)]
     src = tmp_path / "catalog.csv"
     with open(src, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=["id", "cover_url"])
