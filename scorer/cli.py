@@ -54,13 +54,14 @@ def catalog(
 ) -> None:
     """Score every row of a catalog of covers and write one output row per input row."""
     _single_threaded_blas()
+    from .filters import UsageError
     from .run import run_catalog
 
     try:
         summary = run_catalog(input, out, keep=keep, head=head, min_prob=min_prob, model_dir=model,
                               batch_size=batch_size, workers=workers)
-    except (ValueError, FileNotFoundError, KeyError) as e:
-        fail(str(e).strip("'\""))
+    except (UsageError, FileNotFoundError) as e:
+        fail(str(e))
     from .report import print_summary
 
     if json_summary:
@@ -78,10 +79,11 @@ def demo(
     """Score a small catalog of covers that scorer draws itself, with the shipped model."""
     _single_threaded_blas()
     from .demo import run_demo
+    from .filters import UsageError
 
     try:
         run_demo(out, keep)
-    except ValueError as e:
+    except UsageError as e:
         fail(str(e))
 
 
