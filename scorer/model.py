@@ -92,8 +92,3 @@ class Model:
         if isinstance(head, EnsembleHead):
             return head.predict_proba_from(features)
         return head.predict_proba(features[head.featurizer])
-
-    def describe(self) -> dict:
-        """The part of the manifest that scored outputs record."""
-        keep = ("name", "version", "genres", "featurizers", "default_head", "training_set", "cv", "created_at")
-        return {k: self.manifest[k] for k in keep if k in self.manifest}

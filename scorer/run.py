@@ -43,7 +43,7 @@ def run_catalog(input: Path, out: Path, keep: str | None = None, head: str | Non
         "ensemble_members": model.manifest.get("ensemble") if head_name == ENSEMBLE else None,
         "keep": list(keep_filter.genres),
         "min_prob": keep_filter.min_prob,
-        "model": model.describe(),
+        "model": model.manifest,
         "input": str(input),
     }
     try:
