@@ -47,6 +47,7 @@ class Model:
         self.version: str = self.manifest["version"]
         self.default_head: str = self.manifest["default_head"]
         self.threads = threads
+        self._heads: dict[str, Head] = {}
 
     @property
     def head_names(self) -> list[str]:
@@ -62,7 +63,9 @@ class Model:
         return ColourFeaturizer()
 
     def featurizer(self, kind: str):
-        return {"cnn": lambda: self.cnn, "colour": lambda: self.colour}[kind]()
+        if kind not in ("cnn", "colour"):
+            raise KeyError(f"unknown featurizer kind {kind!r}")
+        return getattr(self, kind)
 
     def head(self, name: str | None = None) -> Head | EnsembleHead:
         name = name or self.default_head
@@ -74,11 +77,10 @@ class Model:
         return self._load_head(name)
 
     def _load_head(self, name: str) -> Head:
-        cache = self.__dict__.setdefault("_heads", {})
-        if name not in cache:
+        if name not in self._heads:
             spec = self.manifest["heads"][name]
-            cache[name] = load_head(name, spec["featurizer"], self.dir / spec["file"])
-        return cache[name]
+            self._heads[name] = load_head(name, spec["featurizer"], self.dir / spec["file"])
+        return self._heads[name]
 
     @staticmethod
     def kinds_for(head: Head | EnsembleHead) -> list[str]:
