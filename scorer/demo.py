@@ -64,16 +64,10 @@ def draw_covers(folder: Path, count: int, seed: int = 0, size: int = 600) -> lis
 
 def make_catalog(folder: Path, per_palette: int = 3) -> Path:
     """Write covers and ``catalog.csv`` (with one row whose file is missing, to show error rows)."""
-    covers = folder / "covers"
-    covers.mkdir(parents=True, exist_ok=True)
-    rows = []
-    for p, (name, palette) in enumerate(PALETTES.items()):
-        for i in range(per_palette):
-            seed = p * 100 + i
-            file = covers / f"{name.replace(' ', '-')}-{i + 1}.jpg"
-            draw_cover(seed, palette).save(file, quality=90)
-            rows.append({"id": f"demo-{seed:03d}", "title": f"{name.title()} Vol. {i + 1}",
-                         "artist": "The Demo Band", "cover_url": f"covers/{file.name}"})
+    files = draw_covers(folder / "covers", per_palette * len(PALETTES))
+    names = list(PALETTES)
+    rows = [{"id": f"demo-{i:03d}", "title": f"{names[i % len(names)].title()} Vol. {i // len(names) + 1}",
+             "artist": "The Demo Band", "cover_url": f"covers/{file.name}"} for i, file in enumerate(files)]
     rows.append({"id": "demo-missing", "title": "Lost Tapes", "artist": "Nobody", "cover_url": "covers/missing.jpg"})
     path = folder / "catalog.csv"
     with open(path, "w", newline="") as f:

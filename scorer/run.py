@@ -51,14 +51,7 @@ def run_catalog(input: Path, out: Path, keep: str | None = None, head: str | Non
                                                           enabled=show_progress) as advance:
             for chunk in scorer.run(table, on_progress=advance):
                 sink.write(chunk)
-            if table.num_rows == 0:
-                sink.write(_empty_output(table, scorer))
     finally:
         fetcher.close()
     return scorer.summary
 
-
-def _empty_output(table, scorer: Scorer):
-    import numpy as np
-
-    return scorer._table(table, [], [], np.zeros((0, len(scorer.model.genres)), np.float32))

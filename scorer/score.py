@@ -64,7 +64,7 @@ class Scorer:
         self.head = self.model.head(self.head_name)
 
     def run(self, table: pa.Table, on_progress: Callable[[int], None] = lambda n: None) -> Iterator[pa.Table]:
-        """Yield output tables chunk by chunk (input order), updating ``self.summary``."""
+        """Yield output tables chunk by chunk (input order, at least one), updating ``self.summary``."""
         self.summary = Summary(rows=table.num_rows)
         start = time.perf_counter()
         urls = table.column("cover_url").to_pylist()
@@ -74,6 +74,8 @@ class Scorer:
         errors: list[str | None] = []
         proba = np.full((min(self.chunk_rows, n), len(genres)), np.nan, dtype=np.float32)
         done = 0  # rows of the current chunk already settled
+        if n == 0:  # still one (empty) table, so the output has its full schema
+            yield self._table(table, status, errors, proba)
 
         stream = decoded(range(n), lambda i: urls[i] or "", self.fetcher, self.workers,
                          window=max(64, 4 * self.batch_size))

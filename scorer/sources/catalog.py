@@ -43,11 +43,11 @@ def read_catalog(path: Path) -> pa.Table:
     if URL_COLUMN not in table.column_names:
         raise UsageError(f"{path}: no {URL_COLUMN!r} column (found: {', '.join(table.column_names) or 'none'}); "
                          f"each row needs a cover_url with an http(s) URL or a local path")
-    if pa.types.is_null(table.schema.field(URL_COLUMN).type):  # every value empty: rows become missing_url
+    url_type = table.schema.field(URL_COLUMN).type
+    if pa.types.is_null(url_type):  # every value empty: rows become missing_url
         table = table.set_column(table.column_names.index(URL_COLUMN), URL_COLUMN,
                                  table.column(URL_COLUMN).cast(pa.string()))
-    if not pa.types.is_string(table.schema.field(URL_COLUMN).type) and not pa.types.is_large_string(
-            table.schema.field(URL_COLUMN).type) and table.num_rows:
+    elif not (pa.types.is_string(url_type) or pa.types.is_large_string(url_type)) and table.num_rows:
         raise UsageError(f"{path}: {URL_COLUMN!r} must hold text (URLs or paths)")
     return table
 
