@@ -26,6 +26,27 @@ MinProbOpt = Annotated[Optional[float], typer.Option(
     "--min-prob", help="Keep rows whose kept genres' summed probability reaches this (0-1), instead of top-1.")]
 
 
+AllowPrivateOpt = Annotated[bool, typer.Option(
+    "--allow-private-hosts",
+    help="Allow cover URLs on loopback and private networks (refused by default; link-local never).")]
+ConcurrencyOpt = Annotated[int, typer.Option(help="HTTP requests in flight.", min=1, max=1024)]
+PerHostOpt = Annotated[int, typer.Option(help="Connections to any one host.", min=1, max=1024)]
+TimeoutOpt = Annotated[float, typer.Option(
+    "--timeout", help="Seconds one request may take in all (connect and read stalls time out sooner).", min=0.1)]
+RetriesOpt = Annotated[int, typer.Option(help="Retries for connection errors, timeouts, 5xx and 429.", min=0, max=20)]
+CacheOpt = Annotated[bool, typer.Option(
+    "--cache/--no-cache", help="Keep fetched covers in the on-disk cache ($SCORER_CACHE_DIR/covers).")]
+
+
+def _fetch_options(allow_private_hosts: bool, concurrency: int, per_host: int, timeout: float, retries: int,
+                   cache: bool):
+    from .fetch import FetchOptions
+
+    return FetchOptions(concurrency=concurrency, per_host=per_host, deadline=timeout, retries=retries,
+                        allow_private_hosts=allow_private_hosts, cache=cache,
+                        connect_timeout=min(10.0, timeout), read_timeout=min(20.0, timeout))
+
+
 def _single_threaded_blas() -> None:
     """Scoring leaves the cores to onnxruntime: the heads' small matrix products gain nothing from
     BLAS threads, and idle OpenBLAS threads spin and halve throughput. Must run before numpy loads."""
@@ -38,6 +59,12 @@ def fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
+BatchOpt = Annotated[int, typer.Option(
+    help="Covers per featurizer batch (on CPU, 8 is as fast as 32 with a third of the memory).", min=1, max=1024)]
+WorkersOpt = Annotated[int, typer.Option(help="Decode threads.", min=1, max=256)]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the run summary as JSON.")]
+
+
 @app.command()
 def catalog(
     input: Annotated[Path, typer.Argument(help="CSV, JSONL or Parquet with a cover_url column (URL or local path).")],
@@ -46,20 +73,57 @@ def catalog(
     head: HeadOpt = None,
     min_prob: MinProbOpt = None,
     model: ModelOpt = None,
-    batch_size: Annotated[int, typer.Option(
-        help="Covers per featurizer batch (on CPU, 8 is as fast as 32 with a third of the memory).",
-        min=1, max=1024)] = 8,
-    workers: Annotated[int, typer.Option(help="Fetch/decode threads.", min=1, max=256)] = 4,
-    json_summary: Annotated[bool, typer.Option("--json", help="Print the run summary as JSON.")] = False,
+    batch_size: BatchOpt = 8,
+    workers: WorkersOpt = 4,
+    concurrency: ConcurrencyOpt = 64,
+    per_host: PerHostOpt = 16,
+    timeout: TimeoutOpt = 60.0,
+    retries: RetriesOpt = 3,
+    cache: CacheOpt = True,
+    allow_private_hosts: AllowPrivateOpt = False,
+    json_summary: JsonOpt = False,
 ) -> None:
     """Score every row of a catalog of covers and write one output row per input row."""
     _single_threaded_blas()
-    from .filters import UsageError
     from .run import run_catalog
 
+    _score(run_catalog, input, out, keep, head, min_prob, model, batch_size, workers,
+           _fetch_options(allow_private_hosts, concurrency, per_host, timeout, retries, cache), json_summary)
+
+
+@app.command()
+def links(
+    input: Annotated[Path, typer.Argument(
+        help="Link file: <cover URL><TAB><genre>/<album_id>.jpg per line, as in the Bandcamp study.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output Parquet file.")],
+    keep: KeepOpt = None,
+    head: HeadOpt = None,
+    min_prob: MinProbOpt = None,
+    model: ModelOpt = None,
+    batch_size: BatchOpt = 8,
+    workers: WorkersOpt = 4,
+    concurrency: ConcurrencyOpt = 64,
+    per_host: PerHostOpt = 16,
+    timeout: TimeoutOpt = 60.0,
+    retries: RetriesOpt = 3,
+    cache: CacheOpt = True,
+    allow_private_hosts: AllowPrivateOpt = False,
+    json_summary: JsonOpt = False,
+) -> None:
+    """Score every cover of a link file; the file's genre is kept as the `label` column."""
+    _single_threaded_blas()
+    from .run import run_links
+
+    _score(run_links, input, out, keep, head, min_prob, model, batch_size, workers,
+           _fetch_options(allow_private_hosts, concurrency, per_host, timeout, retries, cache), json_summary)
+
+
+def _score(run, input, out, keep, head, min_prob, model, batch_size, workers, fetch, json_summary) -> None:
+    from .filters import UsageError
+
     try:
-        summary = run_catalog(input, out, keep=keep, head=head, min_prob=min_prob, model_dir=model,
-                              batch_size=batch_size, workers=workers)
+        summary = run(input, out, keep=keep, head=head, min_prob=min_prob, model_dir=model,
+                      batch_size=batch_size, workers=workers, fetch=fetch)
     except (UsageError, FileNotFoundError) as e:
         fail(str(e))
     from .report import print_summary

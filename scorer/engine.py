@@ -16,7 +16,7 @@ import numpy as np
 
 from .decode import decode_image
 from .errors import RowError
-from .fetch import Fetcher
+from .fetch import CoverFetcher
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -50,14 +50,20 @@ def ordered_map(fn: Callable[[T], R], items: Iterable[T], workers: int, window: 
             yield head
 
 
-def decoded(items: Iterable[T], ref: Callable[[T], str], fetcher: Fetcher,
+def decoded(items: Iterable[T], ref: Callable[[T], str], fetcher: CoverFetcher,
             workers: int = 4, window: int = 256) -> Iterator[Outcome[T]]:
-    """Fetch and decode each item's cover; every item yields exactly one :class:`Outcome`."""
+    """Fetch and decode each item's cover; every item yields exactly one :class:`Outcome`.
 
-    def work(item: T) -> np.ndarray:
-        return decode_image(fetcher.fetch(ref(item)))
+    Fetching streams ahead on the fetcher's event loop; decoding runs on ``workers`` threads.
+    """
 
-    for item, fut in ordered_map(work, items, workers, window):
+    def work(fetched: tuple[T, bytes | RowError]) -> np.ndarray:
+        data = fetched[1]
+        if isinstance(data, RowError):
+            raise data
+        return decode_image(data)
+
+    for (item, _), fut in ordered_map(work, fetcher.stream(items, ref), workers, window):
         err = fut.exception()
         if err is None:
             yield Outcome(item, image=fut.result())

@@ -1,16 +1,18 @@
-"""``scorer catalog``: validate everything first, then stream rows through the scorer into Parquet."""
+"""``scorer catalog`` and ``scorer links``: validate everything first, then stream rows into Parquet."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from .fetch import SimpleFetcher
+import pyarrow as pa
+
+from .fetch import CoverFetcher, FetchOptions
 from .filters import KeepFilter, UsageError
 from .model import ENSEMBLE, Model
 from .progress import progress
 from .score import Scorer, Summary, check_passthrough
 from .sinks import ParquetSink
-from .sources import read_catalog
+from .sources import links_table, read_catalog, read_links
 
 
 def open_model(model_dir: Path | None, head: str | None) -> Model:
@@ -20,38 +22,68 @@ def open_model(model_dir: Path | None, head: str | None) -> Model:
     return model
 
 
+def check_out(out: Path | None) -> None:
+    if out is None:
+        return
+    if Path(out).suffix.lower() not in (".parquet", ".pq"):
+        raise UsageError(f"--out {out}: give a .parquet file name")
+    if Path(out).is_dir():
+        raise UsageError(f"--out {out} is a directory; give a .parquet file name")
+
+
+def run_metadata(model: Model, head_name: str, keep: KeepFilter, **extra) -> dict:
+    """What every output records about how it was made."""
+    return {
+        "genres": model.genres,
+        "head": head_name,
+        "ensemble_members": model.manifest.get("ensemble") if head_name == ENSEMBLE else None,
+        "keep": list(keep.genres),
+        "min_prob": keep.min_prob,
+        "model": model.manifest,
+        **extra,
+    }
+
+
+def score_table(table: pa.Table, out: Path, model: Model, head_name: str, keep: KeepFilter,
+                fetcher: CoverFetcher, metadata: dict, batch_size: int = 8, workers: int = 4,
+                show_progress: bool | None = None) -> Summary:
+    """Score every row of ``table`` into the Parquet file ``out`` (written atomically)."""
+    scorer = Scorer(model, head_name, keep, fetcher, batch_size=batch_size, workers=workers)
+    with ParquetSink(out, metadata) as sink, progress("scoring", total=table.num_rows,
+                                                      enabled=show_progress) as advance:
+        for chunk in scorer.run(table, on_progress=advance):
+            sink.write(chunk)
+    return scorer.summary
+
+
 def run_catalog(input: Path, out: Path, keep: str | None = None, head: str | None = None,
                 min_prob: float | None = None, model_dir: Path | None = None, batch_size: int = 8,
-                workers: int = 4, show_progress: bool | None = None) -> Summary:
-    """Score ``input`` into ``out``. Every argument is checked before the first cover is fetched."""
-    out = Path(out)
-    if out.suffix.lower() not in (".parquet", ".pq"):
-        raise UsageError(f"--out {out}: give a .parquet file name")
-    if out.is_dir():
-        raise UsageError(f"--out {out} is a directory; give a .parquet file name")
+                workers: int = 4, show_progress: bool | None = None,
+                fetch: FetchOptions | None = None) -> Summary:
+    """Score a catalog file into ``out``. Every argument is checked before the first cover is fetched."""
+    check_out(out)
     model = open_model(model_dir, head)
     keep_filter = KeepFilter.parse(keep, model.genres, min_prob)
     table = read_catalog(input)
     check_passthrough(table.column_names, model.genres)
-
     head_name = head or model.default_head
-    fetcher = SimpleFetcher(base_dir=Path(input).resolve().parent)
-    scorer = Scorer(model, head_name, keep_filter, fetcher, batch_size=batch_size, workers=workers)
-    metadata = {
-        "genres": model.genres,
-        "head": head_name,
-        "ensemble_members": model.manifest.get("ensemble") if head_name == ENSEMBLE else None,
-        "keep": list(keep_filter.genres),
-        "min_prob": keep_filter.min_prob,
-        "model": model.manifest,
-        "input": str(input),
-    }
-    try:
-        with ParquetSink(out, metadata) as sink, progress("scoring", total=table.num_rows,
-                                                          enabled=show_progress) as advance:
-            for chunk in scorer.run(table, on_progress=advance):
-                sink.write(chunk)
-    finally:
-        fetcher.close()
-    return scorer.summary
+    metadata = run_metadata(model, head_name, keep_filter, input=str(input))
+    with CoverFetcher(fetch, base_dir=Path(input).resolve().parent) as fetcher:
+        return score_table(table, Path(out), model, head_name, keep_filter, fetcher, metadata,
+                           batch_size, workers, show_progress)
 
+
+def run_links(input: Path, out: Path, keep: str | None = None, head: str | None = None,
+              min_prob: float | None = None, model_dir: Path | None = None, batch_size: int = 8,
+              workers: int = 4, show_progress: bool | None = None,
+              fetch: FetchOptions | None = None) -> Summary:
+    """Score a Bandcamp-study link file; each row keeps its ``label`` (the genre in the file)."""
+    check_out(out)
+    model = open_model(model_dir, head)
+    keep_filter = KeepFilter.parse(keep, model.genres, min_prob)
+    table = links_table(read_links(input))
+    head_name = head or model.default_head
+    metadata = run_metadata(model, head_name, keep_filter, input=str(input), source="link-file")
+    with CoverFetcher(fetch) as fetcher:
+        return score_table(table, Path(out), model, head_name, keep_filter, fetcher, metadata,
+                           batch_size, workers, show_progress)

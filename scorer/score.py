@@ -12,7 +12,7 @@ import numpy as np
 import pyarrow as pa
 
 from .engine import batched, decoded, stack_images
-from .fetch import Fetcher
+from .fetch import CoverFetcher
 from .filters import KeepFilter, UsageError
 from .model import Model
 
@@ -55,7 +55,7 @@ class Scorer:
     model: Model
     head_name: str
     keep: KeepFilter
-    fetcher: Fetcher
+    fetcher: CoverFetcher
     batch_size: int = 8
     workers: int = 4
     chunk_rows: int = 4096

@@ -324,7 +324,7 @@ def test_http_covers(cover_server, model, tmp_path):
             {"id": "html", "cover_url": f"{base}/page.jpg"},
             {"id": "ok2", "cover_url": f"{base}/cover.jpg?size=large"}]
     src = write_csv(tmp_path / "http.csv", rows, ["id", "cover_url"])
-    got = score(src, "--out", tmp_path / "http.parquet")
+    got = score(src, "--out", tmp_path / "http.parquet", "--allow-private-hosts", "--retries", "1", "--no-cache")
     assert [r["id"] for r in got] == [r["id"] for r in rows]
     expected = {"ok": "ok", "404": "http_404", "500": "http_5xx", "html": "not_an_image", "ok2": "ok"}
     for r in got:
@@ -334,7 +334,20 @@ def test_http_covers(cover_server, model, tmp_path):
             check_failed_row(r, model.genres, expected[r["id"]])
     np.testing.assert_allclose(probs(got[0], model.genres), probs(got[4], model.genres), atol=1e-6)
     served = hits - before
-    assert served == Counter({"/cover.jpg": 2, "/gone.jpg": 1, "/broken.jpg": 1, "/page.jpg": 1})
+    # the 500 is retried once; nothing else is
+    assert served == Counter({"/cover.jpg": 2, "/gone.jpg": 1, "/broken.jpg": 2, "/page.jpg": 1})
+
+
+def test_loopback_refused_by_default(cover_server, model, tmp_path):
+    """Without --allow-private-hosts a catalog cannot make scorer fetch from the machine itself."""
+    base, hits = cover_server
+    before = hits.copy()
+    rows = [{"id": "a", "cover_url": f"{base}/cover.jpg"},
+            {"id": "b", "cover_url": base.replace("127.0.0.1", "localhost") + "/cover.jpg"}]
+    got = score(write_csv(tmp_path / "local.csv", rows, ["id", "cover_url"]), "--out", tmp_path / "o.parquet")
+    assert [r["status"] for r in got] == ["blocked_address", "blocked_address"]
+    assert "loopback" in got[0]["error"] and "loopback" in got[1]["error"]
+    assert hits == before
 
 
 # ------------------------------------------------------------------------------- argument checking
@@ -383,7 +396,7 @@ def test_invalid_arguments_fail_before_any_work(case, bad_inputs, cover_server, 
     before = hits.copy()
     out_dir = tmp_path / "out"
     args, fragments = _case(case, bad_inputs, out_dir / "scored.parquet", model)
-    result = invoke(*args)
+    result = invoke(*args, "--allow-private-hosts")  # so that a premature fetch would reach the server
     assert result.exit_code == 2, result.output
     message = result.stderr
     assert message.startswith("error: "), message

@@ -9,16 +9,14 @@ from pathlib import Path
 import numpy as np
 
 from scorer.engine import batched, decoded, stack_images
-from scorer.fetch import SimpleFetcher
+from scorer.fetch import CoverFetcher, FetchOptions, default_cache_root
 from scorer.progress import progress
 
 from .dataset import Example
 
 
 def default_cache_dir() -> Path:
-    base = os.environ.get("SCORER_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "scorer")
-    return Path(base) / "features"
+    return default_cache_root() / "features"
 
 
 class FeatureCache:
@@ -64,8 +62,8 @@ def extract(examples: list[Example], featurizers: dict, cache_root: Path | None 
             todo.append(i)
 
     failures = []
-    fetcher = SimpleFetcher()
-    with progress(label, total=len(todo)) as advance:
+    # examples are local files (link files are fetched into the cover cache first)
+    with CoverFetcher(FetchOptions(cache=False)) as fetcher, progress(label, total=len(todo)) as advance:
         stream = decoded(todo, lambda i: examples[i].path, fetcher)
         for batch in batched(stream, batch_size):
             ok = [o for o in batch if o.image is not None]

@@ -1,19 +1,104 @@
-"""Fetching cover bytes. One small interface: ``Fetcher.fetch(ref) -> bytes`` or :class:`RowError`.
+"""Fetching cover bytes: the stage between a source's rows and the decoder.
 
-``ref`` is a local path or an http(s) URL. The local engine calls ``fetch`` from worker threads.
+:class:`CoverFetcher` is the one interface the pipeline uses: ``stream(items, ref)`` yields
+``(item, bytes | RowError)`` for every item, in input order, with a bounded number in flight,
+so memory stays flat however long the input. ``ref(item)`` is an http(s) URL, a ``file://``
+URL or a local path. HTTP runs on an aiohttp event loop in a background thread (see
+:mod:`scorer.fetch.http` for limits, retries and safety); local files are read on threads.
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+import asyncio
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future
+from pathlib import Path
+from typing import TypeVar
 
-from .simple import SimpleFetcher
+from ..errors import RowError
+from .cache import CoverCache, default_cache_root
+from .http import MAX_BYTES, FetchOptions, HttpFetcher
+from .local import local_path, read_local
+
+T = TypeVar("T")
+Result = bytes | RowError
 
 
-class Fetcher(Protocol):
-    def fetch(self, ref: str) -> bytes: ...
+class CoverFetcher:
+    def __init__(self, options: FetchOptions | None = None, base_dir: Path | None = None,
+                 cache: CoverCache | None = None) -> None:
+        self.options = options or FetchOptions()
+        self.base_dir = base_dir
+        if cache is None and self.options.cache:
+            cache = CoverCache.default()
+        self.cache = cache
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="scorer-fetch", daemon=True)
+        self._thread.start()
+        self._http = HttpFetcher(self.options, self.cache)
+        self._call(self._http.start()).result()
 
-    def close(self) -> None: ...
+    def _call(self, coro) -> Future:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop)
+
+    async def get(self, ref: str) -> bytes:
+        ref = (ref or "").strip()
+        if not ref:
+            raise RowError("missing_url", "cover_url is empty")
+        scheme = ref.split(":", 1)[0].lower() if ":" in ref else ""
+        if scheme in ("http", "https"):
+            return await self._http.fetch(ref)
+        if scheme and scheme != "file" and len(scheme) > 1 and "/" not in scheme:  # "c:" is a drive
+            raise RowError("bad_url", f"unsupported URL scheme {scheme!r}: use a local path or an http(s) URL")
+        path = local_path(ref, self.base_dir)
+        return await asyncio.to_thread(read_local, path, self.options.max_bytes)
+
+    async def _result(self, ref: str) -> Result:
+        try:
+            return await self.get(ref)
+        except RowError as e:
+            return e
+
+    def fetch(self, ref: str) -> bytes:
+        """One cover, blocking; raises :class:`RowError`."""
+        got = self._call(self._result(ref)).result()
+        if isinstance(got, RowError):
+            raise got
+        return got
+
+    def stream(self, items: Iterable[T], ref: Callable[[T], str], window: int | None = None
+               ) -> Iterator[tuple[T, Result]]:
+        """Every item once, in input order, with its bytes or its error; at most ``window`` in flight."""
+        window = window or max(64, 4 * self.options.concurrency)
+        pending: deque[tuple[T, Future]] = deque()
+        try:
+            for item in items:
+                pending.append((item, self._call(self._result(ref(item)))))
+                if len(pending) >= window:
+                    head, fut = pending.popleft()
+                    yield head, fut.result()
+            while pending:
+                head, fut = pending.popleft()
+                yield head, fut.result()
+        finally:
+            for _, fut in pending:  # the consumer stopped early
+                fut.cancel()
+
+    def close(self) -> None:
+        if self._loop.is_closed():
+            return
+        self._call(self._http.close()).result()
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join()
+        self._loop.close()
+
+    def __enter__(self) -> CoverFetcher:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
-__all__ = ["Fetcher", "SimpleFetcher"]
+__all__ = ["MAX_BYTES", "CoverCache", "CoverFetcher", "FetchOptions", "default_cache_root"]
