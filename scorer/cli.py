@@ -118,6 +118,62 @@ def links(
            _fetch_options(allow_private_hosts, concurrency, per_host, timeout, retries, cache), json_summary)
 
 
+@app.command()
+def playlist(
+    playlist: Annotated[str, typer.Argument(
+        help="Playlist ID, spotify:playlist:ID, or https://open.spotify.com/playlist/ID link.")],
+    keep: KeepOpt = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Also write the rows to Parquet.")] = None,
+    head: HeadOpt = None,
+    min_prob: MinProbOpt = None,
+    model: ModelOpt = None,
+    user: Annotated[bool, typer.Option(
+        "--user", help="Sign in as yourself (PKCE) to read private playlists; token cached user-only.")] = False,
+    save_playlist: Annotated[Optional[str], typer.Option(
+        "--save-playlist", help="Create a private playlist of the kept tracks with this name (signs you in).")] = None,
+    token_cache: Annotated[Optional[Path], typer.Option(
+        help="Where the signed-in token is kept (default ~/.config/scorer/spotify-token.json).")] = None,
+    batch_size: BatchOpt = 8,
+    workers: WorkersOpt = 4,
+    concurrency: ConcurrencyOpt = 64,
+    per_host: PerHostOpt = 16,
+    timeout: TimeoutOpt = 60.0,
+    retries: RetriesOpt = 3,
+    cache: CacheOpt = True,
+    allow_private_hosts: AllowPrivateOpt = False,
+    json_summary: JsonOpt = False,
+) -> None:
+    """Score a Spotify playlist by its album covers and keep the genres you like.
+
+    App credentials come from SPOTIPY_CLIENT_ID and SPOTIPY_CLIENT_SECRET (developer.spotify.com).
+    """
+    _single_threaded_blas()
+    import logging
+
+    from .filters import UsageError
+    from .playlist import run_playlist
+
+    logging.getLogger("spotipy.client").setLevel(logging.CRITICAL)  # its HTTP errors become our messages
+    from .sources.spotify import SpotifyAccessError
+
+    fetch = _fetch_options(allow_private_hosts, concurrency, per_host, timeout, retries, cache)
+    try:
+        result = run_playlist(playlist, out, keep=keep, head=head, min_prob=min_prob, model_dir=model, user=user,
+                              save_as=save_playlist, token_cache=token_cache, batch_size=batch_size,
+                              workers=workers, fetch=fetch)
+    except UsageError as e:
+        fail(str(e))
+    except SpotifyAccessError as e:
+        fail(str(e), code=1)
+    if json_summary:
+        typer.echo(json.dumps({**result.summary.as_dict(), "playlist": result.playlist,
+                               "distinct_covers": result.distinct_covers}))
+    else:
+        from .report import print_playlist
+
+        print_playlist(result, out)
+
+
 def _score(run, input, out, keep, head, min_prob, model, batch_size, workers, fetch, json_summary) -> None:
     from .filters import UsageError
 
@@ -153,17 +209,24 @@ def demo(
 
 @app.command()
 def evaluate(
-    data: Annotated[Path, typer.Argument(help="Folder with one sub-folder per genre, or a CSV with path,genre.")],
+    data: Annotated[Path, typer.Argument(
+        help="Folder with one sub-folder per genre, a CSV with path,genre, or a link file (.tsv) to fetch.")],
     folds: Annotated[int, typer.Option(help="Number of stratified folds.", min=2, max=20)] = 5,
     seed: Annotated[int, typer.Option(help="Seed for the fold split and the heads.")] = 0,
     featurizer: FeaturizerOpt = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of tables.")] = False,
+    concurrency: ConcurrencyOpt = 64,
+    per_host: PerHostOpt = 16,
+    timeout: TimeoutOpt = 60.0,
+    retries: RetriesOpt = 3,
+    allow_private_hosts: AllowPrivateOpt = False,
 ) -> None:
     """Cross-validate every featurizer+head pair (and their ensemble) on labelled covers."""
     training = _training()
+    fetch = _fetch_options(allow_private_hosts, concurrency, per_host, timeout, retries, cache=True)
     try:
         result = training.evaluate_dataset(data, folds=folds, seed=seed, featurizer=featurizer,
-                                           log=None if json_out else _log)
+                                           log=None if json_out else _log, fetch=fetch)
     except (ValueError, FileNotFoundError) as e:
         fail(str(e))
     if json_out:
@@ -176,19 +239,26 @@ def evaluate(
 
 @app.command()
 def train(
-    data: Annotated[Path, typer.Argument(help="Folder with one sub-folder per genre, or a CSV with path,genre.")],
+    data: Annotated[Path, typer.Argument(
+        help="Folder with one sub-folder per genre, a CSV with path,genre, or a link file (.tsv) to fetch.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Model directory to create.")],
     folds: Annotated[int, typer.Option(help="CV folds used to pick the default head (0: skip, use the ensemble).",
                                        min=0, max=20)] = 5,
     seed: Annotated[int, typer.Option(help="Seed for the folds and the heads.")] = 0,
     name: Annotated[str, typer.Option(help="Model name recorded in the manifest.")] = "custom",
     featurizer: FeaturizerOpt = None,
+    concurrency: ConcurrencyOpt = 64,
+    per_host: PerHostOpt = 16,
+    timeout: TimeoutOpt = 60.0,
+    retries: RetriesOpt = 3,
+    allow_private_hosts: AllowPrivateOpt = False,
 ) -> None:
     """Train kNN, XGBoost and MLP heads on labelled covers and write a model directory."""
     training = _training()
+    fetch = _fetch_options(allow_private_hosts, concurrency, per_host, timeout, retries, cache=True)
     try:
         manifest = training.train_dataset(data, out, folds=folds, seed=seed, name=name, featurizer=featurizer,
-                                          log=_log)
+                                          log=_log, fetch=fetch)
     except (ValueError, FileNotFoundError) as e:
         fail(str(e))
     typer.echo(f"wrote {out} (version {manifest['version']}, default head {manifest['default_head']})")

@@ -66,3 +66,27 @@ def print_model(model) -> None:
         for name, h in sorted(cv["heads"].items(), key=lambda kv: -kv[1]["balanced_accuracy"]):
             t.add_row(name, f"{h['accuracy']:.3f}", f"{h['balanced_accuracy']:.3f}")
         c.print(t)
+
+
+def print_playlist(result, out: Path | None) -> None:
+    """The per-track table (track, artist, top genre, probability, kept), then the run summary."""
+    c = _console()
+    info, table = result.playlist, result.table
+    c.print(f"[bold]{info.get('name') or info['id']}[/] by {info.get('owner') or '?'} · {table.num_rows} tracks, "
+            f"{result.distinct_covers} distinct covers")
+    t = Table("#", "track", "artist", "genre", "prob.", "kept", box=None)
+    for r in table.select(["position", "title", "artist", "status", "genre", "genre_prob", "kept"]).to_pylist():
+        genre = r["genre"] if r["status"] == "ok" else f"[red]{r['status']}[/]"
+        prob = f"{r['genre_prob']:.2f}" if r["genre_prob"] is not None else ""
+        t.add_row(str(r["position"] + 1), r["title"] or "", r["artist"] or "", genre, prob,
+                  "[green]yes[/]" if r["kept"] else "no")
+    c.print(t)
+    s = result.summary
+    c.print(f"{s.scored} scored · {sum(s.failed.values())} not scored"
+            + (f" ({', '.join(f'{k} {n}' for k, n in s.failed.most_common())})" if s.failed else "")
+            + f" · kept {sum(s.kept.values())}")
+    if out is not None:
+        c.print(f"wrote {out}")
+    if result.saved:
+        url = (result.saved.get("external_urls") or {}).get("spotify") or result.saved.get("uri") or result.saved["id"]
+        c.print(f"saved the kept tracks as “{result.saved.get('name')}”: {url}")

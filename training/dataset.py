@@ -1,4 +1,6 @@
-"""Labelled cover sets: a folder with one sub-folder per genre, or a CSV with ``path,genre``.
+"""Labelled cover sets: a folder with one sub-folder per genre, a CSV with ``path,genre``, or a
+Bandcamp-study link file (``<URL><TAB><genre>/<id>.jpg``), whose covers are fetched into the cover
+cache first and read from there.
 
 Images are hashed by content and deduplicated before anything is split: a cover filed twice
 would otherwise sit on both sides of a fold and inflate the scores.
@@ -8,9 +10,13 @@ from __future__ import annotations
 
 import csv
 import hashlib
-from collections import defaultdict
-from dataclasses import dataclass
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from scorer.fetch import CoverCache, CoverFetcher, FetchOptions
+from scorer.progress import progress
+from scorer.sources.linkfile import LINK_SUFFIXES, read_links
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
 
@@ -28,6 +34,7 @@ class Dataset:
     genres: list[str]
     dropped_duplicates: int = 0
     dropped_conflicts: int = 0
+    unfetched: Counter = field(default_factory=Counter)  # link files: failed covers by status
 
     @property
     def labels(self) -> list[int]:
@@ -48,18 +55,25 @@ class Dataset:
         return out
 
 
-def load_labelled(source: Path) -> Dataset:
+def load_labelled(source: Path, fetch: FetchOptions | None = None) -> Dataset:
     """Read a labelled set; raise ``ValueError`` with a clear message when it is not one."""
     source = Path(source)
+    unfetched: Counter = Counter()
     if source.is_dir():
         pairs = _from_folder(source)
     elif source.suffix.lower() == ".csv" and source.is_file():
         pairs = _from_csv(source)
+    elif source.suffix.lower() in LINK_SUFFIXES and source.is_file():
+        pairs, unfetched = _from_links(source, fetch or FetchOptions())
     else:
-        raise ValueError(f"{source}: expected a folder with one sub-folder per genre, or a CSV with path,genre columns")
+        raise ValueError(f"{source}: expected a folder with one sub-folder per genre, a CSV with path,genre "
+                         f"columns, or a link file (.tsv: <cover URL><TAB><genre>/<album_id>.jpg)")
     if not pairs:
-        raise ValueError(f"{source}: no labelled images found")
-    return deduplicate(pairs)
+        detail = f" (fetch failures: {dict(unfetched)})" if unfetched else ""
+        raise ValueError(f"{source}: no labelled images found{detail}")
+    dataset = deduplicate(pairs)
+    dataset.unfetched = unfetched
+    return dataset
 
 
 def _from_folder(root: Path) -> list[tuple[Path, str]]:
@@ -78,6 +92,21 @@ def _from_csv(path: Path) -> list[tuple[Path, str]]:
         rows = [(r["path"], r["genre"].strip()) for r in reader]
     base = path.parent
     return [((base / p) if not Path(p).is_absolute() else Path(p), g) for p, g in rows if p and g]
+
+
+def _from_links(path: Path, fetch: FetchOptions) -> tuple[list[tuple[Path, str]], Counter]:
+    """Fetch every cover of a link file into the cover cache; covers that fail are left out and counted."""
+    links = read_links(path)
+    cache = CoverCache.default()  # the files must outlive the run: training reads them by path
+    pairs, failed = [], Counter()
+    with CoverFetcher(fetch, cache=cache) as fetcher, progress("fetching", total=len(links)) as advance:
+        for link, got in fetcher.stream(links, lambda x: x.url):
+            if isinstance(got, bytes):
+                pairs.append((cache.blob_path(cache.put_blob(got)), link.genre))
+            else:
+                failed[got.code] += 1
+            advance(1)
+    return pairs, failed
 
 
 def file_sha256(path: Path) -> str:

@@ -14,6 +14,7 @@ import numpy as np
 
 import scorer
 from scorer.featurize import ColourFeaturizer, OnnxFeaturizer
+from scorer.fetch import FetchOptions
 from scorer.model import shipped_featurizer
 
 from .dataset import Dataset, load_labelled
@@ -24,12 +25,16 @@ from .heads import HEAD_KINDS, fit_head
 Log = Callable[[str], None] | None
 
 
-def _featurize(data: Path, featurizer: Path | None, log: Log) -> tuple[Dataset, dict[str, np.ndarray], OnnxFeaturizer]:
-    dataset = load_labelled(data)
+def _featurize(data: Path, featurizer: Path | None, log: Log,
+               fetch: FetchOptions | None = None) -> tuple[Dataset, dict[str, np.ndarray], OnnxFeaturizer]:
+    dataset = load_labelled(data, fetch)
     if log:
         log(f"{len(dataset.examples)} covers in {len(dataset.genres)} genres {dataset.counts()}; "
             f"dropped {dataset.dropped_duplicates} duplicate(s), {dataset.dropped_conflicts} cover(s) filed "
             f"under several genres")
+        if dataset.unfetched:
+            log(f"left out {sum(dataset.unfetched.values())} cover(s) that could not be fetched: "
+                f"{dict(dataset.unfetched)}")
     if len(dataset.genres) < 2:
         raise ValueError(f"{data}: need at least two genres, found {dataset.genres}")
     featurizer = Path(featurizer) if featurizer else shipped_featurizer()
@@ -41,24 +46,25 @@ def _featurize(data: Path, featurizer: Path | None, log: Log) -> tuple[Dataset, 
 
 
 def evaluate_dataset(data: Path, folds: int = 5, seed: int = 0, featurizer: Path | None = None,
-                     log: Log = None) -> dict:
-    dataset, features, cnn = _featurize(data, featurizer, log)
+                     log: Log = None, fetch: FetchOptions | None = None) -> dict:
+    dataset, features, cnn = _featurize(data, featurizer, log, fetch)
     cv = cross_validate(features, np.array(dataset.labels), dataset.genres, folds, seed, log=log)
     cv["featurizers"] = {"cnn": cnn.id, "colour": ColourFeaturizer.id}
     cv["best_head"] = best_head(cv)
     cv["dataset"] = {"source": str(data), "images": len(dataset.examples), "sha256": dataset.fingerprint(),
-                     "per_genre": dataset.counts()}
+                     "per_genre": dataset.counts(), "unfetched": dict(dataset.unfetched)}
     return cv
 
 
 def train_dataset(data: Path, out: Path, folds: int = 5, seed: int = 0, name: str = "custom",
-                  featurizer: Path | None = None, log: Log = None, copy_featurizer: bool = True) -> dict:
+                  featurizer: Path | None = None, log: Log = None, copy_featurizer: bool = True,
+                  fetch: FetchOptions | None = None) -> dict:
     """Fit every head on all covers and write ``out`` atomically (built beside it, then renamed).
 
     ``copy_featurizer=False`` references the featurizer by a path relative to ``out`` instead of
     copying it in (the shipped default shares ``models/featurizer/``).
     """
-    dataset, features, cnn = _featurize(data, featurizer, log)
+    dataset, features, cnn = _featurize(data, featurizer, log, fetch)
     y = np.array(dataset.labels)
     cv = cross_validate(features, y, dataset.genres, folds, seed, log=log) if folds else None
 
@@ -103,7 +109,8 @@ def train_dataset(data: Path, out: Path, folds: int = 5, seed: int = 0, name: st
             "training_set": {"source": Path(data).name, "images": len(dataset.examples),
                              "sha256": dataset.fingerprint(), "per_genre": dataset.counts(),
                              "dropped_duplicates": dataset.dropped_duplicates,
-                             "dropped_conflicts": dataset.dropped_conflicts},
+                             "dropped_conflicts": dataset.dropped_conflicts,
+                             "unfetched": dict(dataset.unfetched)},
             "cv": _cv_summary(cv) if cv else None,
         }
         (staging / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")

@@ -1,0 +1,231 @@
+"""The cover fetcher against a real loopback CDN that misbehaves in every way covers CDNs do.
+
+Nothing of scorer is faked: ``CoverFetcher`` talks HTTP to an aiohttp.web server on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import itertools
+import time
+from email.utils import formatdate
+from pathlib import Path
+
+import pytest
+from fakes.cdn import CoverCDN
+
+from scorer.errors import STATUS_CODES, RowError
+from scorer.fetch import CoverCache, CoverFetcher, FetchOptions
+from scorer.fetch.cache import FOREVER, freshness
+from scorer.fetch.http import retry_after
+from scorer.fetch.safety import blocked_reason, check_url
+
+#: Fast settings so that the misbehaving routes settle in seconds.
+FAST = dict(allow_private_hosts=True, cache=False, deadline=2.0, read_timeout=1.0, connect_timeout=1.0,
+            retries=2, backoff=0.01, max_bytes=2 * 1024 * 1024)
+
+
+@pytest.fixture(scope="module")
+def cdn(sample_covers):
+    with CoverCDN(sample_covers) as server:
+        yield server
+
+
+def fetch_all(urls: list[str], **options) -> list[bytes | RowError]:
+    with CoverFetcher(FetchOptions(**{**FAST, **options})) as fetcher:
+        got = list(fetcher.stream(urls, lambda u: u))
+    assert [u for u, _ in got] == urls  # one result per input, in order
+    return [r for _, r in got]
+
+
+def status(result: bytes | RowError) -> str:
+    return "ok" if isinstance(result, bytes) else result.code
+
+
+#: route → the status it must end in
+MISBEHAVING = {
+    "/img/a.jpg": "ok",
+    "/img/b.png": "ok",
+    "/img/c.webp": "ok",
+    "/bad/trickle": "timeout",
+    "/bad/stall": "timeout",
+    "/bad/reset": "fetch_error",
+    "/bad/truncated.jpg": "ok",  # a complete response: the damage shows when decoding (decode_error)
+    "/bad/html": "not_an_image",
+    "/bad/bomb.png": "too_large",
+    "/bad/flaky?k=x": "ok",
+    "/bad/busy?k=x": "ok",
+    "/bad/down": "http_5xx",
+    "/bad/forbidden": "http_4xx",
+    "/bad/gone": "http_404",
+    "/bad/loop": "too_many_redirects",
+    "/bad/metadata": "blocked_address",
+    "/bad/moved": "ok",
+    "/bad/huge": "too_large",
+    "/bad/huge-chunked": "too_large",
+    "/nothing-here": "http_404",
+}
+
+
+def test_every_misbehaving_route_ends_in_its_status(cdn):
+    urls = [cdn.base + path for path in MISBEHAVING]
+    before = cdn.hits.copy()
+    start = time.monotonic()
+    results = fetch_all(urls)
+    elapsed = time.monotonic() - start
+    got = {path: status(r) for path, r in zip(MISBEHAVING, results)}
+    assert got == MISBEHAVING
+    for r in results:
+        if isinstance(r, RowError):
+            assert r.code in STATUS_CODES and r.message
+    hits = cdn.hits - before
+    assert hits["/bad/forbidden"] == 1 and hits["/bad/gone"] == 1  # 4xx are final
+    assert hits["/bad/down"] == 3  # 5xx: first try + 2 retries
+    assert hits["/bad/flaky"] == 2 and hits["/bad/busy"] == 2
+    assert hits["/bad/html"] == 1 and hits["/bad/bomb.png"] == 1  # garbage is not retried
+    assert "169.254.169.254" in results[list(MISBEHAVING).index("/bad/metadata")].message
+    # stalls are cut by the deadline (2 s a try); everything ran concurrently
+    assert elapsed < 20, elapsed
+
+
+def test_decoded_pipeline_statuses(cdn):
+    """Through fetch *and* decode: the truncated JPEG becomes decode_error, good covers decode."""
+    from scorer.engine import decoded
+
+    urls = [cdn.base + p for p in ("/img/x.jpg", "/bad/truncated.jpg", "/bad/html", "/img/y.png")]
+    with CoverFetcher(FetchOptions(**FAST)) as fetcher:
+        outcomes = list(decoded(urls, lambda u: u, fetcher))
+    assert [o.item for o in outcomes] == urls
+    assert [o.error.code if o.error else "ok" for o in outcomes] == ["ok", "decode_error", "not_an_image", "ok"]
+    assert outcomes[0].image.shape == (224, 224, 3)
+
+
+def test_retry_after_is_honoured(cdn):
+    before = cdn.hits.copy()
+    start = time.monotonic()
+    [r] = fetch_all([cdn.base + "/bad/busy?k=wait&after=2"])
+    assert isinstance(r, bytes)
+    assert time.monotonic() - start >= 1.9  # waited what the server asked, not the 10 ms backoff
+    assert (cdn.hits - before)["/bad/busy"] == 2
+
+
+def test_retry_after_over_the_limit_gives_up_at_once(cdn):
+    start = time.monotonic()
+    [r] = fetch_all([cdn.base + "/bad/busy?k=long&after=3600"], max_retry_after=5)
+    assert status(r) == "http_429" and "3600" in r.message
+    assert time.monotonic() - start < 2
+
+
+def test_retry_after_parsing():
+    assert retry_after("7") == 7.0
+    assert retry_after(None) is None and retry_after("soon") is None
+    in_a_minute = formatdate(time.time() + 60, usegmt=True)
+    assert 55 < retry_after(in_a_minute) <= 60
+    assert retry_after(formatdate(time.time() - 60, usegmt=True)) == 0.0
+
+
+def test_loopback_and_private_refused_unless_allowed(cdn):
+    localhost = cdn.base.replace("127.0.0.1", "localhost")
+    urls = [cdn.base + "/img/a.jpg", localhost + "/img/a.jpg"]
+    before = cdn.hits.copy()
+    refused = fetch_all(urls, allow_private_hosts=False)
+    assert [status(r) for r in refused] == ["blocked_address", "blocked_address"]
+    assert "loopback" in refused[1].message and "resolves to" in refused[1].message  # checked after DNS
+    assert cdn.hits == before  # not a single byte was sent
+    assert [status(r) for r in fetch_all(urls)] == ["ok", "ok"]
+
+
+@pytest.mark.parametrize(("ip", "allow", "blocked"), [
+    ("169.254.169.254", True, True), ("fe80::1", True, True), ("::ffff:169.254.169.254", True, True),
+    ("127.0.0.1", False, True), ("127.0.0.1", True, False), ("10.1.2.3", False, True), ("192.168.0.9", False, True),
+    ("172.16.5.4", False, True), ("100.64.0.1", False, True), ("fd00::1", False, True), ("::1", False, True),
+    ("0.0.0.0", True, True), ("224.0.0.1", True, True), ("93.184.215.14", False, False),
+    ("2606:4700::1111", False, False),
+])
+def test_address_policy(ip, allow, blocked):
+    assert (blocked_reason(ipaddress.ip_address(ip), allow) is not None) == blocked
+
+
+@pytest.mark.parametrize(("url", "code"), [
+    ("ftp://example.com/a.jpg", "bad_url"), ("gopher://x/1", "bad_url"), ("http:///a.jpg", "bad_url"),
+    ("http://169.254.169.254/latest/meta-data/", "blocked_address"), ("http://[::1]:80/a", "blocked_address"),
+])
+def test_urls_refused_before_any_connection(url, code):
+    with pytest.raises(RowError) as e:
+        check_url(url, allow_private=False)
+    assert e.value.code == code
+
+
+def test_rows_without_urls_and_local_files(tmp_path, sample_covers):
+    ok = sample_covers[0]
+    refs = ["", "  ", str(ok), f"file://{ok}", str(tmp_path / "absent.jpg"), "s3://bucket/key.jpg", str(tmp_path)]
+    with CoverFetcher(FetchOptions(**FAST)) as fetcher:
+        got = [status(r) for _, r in fetcher.stream(refs, lambda r: r)]
+    assert got == ["missing_url", "missing_url", "ok", "ok", "not_found", "bad_url", "unreadable"]
+
+
+def test_stream_is_bounded(cdn):
+    """The fetcher pulls at most ``window`` items ahead of the consumer: memory stays flat."""
+    pulled = 0
+
+    def endless():
+        nonlocal pulled
+        for i in itertools.count():
+            pulled += 1
+            yield f"{cdn.base}/img/{i}.jpg"
+
+    with CoverFetcher(FetchOptions(**FAST)) as fetcher:
+        stream = fetcher.stream(endless(), lambda u: u, window=32)
+        for _ in range(10):
+            next(stream)
+        assert 32 <= pulled <= 32 + 10
+        stream.close()
+
+
+def test_one_request_for_many_rows_sharing_a_cover(cdn):
+    url = cdn.base + "/img/shared-by-all.jpg"
+    before = cdn.hits.copy()
+    results = fetch_all([url] * 40)
+    assert all(isinstance(r, bytes) for r in results)
+    assert (cdn.hits - before)["/img/shared-by-all.jpg"] == 1
+
+
+def test_cache_revalidates_instead_of_refetching(cdn, tmp_path):
+    cache = CoverCache(tmp_path / "covers")
+    urls = [f"{cdn.base}/img/cached-{i}.jpg" for i in range(5)]
+    with CoverFetcher(FetchOptions(**{**FAST, "cache": True}), cache=cache) as fetcher:
+        first = [r for _, r in fetcher.stream(urls, lambda u: u)]
+    before = cdn.statuses.copy()
+    with CoverFetcher(FetchOptions(**{**FAST, "cache": True}), cache=cache) as fetcher:
+        second = [r for _, r in fetcher.stream(urls, lambda u: u)]
+    assert first == second and all(isinstance(r, bytes) for r in first)
+    served = cdn.statuses - before
+    assert sum(n for (_, s), n in served.items() if s == 304) == 5  # ETag revalidation, no bodies
+    assert sum(n for (_, s), n in served.items() if s == 200) == 0
+    blobs = list((tmp_path / "covers" / "blobs").rglob("*"))
+    assert not [p for p in blobs if p.name.startswith(".tmp")]  # atomic writes leave no temporaries
+
+
+def test_cache_is_content_addressed_and_survives_damage(tmp_path):
+    cache = CoverCache(tmp_path)
+    e1 = cache.store("http://a/1.jpg", b"same bytes", etag='"x"')
+    e2 = cache.store("http://b/2.jpg", b"same bytes")
+    assert e1.sha256 == e2.sha256 and len(list((tmp_path / "blobs").rglob("*/*"))) == 1
+    assert cache.lookup("http://a/1.jpg")[1] == b"same bytes"
+    cache.blob_path(e1.sha256).write_bytes(b"bit rot")
+    assert cache.lookup("http://a/1.jpg") is None  # a damaged blob is refetched, never served
+
+
+def test_freshness_rules():
+    now = 1000.0
+    assert freshness("https://i.scdn.co/image/ab67616d0000b273deadbeef", None, now) == FOREVER
+    assert freshness("https://example.com/a.jpg", "public, max-age=600", now) == 1600
+    assert freshness("https://example.com/a.jpg", "max-age=600, no-cache", now) == 0
+    assert freshness("https://example.com/a.jpg", "immutable", now) == FOREVER
+    assert freshness("https://example.com/a.jpg", None, now) == 0
+
+
+def test_status_codes_are_documented():
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    for code in STATUS_CODES:
+        assert f"`{code}`" in readme, code
