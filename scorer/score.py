@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -34,7 +35,18 @@ class Summary:
     def as_dict(self) -> dict:
         return {"rows": self.rows, "scored": self.scored, "failed": dict(self.failed),
                 "kept": dict(self.kept), "kept_total": sum(self.kept.values()),
-                "seconds": round(self.seconds, 3), "covers_per_second": round(self.covers_per_second, 2)}
+                "seconds": round(self.seconds, 3), "covers_per_second": round(self.covers_per_second, 2),
+                "peak_rss_mb": peak_rss_mb()}
+
+
+def peak_rss_mb() -> float | None:
+    """This process's peak resident memory so far, in MiB (None where the OS does not say)."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(peak / (1024 * 1024 if sys.platform == "darwin" else 1024), 1)
 
 
 def output_columns(genres: list[str]) -> list[str]:

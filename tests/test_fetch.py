@@ -229,3 +229,29 @@ def test_status_codes_are_documented():
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     for code in STATUS_CODES:
         assert f"`{code}`" in readme, code
+
+
+def test_catalog_over_every_misbehaving_route(cdn, tmp_path):
+    """``scorer catalog`` end to end: the run finishes, rows out == rows in, each with its status."""
+    import csv
+
+    import pyarrow.parquet as pq
+    from typer.testing import CliRunner
+
+    from scorer.cli import app
+
+    expected = {**MISBEHAVING, "/bad/truncated.jpg": "decode_error", "/bad/flaky?k=cli": "ok", "/bad/busy?k=cli": "ok"}
+    del expected["/bad/flaky?k=x"], expected["/bad/busy?k=x"]
+    src = tmp_path / "routes.csv"
+    with open(src, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["route", "cover_url"])
+        w.writerows([route, cdn.base + route] for route in expected)
+    out = tmp_path / "routes.parquet"
+    result = CliRunner().invoke(app, ["catalog", str(src), "--out", str(out), "--allow-private-hosts",
+                                      "--timeout", "2", "--retries", "2", "--no-cache"])
+    assert result.exit_code == 0, result.output
+    rows = pq.read_table(out).to_pylist()
+    assert len(rows) == len(expected)
+    assert {r["route"]: r["status"] for r in rows} == expected
+    assert all((r["status"] == "ok") == (r["genre"] is not None) for r in rows)

@@ -69,10 +69,12 @@ class HttpFetcher:
         o = self.options
         connector = aiohttp.TCPConnector(limit=o.concurrency, limit_per_host=o.per_host, ttl_dns_cache=300,
                                          resolver=SafeResolver(o.allow_private_hosts))
+        # Covers are already compressed: ask for identity and never inflate (no gzip bombs). Proxies from
+        # the environment are not used: the address checks must see the host that is really dialled.
         self._session = aiohttp.ClientSession(
-            connector=connector, headers={"User-Agent": o.user_agent},
+            connector=connector, headers={"User-Agent": o.user_agent, "Accept-Encoding": "identity"},
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=o.connect_timeout, sock_read=o.read_timeout),
-            auto_decompress=True, trust_env=False)
+            auto_decompress=False, trust_env=False)
 
     async def close(self) -> None:
         if self._session is not None:

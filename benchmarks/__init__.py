@@ -1,0 +1,1 @@
+"""Benchmarks: rerunnable measurements behind the figures quoted in the README and the notes."""
