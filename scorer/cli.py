@@ -65,57 +65,53 @@ WorkersOpt = Annotated[int, typer.Option(help="Decode threads.", min=1, max=256)
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the run summary as JSON.")]
 
 
-@app.command()
-def catalog(
-    input: Annotated[Path, typer.Argument(help="CSV, JSONL or Parquet with a cover_url column (URL or local path).")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output Parquet file.")],
-    keep: KeepOpt = None,
-    head: HeadOpt = None,
-    min_prob: MinProbOpt = None,
-    model: ModelOpt = None,
-    batch_size: BatchOpt = 8,
-    workers: WorkersOpt = 4,
-    concurrency: ConcurrencyOpt = 64,
-    per_host: PerHostOpt = 16,
-    timeout: TimeoutOpt = 60.0,
-    retries: RetriesOpt = 3,
-    cache: CacheOpt = True,
-    allow_private_hosts: AllowPrivateOpt = False,
-    json_summary: JsonOpt = False,
-) -> None:
-    """Score every row of a catalog of covers and write one output row per input row."""
-    _single_threaded_blas()
-    from .run import run_catalog
+def _file_command(name: str, runner: str, input_help: str, doc: str) -> None:
+    """``scorer catalog`` and ``scorer links``: the same options, different readers."""
 
-    _score(run_catalog, input, out, keep, head, min_prob, model, batch_size, workers,
-           _fetch_options(allow_private_hosts, concurrency, per_host, timeout, retries, cache), json_summary)
+    def command(
+        input: Path,
+        out: Annotated[Path, typer.Option("--out", "-o", help="Output Parquet file.")],
+        keep: KeepOpt = None,
+        head: HeadOpt = None,
+        min_prob: MinProbOpt = None,
+        model: ModelOpt = None,
+        batch_size: BatchOpt = 8,
+        workers: WorkersOpt = 4,
+        concurrency: ConcurrencyOpt = 64,
+        per_host: PerHostOpt = 16,
+        timeout: TimeoutOpt = 60.0,
+        retries: RetriesOpt = 3,
+        cache: CacheOpt = True,
+        allow_private_hosts: AllowPrivateOpt = False,
+        json_summary: JsonOpt = False,
+    ) -> None:
+        _single_threaded_blas()
+        from . import run
+        from .filters import UsageError
+
+        fetch = _fetch_options(allow_private_hosts, concurrency, per_host, timeout, retries, cache)
+        try:
+            summary = getattr(run, runner)(input, out, keep=keep, head=head, min_prob=min_prob, model_dir=model,
+                                           batch_size=batch_size, workers=workers, fetch=fetch)
+        except (UsageError, FileNotFoundError) as e:
+            fail(str(e))
+        from .report import print_summary
+
+        if json_summary:
+            typer.echo(json.dumps(summary.as_dict()))
+        else:
+            print_summary(summary, out)
+
+    command.__doc__ = doc
+    # set after the fact: annotations are evaluated in module scope, where input_help does not exist
+    command.__annotations__["input"] = Annotated[Path, typer.Argument(help=input_help)]
+    app.command(name)(command)
 
 
-@app.command()
-def links(
-    input: Annotated[Path, typer.Argument(
-        help="Link file: <cover URL><TAB><genre>/<album_id>.jpg per line, as in the Bandcamp study.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output Parquet file.")],
-    keep: KeepOpt = None,
-    head: HeadOpt = None,
-    min_prob: MinProbOpt = None,
-    model: ModelOpt = None,
-    batch_size: BatchOpt = 8,
-    workers: WorkersOpt = 4,
-    concurrency: ConcurrencyOpt = 64,
-    per_host: PerHostOpt = 16,
-    timeout: TimeoutOpt = 60.0,
-    retries: RetriesOpt = 3,
-    cache: CacheOpt = True,
-    allow_private_hosts: AllowPrivateOpt = False,
-    json_summary: JsonOpt = False,
-) -> None:
-    """Score every cover of a link file; the file's genre is kept as the `label` column."""
-    _single_threaded_blas()
-    from .run import run_links
-
-    _score(run_links, input, out, keep, head, min_prob, model, batch_size, workers,
-           _fetch_options(allow_private_hosts, concurrency, per_host, timeout, retries, cache), json_summary)
+_file_command("catalog", "run_catalog", "CSV, JSONL or Parquet with a cover_url column (URL or local path).",
+              "Score every row of a catalog of covers and write one output row per input row.")
+_file_command("links", "run_links", "Link file: <cover URL><TAB><genre>/<album_id>.jpg per line (Bandcamp study).",
+              "Score every cover of a link file; the file's genre is kept as the `label` column.")
 
 
 @app.command()
@@ -172,22 +168,6 @@ def playlist(
         from .report import print_playlist
 
         print_playlist(result, out)
-
-
-def _score(run, input, out, keep, head, min_prob, model, batch_size, workers, fetch, json_summary) -> None:
-    from .filters import UsageError
-
-    try:
-        summary = run(input, out, keep=keep, head=head, min_prob=min_prob, model_dir=model,
-                      batch_size=batch_size, workers=workers, fetch=fetch)
-    except (UsageError, FileNotFoundError) as e:
-        fail(str(e))
-    from .report import print_summary
-
-    if json_summary:
-        typer.echo(json.dumps(summary.as_dict()))
-    else:
-        print_summary(summary, out)
 
 
 @app.command()

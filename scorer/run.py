@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow as pa
@@ -56,34 +57,29 @@ def score_table(table: pa.Table, out: Path, model: Model, head_name: str, keep: 
     return scorer.summary
 
 
-def run_catalog(input: Path, out: Path, keep: str | None = None, head: str | None = None,
-                min_prob: float | None = None, model_dir: Path | None = None, batch_size: int = 8,
-                workers: int = 4, show_progress: bool | None = None,
-                fetch: FetchOptions | None = None) -> Summary:
-    """Score a catalog file into ``out``. Every argument is checked before the first cover is fetched."""
+def run_catalog(input: Path, out: Path, **options) -> Summary:
+    """Score a catalog file (CSV, JSONL, Parquet) into ``out``; ``options`` as for :func:`run_file`."""
+    return run_file(read_catalog, input, out, base_dir=Path(input).resolve().parent, **options)
+
+
+def run_links(input: Path, out: Path, **options) -> Summary:
+    """Score a Bandcamp-study link file; each row keeps its ``label`` (the genre in the file)."""
+    return run_file(lambda path: links_table(read_links(path)), input, out, source="link-file", **options)
+
+
+def run_file(read: Callable[[Path], pa.Table], input: Path, out: Path, keep: str | None = None,
+             head: str | None = None, min_prob: float | None = None, model_dir: Path | None = None,
+             batch_size: int = 8, workers: int = 4, show_progress: bool | None = None,
+             fetch: FetchOptions | None = None, base_dir: Path | None = None, **metadata) -> Summary:
+    """Read ``input`` with ``read`` and score it into ``out``. Every argument is checked, and the whole
+    input read, before the first cover is fetched."""
     check_out(out)
     model = open_model(model_dir, head)
     keep_filter = KeepFilter.parse(keep, model.genres, min_prob)
-    table = read_catalog(input)
+    table = read(input)
     check_passthrough(table.column_names, model.genres)
     head_name = head or model.default_head
-    metadata = run_metadata(model, head_name, keep_filter, input=str(input))
-    with CoverFetcher(fetch, base_dir=Path(input).resolve().parent) as fetcher:
-        return score_table(table, Path(out), model, head_name, keep_filter, fetcher, metadata,
-                           batch_size, workers, show_progress)
-
-
-def run_links(input: Path, out: Path, keep: str | None = None, head: str | None = None,
-              min_prob: float | None = None, model_dir: Path | None = None, batch_size: int = 8,
-              workers: int = 4, show_progress: bool | None = None,
-              fetch: FetchOptions | None = None) -> Summary:
-    """Score a Bandcamp-study link file; each row keeps its ``label`` (the genre in the file)."""
-    check_out(out)
-    model = open_model(model_dir, head)
-    keep_filter = KeepFilter.parse(keep, model.genres, min_prob)
-    table = links_table(read_links(input))
-    head_name = head or model.default_head
-    metadata = run_metadata(model, head_name, keep_filter, input=str(input), source="link-file")
-    with CoverFetcher(fetch) as fetcher:
-        return score_table(table, Path(out), model, head_name, keep_filter, fetcher, metadata,
+    meta = run_metadata(model, head_name, keep_filter, input=str(input), **metadata)
+    with CoverFetcher(fetch, base_dir=base_dir) as fetcher:
+        return score_table(table, Path(out), model, head_name, keep_filter, fetcher, meta,
                            batch_size, workers, show_progress)

@@ -117,14 +117,14 @@ def test_scoring_every_head_without_training_extras(blocked_env, tmp_path):
 
 def test_a_missing_runtime_module_stops_the_run_instead_of_failing_rows(tmp_path):
     """An environment problem is not a property of a row: the run must fail loudly, write nothing."""
-    site = tmp_path / "block-requests"
+    site = tmp_path / "block-aiohttp"
     site.mkdir()
-    (site / "sitecustomize.py").write_text(SITECUSTOMIZE.replace(repr(set(BLOCKED)), repr({"requests"})))
+    (site / "sitecustomize.py").write_text(SITECUSTOMIZE.replace(repr(set(BLOCKED)), repr({"aiohttp"})))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(REPO)]), "PYTHONNOUSERSITE": "1"}
     catalog = tmp_path / "http.csv"
     catalog.write_text("cover_url\nhttp://127.0.0.1:9/cover.jpg\n")
     out = tmp_path / "scored.parquet"
     r = run([sys.executable, "-m", "scorer.cli", "catalog", str(catalog), "--out", str(out)], env, tmp_path)
     assert r.returncode != 0
-    assert "requests is blocked" in r.stderr
+    assert "aiohttp is blocked" in r.stderr
     assert not out.exists()

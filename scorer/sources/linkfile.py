@@ -14,7 +14,7 @@ import pyarrow as pa
 
 from ..filters import UsageError
 
-LINK_SUFFIXES = (".tsv", ".txt")
+LINK_SUFFIXES = (".tsv",)
 _NAME = re.compile(r"^(?P<genre>[^/\s]+)/(?P<album>[^/\s]+?)(?P<ext>\.[A-Za-z0-9]+)?$")
 #: Shown in every error, so a user can fix the file without reading the docs.
 FORMAT = "each line: <cover URL><TAB><genre>/<album_id>.jpg (tab-separated, no header)"

@@ -24,6 +24,7 @@ from PIL import Image
 
 HTML = b"<!doctype html><html><head><title>Album</title></head><body><p>Not an image</p></body></html>\n"
 LAST_MODIFIED = formatdate(1_700_000_000, usegmt=True)
+HUGE = 21 * 1024 * 1024
 
 
 def png_bomb(width: int = 30_000, height: int = 30_000) -> bytes:
@@ -140,15 +141,18 @@ class CoverCDN:
             raise web.HTTPFound("http://169.254.169.254/latest/meta-data/iam/security-credentials/")
         if kind == "moved":
             raise web.HTTPMovedPermanently("/img/moved.jpg")
-        if kind == "huge":  # honest Content-Length over any cover limit
-            return web.Response(body=b"\xff" * (3 * 1024 * 1024), content_type="image/jpeg")
+        if kind == "huge":  # honest Content-Length over the default 20 MB limit
+            return web.Response(body=b"\xff" * HUGE, content_type="image/jpeg")
         if kind == "huge-chunked":  # no Content-Length: the limit must hold while reading
             r = web.StreamResponse(headers={"Content-Type": "image/jpeg"})
             r.enable_chunked_encoding()
             await r.prepare(request)
-            for _ in range(64):
+            for _ in range(HUGE // 65536):
                 await r.write(b"\xff" * 65536)
             return r
+        if kind == "slow.jpg":  # a good cover after half a second: many requests for it overlap
+            await asyncio.sleep(0.5)
+            return web.Response(body=jpeg, content_type="image/jpeg")
         raise web.HTTPNotFound()
 
     @web.middleware
