@@ -70,7 +70,8 @@ def _file_command(name: str, runner: str, input_help: str, doc: str) -> None:
 
     def command(
         input: Path,
-        out: Annotated[Path, typer.Option("--out", "-o", help="Output Parquet file.")],
+        out: Annotated[str, typer.Option(
+            "--out", "-o", help="A .parquet file, or a folder/URI (s3://…) for a sharded, incremental dataset.")],
         keep: KeepOpt = None,
         head: HeadOpt = None,
         min_prob: MinProbOpt = None,
@@ -83,24 +84,47 @@ def _file_command(name: str, runner: str, input_help: str, doc: str) -> None:
         retries: RetriesOpt = 3,
         cache: CacheOpt = True,
         allow_private_hosts: AllowPrivateOpt = False,
+        shard_rows: Annotated[int, typer.Option(help="Rows per part file in dataset mode.", min=1)] = 10_000,
+        rescore: Annotated[bool, typer.Option(
+            "--rescore", help="Dataset mode: score every row again instead of carrying unchanged ones.")] = False,
+        max_failure_rate: Annotated[Optional[float], typer.Option(
+            help="Exit with code 3 when more than this fraction of rows failed (0-1).", min=0.0, max=1.0)] = None,
         json_summary: JsonOpt = False,
     ) -> None:
         _single_threaded_blas()
         from . import run
         from .filters import UsageError
+        from .sinks.dataset import RunLocked
 
         fetch = _fetch_options(allow_private_hosts, concurrency, per_host, timeout, retries, cache)
+        options = dict(keep=keep, head=head, min_prob=min_prob, model_dir=model, batch_size=batch_size,
+                       workers=workers, fetch=fetch)
+        dataset = not out.lower().endswith((".parquet", ".pq"))
         try:
-            summary = getattr(run, runner)(input, out, keep=keep, head=head, min_prob=min_prob, model_dir=model,
-                                           batch_size=batch_size, workers=workers, fetch=fetch)
+            if dataset and Path(out).suffix.lower() in (".csv", ".tsv", ".json", ".jsonl", ".txt", ".xlsx"):
+                raise UsageError(f"--out {out}: give a .parquet file name, or a folder for a sharded dataset")
+            if dataset:
+                if runner != "run_catalog":
+                    raise UsageError(f"--out {out}: give a .parquet file name")
+                from .shards import run_dataset
+
+                report = run_dataset(input, out, shard_rows=shard_rows, rescore=rescore, **options)
+                summary, data = report.summary, report.as_dict()
+            else:
+                summary = getattr(run, runner)(input, Path(out), **options)
+                data = summary.as_dict()
         except (UsageError, FileNotFoundError) as e:
             fail(str(e))
+        except RunLocked as e:
+            fail(str(e), code=75)  # EX_TEMPFAIL: cron may simply try again later
         from .report import print_summary
 
         if json_summary:
-            typer.echo(json.dumps(summary.as_dict()))
+            typer.echo(json.dumps(data))
         else:
-            print_summary(summary, out)
+            print_summary(summary, out, extra=data if dataset else None)
+        if max_failure_rate is not None and summary.failure_rate > max_failure_rate:
+            fail(f"{summary.failure_rate:.1%} of rows failed, over --max-failure-rate {max_failure_rate:g}", code=3)
 
     command.__doc__ = doc
     # set after the fact: annotations are evaluated in module scope, where input_help does not exist

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pyarrow as pa
 
 from .fetch import CoverFetcher, FetchOptions
@@ -34,37 +32,6 @@ def tracks_table(tracks: list[Track]) -> pa.Table:
     return pa.table({c: pa.array(v, pa.int32() if c == "position" else pa.string()) for c, v in cols.items()})
 
 
-def spread(tracks: list[Track], covers: list[str], scored: pa.Table) -> pa.Table:
-    """Each track gets the scored columns of its cover's row; tracks that have no cover keep their own error."""
-    index = {url: i for i, url in enumerate(covers)}
-    take = pa.array([index[t.cover_url] if t.error is None else None for t in tracks], pa.int64())
-    score_cols = [c for c in scored.column_names if c != "cover_url"]
-    out = tracks_table(tracks)
-    unscored = np.array([t.error is not None for t in tracks], dtype=bool)
-    for name in score_cols:
-        col = scored.column(name).take(take)
-        if name == "status":
-            col = pa.array([t.error.code if t.error else s for t, s in zip(tracks, col.to_pylist())], pa.string())
-        elif name == "error":
-            col = pa.array([t.error.message if t.error else e for t, e in zip(tracks, col.to_pylist())], pa.string())
-        elif name == "kept":
-            col = pa.array(np.where(unscored, False, col.fill_null(False).to_numpy(zero_copy_only=False)), pa.bool_())
-        elif name in ("head", "model_version") and len(scored):
-            col = pa.array([scored.column(name)[0].as_py()] * len(tracks), col.type)
-        out = out.append_column(name, col)
-    return out
-
-
-def summarize(table: pa.Table, seconds: float) -> Summary:
-    status = table.column("status").to_pylist()
-    summary = Summary(rows=len(status), seconds=seconds)
-    summary.scored = sum(s == "ok" for s in status)
-    summary.failed = Counter(s for s in status if s != "ok")
-    summary.kept = Counter(g for g, k in zip(table.column("genre").to_pylist(), table.column("kept").to_pylist())
-                           if k)
-    return summary
-
-
 def run_playlist(playlist: str, out: Path | None = None, keep: str | None = None, head: str | None = None,
                  min_prob: float | None = None, model_dir: Path | None = None, user: bool = False,
                  save_as: str | None = None, token_cache: Path | None = None, batch_size: int = 8,
@@ -83,17 +50,14 @@ def run_playlist(playlist: str, out: Path | None = None, keep: str | None = None
     sp = make_client(user=user or save_as is not None, cache_path=token_cache)
 
     info, tracks = read_playlist(sp, playlist_id)
-    covers = list(dict.fromkeys(t.cover_url for t in tracks if t.error is None))
-    with CoverFetcher(fetch) as fetcher, progress("scoring covers", total=len(covers),
+    covers = len({t.cover_url for t in tracks if t.error is None})
+    with CoverFetcher(fetch) as fetcher, progress("scoring covers", total=len(tracks),
                                                   enabled=show_progress) as advance:
         scorer = Scorer(model, head_name, keep_filter, fetcher, batch_size=batch_size, workers=workers)
-        scored = pa.concat_tables(scorer.run(pa.table({"cover_url": pa.array(covers, pa.string())}),
-                                             on_progress=advance))
-    table = spread(tracks, covers, scored)
-    summary = summarize(table, scorer.summary.seconds)
+        table = scorer.score(tracks_table(tracks), preset=[t.error for t in tracks], on_progress=advance)
     if out is not None:
         metadata = run_metadata(model, head_name, keep_filter, source="spotify-playlist", playlist=info,
-                                distinct_covers=len(covers))
+                                distinct_covers=covers)
         with ParquetSink(Path(out), metadata) as sink:
             sink.write(table)
     saved = None
@@ -103,4 +67,4 @@ def run_playlist(playlist: str, out: Path | None = None, keep: str | None = None
         description = (f"Tracks of “{info.get('name')}” kept by scorer ({head_name}, "
                        f"keep: {', '.join(keep_filter.genres) or 'all'})")
         saved = save_playlist(sp, save_as, list(dict.fromkeys(kept_ids)), description)
-    return PlaylistResult(info, table, summary, len(covers), saved)
+    return PlaylistResult(info, table, scorer.summary, covers, saved)

@@ -14,11 +14,11 @@ def _console() -> Console:
     return Console(highlight=False, soft_wrap=True)  # no hard wraps in logs and pipes
 
 
-def print_summary(summary: Summary, out: Path) -> None:
+def print_summary(summary: Summary, out: Path | str, extra: dict | None = None) -> None:
     c = _console()
     failed = sum(summary.failed.values())
     c.print(f"[bold]{summary.rows}[/] rows in · [green]{summary.scored}[/] scored · "
-            f"[red]{failed}[/] failed · {summary.covers_per_second:.1f} covers/s ({summary.seconds:.1f}s)")
+            f"[red]{failed}[/] failed · {summary.covers_per_second:.1f} rows/s ({summary.seconds:.1f}s)")
     if summary.failed:
         t = Table("failure", "rows", title=None, box=None)
         for code, n in summary.failed.most_common():
@@ -29,6 +29,9 @@ def print_summary(summary: Summary, out: Path) -> None:
                 + f" (total {sum(summary.kept.values())})")
     else:
         c.print("kept: none")
+    if extra:
+        c.print(f"{extra['shards']} shards: {extra['shards_skipped']} unchanged, {extra['rows_rescored']} rows "
+                f"scored, {extra['rows_carried']} carried from the last run")
     c.print(f"wrote {out}")
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -13,6 +13,7 @@ import numpy as np
 import pyarrow as pa
 
 from .engine import batched, decoded, stack_images
+from .errors import RowError
 from .fetch import CoverFetcher
 from .filters import KeepFilter, UsageError
 from .model import Model
@@ -23,20 +24,33 @@ OUTPUT_COLUMNS = ("status", "error", "genre", "genre_prob", "kept", "head", "mod
 @dataclass
 class Summary:
     rows: int = 0
-    scored: int = 0
+    scored: int = 0  # rows with status ok
+    inferred: int = 0  # distinct covers that went through the model (rows sharing a cover share it)
     failed: Counter = field(default_factory=Counter)
     kept: Counter = field(default_factory=Counter)
     seconds: float = 0.0
 
     @property
     def covers_per_second(self) -> float:
-        return self.scored / self.seconds if self.seconds > 0 else 0.0
+        return self.rows / self.seconds if self.seconds > 0 else 0.0
+
+    def add(self, out: pa.Table) -> None:
+        """Count an output table's rows."""
+        status = out.column("status").to_pylist()
+        self.rows += len(status)
+        self.scored += sum(s == "ok" for s in status)
+        self.failed.update(s for s in status if s != "ok")
+        self.kept.update(g for g, k in zip(out.column("genre").to_pylist(), out.column("kept").to_pylist()) if k)
 
     def as_dict(self) -> dict:
-        return {"rows": self.rows, "scored": self.scored, "failed": dict(self.failed),
-                "kept": dict(self.kept), "kept_total": sum(self.kept.values()),
-                "seconds": round(self.seconds, 3), "covers_per_second": round(self.covers_per_second, 2),
-                "peak_rss_mb": peak_rss_mb()}
+        return {"rows": self.rows, "scored": self.scored, "inferred": self.inferred, "failed": dict(self.failed),
+                "failure_rate": round(self.failure_rate, 6), "kept": dict(self.kept),
+                "kept_total": sum(self.kept.values()), "seconds": round(self.seconds, 3),
+                "rows_per_second": round(self.covers_per_second, 2), "peak_rss_mb": peak_rss_mb()}
+
+    @property
+    def failure_rate(self) -> float:
+        return sum(self.failed.values()) / self.rows if self.rows else 0.0
 
 
 def peak_rss_mb() -> float | None:
@@ -60,9 +74,22 @@ def check_passthrough(columns: list[str], genres: list[str]) -> None:
                          f"rename them (is this already a scored file?)")
 
 
+@dataclass(frozen=True)
+class Verdict:
+    """What became of one cover: ``ok`` with probabilities, or an error status and message."""
+
+    status: str
+    error: str | None = None
+    proba: np.ndarray | None = None
+
+
 @dataclass
 class Scorer:
-    """Scores tables of rows with a ``cover_url`` column into output tables of the same length."""
+    """Scores tables of rows with a ``cover_url`` column into output tables of the same length.
+
+    Each distinct ``cover_url`` is fetched and scored once per run: rows sharing a cover share its
+    verdict, and covers seen earlier in the run (up to ``memo_size`` of them) are not fetched again.
+    """
 
     model: Model
     head_name: str
@@ -71,69 +98,90 @@ class Scorer:
     batch_size: int = 8
     workers: int = 4
     chunk_rows: int = 4096
+    memo_size: int = 200_000
 
     def __post_init__(self) -> None:
         self.head = self.model.head(self.head_name)
+        self.summary = Summary()
+        self._memo: OrderedDict[str, Verdict] = OrderedDict()
 
     def run(self, table: pa.Table, on_progress: Callable[[int], None] = lambda n: None) -> Iterator[pa.Table]:
-        """Yield output tables chunk by chunk (input order, at least one), updating ``self.summary``."""
-        self.summary = Summary(rows=table.num_rows)
-        start = time.perf_counter()
-        urls = table.column("cover_url").to_pylist()
-        genres = self.model.genres
-        n = len(urls)
-        status: list[str] = []
-        errors: list[str | None] = []
-        proba = np.full((min(self.chunk_rows, n), len(genres)), np.nan, dtype=np.float32)
-        done = 0  # rows of the current chunk already settled
-        if n == 0:  # still one (empty) table, so the output has its full schema
-            yield self._table(table, status, errors, proba)
+        """Yield output tables of ``chunk_rows`` (input order; at least one, so the schema is always there)."""
+        for start in range(0, max(table.num_rows, 1), self.chunk_rows):
+            yield self.score(table.slice(start, self.chunk_rows), on_progress=on_progress)
 
-        stream = decoded(range(n), lambda i: urls[i] or "", self.fetcher, self.workers,
-                         window=max(64, 4 * self.batch_size))
+    def score(self, table: pa.Table, preset: list[RowError | None] | None = None,
+              on_progress: Callable[[int], None] = lambda n: None) -> pa.Table:
+        """The output rows for ``table``; rows with a ``preset`` error get it without being fetched."""
+        start = time.perf_counter()
+        urls = [u or "" for u in table.column("cover_url").to_pylist()]
+        preset = preset or [None] * len(urls)
+        verdicts: dict[str, Verdict] = {}
+        todo = []
+        for url in dict.fromkeys(u for u, p in zip(urls, preset) if p is None):
+            known = self._memo.get(url)
+            if known is None:
+                todo.append(url)
+            else:
+                verdicts[url] = known
+                self._memo.move_to_end(url)
+        for url, verdict in self._score_covers(todo, on_progress):
+            verdicts[url] = verdict
+            self._memo[url] = verdict
+            if len(self._memo) > self.memo_size:
+                self._memo.popitem(last=False)
+        self.summary.inferred += sum(verdicts[u].status == "ok" for u in todo)
+        rows = [Verdict(p.code, p.message) if p is not None else verdicts[u] for u, p in zip(urls, preset)]
+        out = self.assemble(table, rows)
+        self.summary.add(out)
+        self.summary.seconds += time.perf_counter() - start
+        on_progress(len(urls) - len(todo))
+        return out
+
+    def _score_covers(self, urls: list[str], on_progress: Callable[[int], None]) -> Iterator[tuple[str, Verdict]]:
+        stream = decoded(urls, lambda u: u, self.fetcher, self.workers, window=max(64, 4 * self.batch_size))
         for batch in batched(stream, self.batch_size):
             images = stack_images(batch)
             probs = iter(self.model.predict(images, self.head)) if len(images) else iter(())
-            for outcome in batch:
-                if outcome.error is None:
-                    proba[done] = next(probs)
-                    status.append("ok")
-                    errors.append(None)
-                else:
-                    status.append(outcome.error.code)
-                    errors.append(outcome.error.message)
-                done += 1
-                if done == len(proba):
-                    chunk_start = outcome.item + 1 - done
-                    yield self._table(table.slice(chunk_start, done), status, errors, proba)
-                    status, errors, done = [], [], 0
-                    proba = np.full((min(self.chunk_rows, n - outcome.item - 1), len(genres)), np.nan, np.float32)
+            for o in batch:
+                yield o.item, (Verdict("ok", proba=next(probs)) if o.error is None
+                               else Verdict(o.error.code, o.error.message))
             on_progress(len(batch))
-        self.summary.seconds = time.perf_counter() - start
 
-    def _table(self, rows: pa.Table, status: list[str], errors: list, proba: np.ndarray) -> pa.Table:
+    def assemble(self, rows: pa.Table, verdicts: list[Verdict]) -> pa.Table:
+        """``rows`` with the score columns appended (``kept`` from this scorer's filter)."""
         genres = self.model.genres
-        ok = np.array([s == "ok" for s in status], dtype=bool)
-        kept = self.keep.apply(proba, genres)
-        top = np.where(ok, np.nan_to_num(proba, nan=-1).argmax(axis=1), -1)
-        self.summary.scored += int(ok.sum())
-        self.summary.failed.update(s for s in status if s != "ok")
-        self.summary.kept.update(genres[t] for t, k in zip(top, kept) if k)
-        now = datetime.now(timezone.utc)
-        cols = {
-            "status": pa.array(status, pa.string()),
-            "error": pa.array(errors, pa.string()),
-            "genre": pa.array([genres[t] if t >= 0 else None for t in top], pa.string()),
-            "genre_prob": pa.array(np.where(ok, proba[np.arange(len(top)), np.maximum(top, 0)], np.nan),
-                                   pa.float32(), mask=~ok),
-        }
-        for j, g in enumerate(genres):
-            cols[f"p_{g}"] = pa.array(proba[:, j], pa.float32(), mask=~ok)
-        cols["kept"] = pa.array(kept, pa.bool_())
-        cols["head"] = pa.array([self.head.name] * len(status), pa.string())
-        cols["model_version"] = pa.array([self.model.version] * len(status), pa.string())
-        cols["scored_at"] = pa.array([now] * len(status), pa.timestamp("us", tz="UTC"))
-        out = rows
-        for name, col in cols.items():
-            out = out.append_column(name, col)
-        return out
+        proba = np.full((len(verdicts), len(genres)), np.nan, dtype=np.float32)
+        for i, v in enumerate(verdicts):
+            if v.proba is not None:
+                proba[i] = v.proba
+        ok = np.array([v.status == "ok" for v in verdicts], dtype=bool)
+        return append_scores(rows, [v.status for v in verdicts], [v.error for v in verdicts], proba, ok,
+                             self.keep, genres, self.head.name, self.model.version)
+
+
+def append_scores(rows: pa.Table, status: list[str], errors: list, proba: np.ndarray, ok: np.ndarray,
+                  keep: KeepFilter, genres: list[str], head: str, version: str,
+                  scored_at: pa.Array | None = None) -> pa.Table:
+    """The output schema in one place: passthrough columns, then status … scored_at."""
+    kept = keep.apply(proba, genres)
+    top = np.where(ok, np.nan_to_num(proba, nan=-1).argmax(axis=1), -1)
+    n = len(status)
+    cols = {
+        "status": pa.array(status, pa.string()),
+        "error": pa.array(errors, pa.string()),
+        "genre": pa.array([genres[t] if t >= 0 else None for t in top], pa.string()),
+        "genre_prob": pa.array(np.where(ok, proba[np.arange(n), np.maximum(top, 0)], np.nan),
+                               pa.float32(), mask=~ok),
+    }
+    for j, g in enumerate(genres):
+        cols[f"p_{g}"] = pa.array(proba[:, j], pa.float32(), mask=~ok)
+    cols["kept"] = pa.array(kept, pa.bool_())
+    cols["head"] = pa.array([head] * n, pa.string())
+    cols["model_version"] = pa.array([version] * n, pa.string())
+    cols["scored_at"] = scored_at if scored_at is not None else pa.array(
+        [datetime.now(timezone.utc)] * n, pa.timestamp("us", tz="UTC"))
+    out = rows
+    for name, col in cols.items():
+        out = out.append_column(name, col)
+    return out

@@ -1,7 +1,15 @@
-"""Catalog files: CSV, JSONL or Parquet with a ``cover_url`` column; other columns pass through."""
+"""Catalog files: CSV, JSONL or Parquet with a ``cover_url`` column; other columns pass through.
+
+:func:`iter_catalog` streams a catalog in chunks of exactly ``chunk_rows`` rows (the last may be
+shorter), so memory does not grow with the file, and chunk ``i`` always holds the same rows of an
+unchanged file: the nightly job's shards are built on that.
+"""
 
 from __future__ import annotations
 
+import io
+import itertools
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pyarrow as pa
@@ -57,3 +65,99 @@ def _csv_header(path: Path) -> list[str]:
 
     with open(path, newline="", encoding="utf-8-sig") as f:
         return next(csv.reader(f), [])
+
+
+def iter_catalog(path: Path, chunk_rows: int = 10_000) -> tuple[pa.Schema, Iterator[pa.Table]]:
+    """The catalog's schema, and its rows as tables of ``chunk_rows``. The header (and first chunk)
+    are read and checked at once, so a bad file fails before any work; :class:`UsageError` as
+    :func:`read_catalog`."""
+    path = Path(path)
+    fmt = FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise UsageError(f"{path}: unknown catalog format {path.suffix!r}; use .csv, .jsonl or .parquet")
+    if not path.is_file():
+        raise UsageError(f"{path}: no such file")
+    try:
+        if fmt == "csv":
+            batches = _csv_batches(path)
+        elif fmt == "jsonl":
+            batches = _jsonl_batches(path, chunk_rows)
+        else:
+            import pyarrow.parquet as pq
+
+            batches = pq.ParquetFile(path).iter_batches(batch_size=chunk_rows)
+        chunks = _rechunk(batches, chunk_rows)
+        first = next(chunks, None)
+    except pa.ArrowInvalid as e:
+        raise UsageError(f"{path}: not a valid {fmt.upper()} catalog: {e}") from e
+    if first is None:
+        first = read_catalog(path).slice(0, 0)  # an empty catalog: its schema from the whole-file reader
+    first = _checked(first, path)
+    rest = (_checked(t, path) for t in chunks)
+    return first.schema, itertools.chain([first], _guard(rest, path, fmt))
+
+
+def _checked(table: pa.Table, path: Path) -> pa.Table:
+    if URL_COLUMN not in table.column_names:
+        raise UsageError(f"{path}: no {URL_COLUMN!r} column (found: {', '.join(table.column_names) or 'none'}); "
+                         f"each row needs a cover_url with an http(s) URL or a local path")
+    url_type = table.schema.field(URL_COLUMN).type
+    if pa.types.is_null(url_type) or pa.types.is_large_string(url_type):
+        return table.set_column(table.column_names.index(URL_COLUMN), URL_COLUMN,
+                                table.column(URL_COLUMN).cast(pa.string()))
+    if not pa.types.is_string(url_type):
+        raise UsageError(f"{path}: {URL_COLUMN!r} must hold text (URLs or paths)")
+    return table
+
+
+def _guard(chunks: Iterator[pa.Table], path: Path, fmt: str) -> Iterator[pa.Table]:
+    try:
+        yield from chunks
+    except pa.ArrowInvalid as e:  # a damaged row far into the file
+        raise UsageError(f"{path}: not a valid {fmt.upper()} catalog further on: {e}") from e
+
+
+def _csv_batches(path: Path) -> Iterator[pa.RecordBatch]:
+    from pyarrow import csv
+
+    # Every column as text: ids like 007 keep their zeros, and types never surprise.
+    reader = csv.open_csv(path, read_options=csv.ReadOptions(block_size=4 << 20),
+                          convert_options=csv.ConvertOptions(column_types=dict.fromkeys(_csv_header(path), pa.string()),
+                                                             strings_can_be_null=False))
+    yield from reader
+
+
+def _jsonl_batches(path: Path, lines_per_block: int) -> Iterator[pa.Table]:
+    """JSON Lines in blocks of lines; the first block's schema is the catalog's (later fields are dropped)."""
+    from pyarrow import json
+
+    schema = None
+    with open(path, "rb") as f:
+        while True:
+            block = b"".join(itertools.islice(f, lines_per_block))
+            if not block.strip():
+                if not block:
+                    return
+                continue
+            options = json.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore") if schema \
+                else json.ParseOptions()
+            table = json.read_json(io.BytesIO(block), parse_options=options)
+            schema = schema or table.schema
+            yield table
+
+
+def _rechunk(batches: Iterable[pa.RecordBatch | pa.Table], rows: int) -> Iterator[pa.Table]:
+    """Tables of exactly ``rows`` rows (the last one shorter) from batches of any size."""
+    pending: list[pa.Table] = []
+    have = 0
+    for b in batches:
+        t = b if isinstance(b, pa.Table) else pa.Table.from_batches([b])
+        pending.append(t)
+        have += t.num_rows
+        while have >= rows:
+            whole = pa.concat_tables(pending)
+            yield whole.slice(0, rows).combine_chunks()
+            rest = whole.slice(rows)
+            pending, have = ([rest] if rest.num_rows else []), rest.num_rows
+    if have:
+        yield pa.concat_tables(pending).combine_chunks()
