@@ -87,6 +87,8 @@ def _file_command(name: str, runner: str, input_help: str, doc: str) -> None:
         shard_rows: Annotated[int, typer.Option(help="Rows per part file in dataset mode.", min=1)] = 10_000,
         rescore: Annotated[bool, typer.Option(
             "--rescore", help="Dataset mode: score every row again instead of carrying unchanged ones.")] = False,
+        engine: Annotated[str, typer.Option(
+            help="Dataset mode: local (threads + asyncio, incremental, resumable) or ray (a Ray cluster).")] = "local",
         max_failure_rate: Annotated[Optional[float], typer.Option(
             help="Exit with code 3 when more than this fraction of rows failed (0-1).", min=0.0, max=1.0)] = None,
         json_summary: JsonOpt = False,
@@ -103,13 +105,23 @@ def _file_command(name: str, runner: str, input_help: str, doc: str) -> None:
         try:
             if dataset and Path(out).suffix.lower() in (".csv", ".tsv", ".json", ".jsonl", ".txt", ".xlsx"):
                 raise UsageError(f"--out {out}: give a .parquet file name, or a folder for a sharded dataset")
+            if engine not in ("local", "ray"):
+                raise UsageError(f"--engine {engine}: use local or ray")
+            if engine == "ray" and not dataset:
+                raise UsageError("--engine ray writes a dataset: give --out a folder or URI, not a .parquet file")
             if dataset:
                 if runner != "run_catalog":
                     raise UsageError(f"--out {out}: give a .parquet file name")
-                from .shards import run_dataset
+                if engine == "ray":
+                    from .ray_engine import run_ray
 
-                report = run_dataset(input, out, shard_rows=shard_rows, rescore=rescore, **options)
-                summary, data = report.summary, report.as_dict()
+                    summary = run_ray(input, out, shard_rows=shard_rows, **options)
+                    data = {**summary.as_dict(), "engine": "ray"}
+                else:
+                    from .shards import run_dataset
+
+                    report = run_dataset(input, out, shard_rows=shard_rows, rescore=rescore, **options)
+                    summary, data = report.summary, report.as_dict()
             else:
                 summary = getattr(run, runner)(input, Path(out), **options)
                 data = summary.as_dict()
@@ -122,7 +134,7 @@ def _file_command(name: str, runner: str, input_help: str, doc: str) -> None:
         if json_summary:
             typer.echo(json.dumps(data))
         else:
-            print_summary(summary, out, extra=data if dataset else None)
+            print_summary(summary, out, extra=data if dataset and engine == "local" else None)
         if max_failure_rate is not None and summary.failure_rate > max_failure_rate:
             fail(f"{summary.failure_rate:.1%} of rows failed, over --max-failure-rate {max_failure_rate:g}", code=3)
 

@@ -25,6 +25,7 @@ from scorer.sinks.dataset import DatasetSink
 from scorer.sources.catalog import iter_catalog, read_catalog
 
 REPO = Path(__file__).resolve().parent.parent
+NIGHTLY = REPO / "jobs" / "nightly.sh"
 
 
 @pytest.fixture(scope="module")
@@ -209,3 +210,21 @@ def test_killed_run_resumes_to_the_same_result(sample_covers, tmp_path):
         assert resumed["shards_skipped"] >= len(done) and resumed["rows"] == 600
         pd.testing.assert_frame_equal(without_time(pd.read_parquet(killed)), without_time(pd.read_parquet(whole)))
         assert not list((killed / "_scorer" / "tmp").iterdir())
+
+
+def test_nightly_job_script(cdn, tmp_path):
+    """jobs/nightly.sh as cron or systemd runs it: configured by environment, JSON summary out."""
+    src = write_catalog(tmp_path / "c.csv", catalog_rows(cdn, 40, covers=4, tag="j"))
+    out = tmp_path / "nightly"
+    env = {**os.environ, "SCORER_CATALOG": str(src), "SCORER_OUT": str(out), "SCORER_KEEP": "rock,pop",
+           "SCORER_ARGS": "--allow-private-hosts --shard-rows 16",
+           "SCORER_BIN": str(Path(sys.executable).parent / "scorer")}
+    r = subprocess.run(["bash", str(NIGHTLY)], env=env, capture_output=True, text=True, check=False)
+    assert r.returncode == 0, r.stderr
+    summary = json.loads(r.stdout.strip().splitlines()[-1])
+    assert summary["rows"] == 40 and summary["shards"] == 3
+    assert json.loads((out / "_scorer" / "summary.json").read_text())["keep"] == ["rock", "pop"]
+    assert len(pd.read_parquet(out)) == 40
+    del env["SCORER_CATALOG"]
+    r = subprocess.run(["bash", str(NIGHTLY)], env=env, capture_output=True, text=True, check=False)
+    assert r.returncode != 0 and "SCORER_CATALOG" in r.stderr
