@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import pyarrow as pa
@@ -13,7 +13,11 @@ from .model import ENSEMBLE, Model
 from .progress import progress
 from .score import Scorer, Summary, check_passthrough
 from .sinks import ParquetSink
-from .sources import links_table, read_catalog, read_links
+from .sources import links_table, read_links
+from .sources.catalog import iter_catalog
+
+#: Rows read from a catalog at a time in single-file mode.
+CHUNK_ROWS = 4096
 
 
 def open_model(model_dir: Path | None, head: str | None) -> Model:
@@ -45,41 +49,47 @@ def run_metadata(model: Model, head_name: str, keep: KeepFilter, **extra) -> dic
     }
 
 
-def score_table(table: pa.Table, out: Path, model: Model, head_name: str, keep: KeepFilter,
-                fetcher: CoverFetcher, metadata: dict, batch_size: int = 8, workers: int = 4,
-                show_progress: bool | None = None) -> Summary:
-    """Score every row of ``table`` into the Parquet file ``out`` (written atomically)."""
-    scorer = Scorer(model, head_name, keep, fetcher, batch_size=batch_size, workers=workers)
-    with ParquetSink(out, metadata) as sink, progress("scoring", total=table.num_rows,
-                                                      enabled=show_progress) as advance:
-        for chunk in scorer.run(table, on_progress=advance):
-            sink.write(chunk)
+def score_chunks(chunks: Iterable[pa.Table], out: Path, scorer: Scorer, metadata: dict, total: int | None = None,
+                 show_progress: bool | None = None) -> Summary:
+    """Score tables of rows one after another into the Parquet file ``out`` (written atomically)."""
+    with ParquetSink(out, metadata) as sink, progress("scoring", total=total, enabled=show_progress) as advance:
+        for table in chunks:
+            for chunk in scorer.run(table, on_progress=advance):
+                sink.write(chunk)
     return scorer.summary
 
 
 def run_catalog(input: Path, out: Path, **options) -> Summary:
-    """Score a catalog file (CSV, JSONL, Parquet) into ``out``; ``options`` as for :func:`run_file`."""
-    return run_file(read_catalog, input, out, base_dir=Path(input).resolve().parent, **options)
+    """Score a catalog file (CSV, JSONL, Parquet) into ``out``, streaming it in chunks; ``options`` as
+    for :func:`run_file`."""
+    return run_file(lambda path: iter_catalog(path, CHUNK_ROWS), input, out,
+                    base_dir=Path(input).resolve().parent, **options)
 
 
 def run_links(input: Path, out: Path, **options) -> Summary:
     """Score a Bandcamp-study link file; each row keeps its ``label`` (the genre in the file)."""
-    return run_file(lambda path: links_table(read_links(path)), input, out, source="link-file", **options)
+
+    def read(path: Path) -> tuple[pa.Schema, Iterator[pa.Table]]:
+        table = links_table(read_links(path))
+        return table.schema, iter([table])
+
+    return run_file(read, input, out, source="link-file", **options)
 
 
-def run_file(read: Callable[[Path], pa.Table], input: Path, out: Path, keep: str | None = None,
-             head: str | None = None, min_prob: float | None = None, model_dir: Path | None = None,
-             batch_size: int = 8, workers: int = 4, show_progress: bool | None = None,
-             fetch: FetchOptions | None = None, base_dir: Path | None = None, **metadata) -> Summary:
-    """Read ``input`` with ``read`` and score it into ``out``. Every argument is checked, and the whole
-    input read, before the first cover is fetched."""
+def run_file(read: Callable[[Path], tuple[pa.Schema, Iterator[pa.Table]]], input: Path, out: Path,
+             keep: str | None = None, head: str | None = None, min_prob: float | None = None,
+             model_dir: Path | None = None, batch_size: int = 8, workers: int = 4,
+             show_progress: bool | None = None, fetch: FetchOptions | None = None, base_dir: Path | None = None,
+             **metadata) -> Summary:
+    """Score what ``read`` yields from ``input`` into ``out``. Every argument, and the input's header,
+    is checked before the first cover is fetched."""
     check_out(out)
     model = open_model(model_dir, head)
     keep_filter = KeepFilter.parse(keep, model.genres, min_prob)
-    table = read(input)
-    check_passthrough(table.column_names, model.genres)
+    schema, chunks = read(input)
+    check_passthrough(schema.names, model.genres)
     head_name = head or model.default_head
     meta = run_metadata(model, head_name, keep_filter, input=str(input), **metadata)
     with CoverFetcher(fetch, base_dir=base_dir) as fetcher:
-        return score_table(table, Path(out), model, head_name, keep_filter, fetcher, meta,
-                           batch_size, workers, show_progress)
+        scorer = Scorer(model, head_name, keep_filter, fetcher, batch_size=batch_size, workers=workers)
+        return score_chunks(chunks, Path(out), scorer, meta, show_progress=show_progress)
