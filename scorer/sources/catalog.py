@@ -23,14 +23,20 @@ URL_COLUMN = "cover_url"
 RESERVED_PREFIX = "p_"
 
 
-def read_catalog(path: Path) -> pa.Table:
-    """Read the whole catalog; raise :class:`UsageError` for anything we cannot score."""
-    path = Path(path)
+def catalog_format(path: Path) -> str:
+    """``csv``, ``jsonl`` or ``parquet`` for an existing catalog file; :class:`UsageError` otherwise."""
     fmt = FORMATS.get(path.suffix.lower())
     if fmt is None:
         raise UsageError(f"{path}: unknown catalog format {path.suffix!r}; use .csv, .jsonl or .parquet")
     if not path.is_file():
         raise UsageError(f"{path}: no such file")
+    return fmt
+
+
+def read_catalog(path: Path) -> pa.Table:
+    """Read the whole catalog; raise :class:`UsageError` for anything we cannot score."""
+    path = Path(path)
+    fmt = catalog_format(path)
     try:
         if fmt == "csv":
             from pyarrow import csv
@@ -72,11 +78,7 @@ def iter_catalog(path: Path, chunk_rows: int = 10_000) -> tuple[pa.Schema, Itera
     are read and checked at once, so a bad file fails before any work; :class:`UsageError` as
     :func:`read_catalog`."""
     path = Path(path)
-    fmt = FORMATS.get(path.suffix.lower())
-    if fmt is None:
-        raise UsageError(f"{path}: unknown catalog format {path.suffix!r}; use .csv, .jsonl or .parquet")
-    if not path.is_file():
-        raise UsageError(f"{path}: no such file")
+    fmt = catalog_format(path)
     try:
         if fmt == "csv":
             batches = _csv_batches(path)
