@@ -23,7 +23,7 @@ from .filters import KeepFilter, UsageError
 from .run import open_model, run_metadata
 from .score import Scorer, Summary, check_passthrough
 from .sinks.dataset import META_DIR, DatasetSink
-from .sources.catalog import FORMATS, _csv_header, iter_catalog
+from .sources.catalog import FORMATS, csv_convert_options, iter_catalog
 
 
 class ScoreStage:
@@ -43,13 +43,10 @@ class ScoreStage:
 def read_dataset(input: Path):
     """The catalog as a Ray dataset, with the local reader's types (CSV columns all text)."""
     import ray.data
-    from pyarrow import csv
 
     fmt = FORMATS[Path(input).suffix.lower()]
     if fmt == "csv":
-        types = dict.fromkeys(_csv_header(Path(input)), pa.string())
-        return ray.data.read_csv(str(input), convert_options=csv.ConvertOptions(column_types=types,
-                                                                                 strings_can_be_null=False))
+        return ray.data.read_csv(str(input), convert_options=csv_convert_options(Path(input)))
     if fmt == "jsonl":
         return ray.data.read_json(str(input), lines=True)
     return ray.data.read_parquet(str(input))

@@ -18,7 +18,7 @@ def print_summary(summary: Summary, out: Path | str, extra: dict | None = None) 
     c = _console()
     failed = sum(summary.failed.values())
     c.print(f"[bold]{summary.rows}[/] rows in · [green]{summary.scored}[/] scored · "
-            f"[red]{failed}[/] failed · {summary.covers_per_second:.1f} rows/s ({summary.seconds:.1f}s)")
+            f"[red]{failed}[/] failed · {summary.rows_per_second:.1f} rows/s ({summary.seconds:.1f}s)")
     if summary.failed:
         t = Table("failure", "rows", title=None, box=None)
         for code, n in summary.failed.most_common():

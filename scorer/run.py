@@ -49,10 +49,10 @@ def run_metadata(model: Model, head_name: str, keep: KeepFilter, **extra) -> dic
     }
 
 
-def score_chunks(chunks: Iterable[pa.Table], out: Path, scorer: Scorer, metadata: dict, total: int | None = None,
+def score_chunks(chunks: Iterable[pa.Table], out: Path, scorer: Scorer, metadata: dict,
                  show_progress: bool | None = None) -> Summary:
     """Score tables of rows one after another into the Parquet file ``out`` (written atomically)."""
-    with ParquetSink(out, metadata) as sink, progress("scoring", total=total, enabled=show_progress) as advance:
+    with ParquetSink(out, metadata) as sink, progress("scoring", total=None, enabled=show_progress) as advance:
         for table in chunks:
             for chunk in scorer.run(table, on_progress=advance):
                 sink.write(chunk)

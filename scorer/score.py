@@ -31,7 +31,7 @@ class Summary:
     seconds: float = 0.0
 
     @property
-    def covers_per_second(self) -> float:
+    def rows_per_second(self) -> float:
         return self.rows / self.seconds if self.seconds > 0 else 0.0
 
     def add(self, out: pa.Table) -> None:
@@ -46,7 +46,7 @@ class Summary:
         return {"rows": self.rows, "scored": self.scored, "inferred": self.inferred, "failed": dict(self.failed),
                 "failure_rate": round(self.failure_rate, 6), "kept": dict(self.kept),
                 "kept_total": sum(self.kept.values()), "seconds": round(self.seconds, 3),
-                "rows_per_second": round(self.covers_per_second, 2), "peak_rss_mb": peak_rss_mb()}
+                "rows_per_second": round(self.rows_per_second, 2), "peak_rss_mb": peak_rss_mb()}
 
     @property
     def failure_rate(self) -> float:
@@ -155,15 +155,15 @@ class Scorer:
         for i, v in enumerate(verdicts):
             if v.proba is not None:
                 proba[i] = v.proba
-        ok = np.array([v.status == "ok" for v in verdicts], dtype=bool)
-        return append_scores(rows, [v.status for v in verdicts], [v.error for v in verdicts], proba, ok,
+        return append_scores(rows, [v.status for v in verdicts], [v.error for v in verdicts], proba,
                              self.keep, genres, self.head.name, self.model.version)
 
 
-def append_scores(rows: pa.Table, status: list[str], errors: list, proba: np.ndarray, ok: np.ndarray,
+def append_scores(rows: pa.Table, status: list[str], errors: list, proba: np.ndarray,
                   keep: KeepFilter, genres: list[str], head: str, version: str,
                   scored_at: pa.Array | None = None) -> pa.Table:
     """The output schema in one place: passthrough columns, then status … scored_at."""
+    ok = np.array([s == "ok" for s in status], dtype=bool)
     kept = keep.apply(proba, genres)
     top = np.where(ok, np.nan_to_num(proba, nan=-1).argmax(axis=1), -1)
     n = len(status)

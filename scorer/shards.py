@@ -85,7 +85,7 @@ def run_dataset(input: Path, out: str, keep: str | None = None, head: str | None
                     entry = {"rows": chunk.num_rows, "skipped": True}
                 else:
                     prev = None if rescore or previous is None else sink.read_part(i)
-                    table, carried = score_shard(scorer, chunk, prev[0] if prev else None)
+                    table, carried = score_shard(scorer, chunk, prev)
                     sink.write_part(i, table, {**metadata, "shard": shard})
                     report.summary.add(table)
                     report.rows_carried += carried
@@ -134,6 +134,6 @@ def carried(scorer: Scorer, rows: pa.Table, previous: pa.Table) -> pa.Table:
     """``rows`` (today's input) with the score columns of their ``previous`` output rows; ``kept`` anew."""
     genres, n = scorer.model.genres, rows.num_rows
     proba = np.stack([previous.column(f"p_{g}").to_numpy(zero_copy_only=False) for g in genres], axis=1)
-    return append_scores(rows, ["ok"] * n, [None] * n, proba.astype(np.float32), np.ones(n, dtype=bool),
-                         scorer.keep, genres, scorer.head.name, scorer.model.version,
+    return append_scores(rows, ["ok"] * n, [None] * n, proba.astype(np.float32), scorer.keep, genres,
+                         scorer.head.name, scorer.model.version,
                          scored_at=previous.column("scored_at").combine_chunks())

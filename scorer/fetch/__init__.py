@@ -61,13 +61,6 @@ class CoverFetcher:
         except RowError as e:
             return e
 
-    def fetch(self, ref: str) -> bytes:
-        """One cover, blocking; raises :class:`RowError`."""
-        got = self._call(self._result(ref)).result()
-        if isinstance(got, RowError):
-            raise got
-        return got
-
     def stream(self, items: Iterable[T], ref: Callable[[T], str], window: int | None = None
                ) -> Iterator[tuple[T, Result]]:
         """Every item once, in input order, with its bytes or its error; at most ``window`` in flight."""

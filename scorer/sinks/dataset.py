@@ -74,14 +74,12 @@ class DatasetSink:
         for stale in self.fs.get_file_info(pafs.FileSelector(self.path(META_DIR, "tmp"))):
             self.fs.delete_file(stale.path)  # parts a killed run left half-written
 
-    def read_part(self, shard: int) -> tuple[pa.Table, dict] | None:
-        """A finished part and its ``scorer`` metadata, or None (absent, or unreadable: it is redone)."""
+    def read_part(self, shard: int) -> pa.Table | None:
+        """A finished part, or None (absent, or unreadable: it is redone)."""
         try:
-            table = pq.read_table(self.part_path(shard), filesystem=self.fs)
+            return pq.read_table(self.part_path(shard), filesystem=self.fs)
         except (FileNotFoundError, OSError, pa.ArrowInvalid):
             return None
-        meta = (table.schema.metadata or {}).get(METADATA_KEY)
-        return table, json.loads(meta) if meta else {}
 
     def part_metadata(self, shard: int) -> dict | None:
         """The ``scorer`` metadata of a finished part, from its footer only (cheap)."""

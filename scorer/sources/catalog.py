@@ -41,9 +41,7 @@ def read_catalog(path: Path) -> pa.Table:
         if fmt == "csv":
             from pyarrow import csv
 
-            # Every column as text: ids like 007 keep their zeros, and types never surprise.
-            table = csv.read_csv(path, convert_options=csv.ConvertOptions(
-                column_types=dict.fromkeys(_csv_header(path), pa.string()), strings_can_be_null=False))
+            table = csv.read_csv(path, convert_options=csv_convert_options(path))
         elif fmt == "jsonl":
             from pyarrow import json
 
@@ -54,16 +52,14 @@ def read_catalog(path: Path) -> pa.Table:
             table = pq.read_table(path)
     except pa.ArrowInvalid as e:
         raise UsageError(f"{path}: not a valid {fmt.upper()} catalog: {e}") from e
-    if URL_COLUMN not in table.column_names:
-        raise UsageError(f"{path}: no {URL_COLUMN!r} column (found: {', '.join(table.column_names) or 'none'}); "
-                         f"each row needs a cover_url with an http(s) URL or a local path")
-    url_type = table.schema.field(URL_COLUMN).type
-    if pa.types.is_null(url_type):  # every value empty: rows become missing_url
-        table = table.set_column(table.column_names.index(URL_COLUMN), URL_COLUMN,
-                                 table.column(URL_COLUMN).cast(pa.string()))
-    elif not (pa.types.is_string(url_type) or pa.types.is_large_string(url_type)) and table.num_rows:
-        raise UsageError(f"{path}: {URL_COLUMN!r} must hold text (URLs or paths)")
-    return table
+    return _checked(table, path)
+
+
+def csv_convert_options(path: Path):
+    """Every column as text: ids like 007 keep their zeros, and types never surprise."""
+    from pyarrow import csv
+
+    return csv.ConvertOptions(column_types=dict.fromkeys(_csv_header(path), pa.string()), strings_can_be_null=False)
 
 
 def _csv_header(path: Path) -> list[str]:
@@ -100,6 +96,7 @@ def iter_catalog(path: Path, chunk_rows: int = 10_000) -> tuple[pa.Schema, Itera
 
 
 def _checked(table: pa.Table, path: Path) -> pa.Table:
+    """``table`` with a text ``cover_url`` (an all-empty column becomes text: its rows are ``missing_url``)."""
     if URL_COLUMN not in table.column_names:
         raise UsageError(f"{path}: no {URL_COLUMN!r} column (found: {', '.join(table.column_names) or 'none'}); "
                          f"each row needs a cover_url with an http(s) URL or a local path")
@@ -107,7 +104,7 @@ def _checked(table: pa.Table, path: Path) -> pa.Table:
     if pa.types.is_null(url_type) or pa.types.is_large_string(url_type):
         return table.set_column(table.column_names.index(URL_COLUMN), URL_COLUMN,
                                 table.column(URL_COLUMN).cast(pa.string()))
-    if not pa.types.is_string(url_type):
+    if not pa.types.is_string(url_type) and table.num_rows:
         raise UsageError(f"{path}: {URL_COLUMN!r} must hold text (URLs or paths)")
     return table
 
@@ -122,11 +119,8 @@ def _guard(chunks: Iterator[pa.Table], path: Path, fmt: str) -> Iterator[pa.Tabl
 def _csv_batches(path: Path) -> Iterator[pa.RecordBatch]:
     from pyarrow import csv
 
-    # Every column as text: ids like 007 keep their zeros, and types never surprise.
-    reader = csv.open_csv(path, read_options=csv.ReadOptions(block_size=4 << 20),
-                          convert_options=csv.ConvertOptions(column_types=dict.fromkeys(_csv_header(path), pa.string()),
-                                                             strings_can_be_null=False))
-    yield from reader
+    yield from csv.open_csv(path, read_options=csv.ReadOptions(block_size=4 << 20),
+                            convert_options=csv_convert_options(path))
 
 
 def _jsonl_batches(path: Path, lines_per_block: int) -> Iterator[pa.Table]:

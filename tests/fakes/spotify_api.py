@@ -328,6 +328,15 @@ class FakeSpotify:
             return _error(404, "Resource not found")
         return self.playlists[pid]
 
+    def _authorized_playlist(self, request: web.Request, user: bool = False
+                             ) -> tuple[_Token, _Playlist] | web.Response:
+        """The token and the playlist of a /playlists/{id}… request, or the error response (401 before 404)."""
+        auth = self._auth(request, user=user)
+        if isinstance(auth, web.Response):
+            return auth
+        pl = self._find(request)
+        return pl if isinstance(pl, web.Response) else (auth, pl)
+
     async def _removed(self, request: web.Request) -> web.Response:
         """Endpoints Spotify removed for Development Mode apps in 2026: /playlists/{id}/tracks and
         /users/{id}/playlists."""
@@ -347,21 +356,16 @@ class FakeSpotify:
                 "items": summary, "tracks": summary}
 
     async def _playlist(self, request: web.Request) -> web.Response:
-        auth = self._auth(request)
-        if isinstance(auth, web.Response):
-            return auth
-        pl = self._find(request)
-        if isinstance(pl, web.Response):
-            return pl
-        return web.json_response(self._playlist_json(request.match_info["id"], pl))
+        found = self._authorized_playlist(request)
+        if isinstance(found, web.Response):
+            return found
+        return web.json_response(self._playlist_json(request.match_info["id"], found[1]))
 
-    async def _items(self, request: web.Request) -> web.Response:  # noqa: PLR0911
-        auth = self._auth(request)
-        if isinstance(auth, web.Response):
-            return auth
-        pl = self._find(request)
-        if isinstance(pl, web.Response):
-            return pl
+    async def _items(self, request: web.Request) -> web.Response:
+        found = self._authorized_playlist(request)
+        if isinstance(found, web.Response):
+            return found
+        auth, pl = found
         if self.owner_only_items and (auth.kind != "user" or pl.owner != self.user["id"]):
             return _error(403, "Forbidden")
         try:
@@ -410,12 +414,10 @@ class FakeSpotify:
         return web.json_response(self._playlist_json(pid, self.playlists[pid]), status=201)
 
     async def _add_items(self, request: web.Request) -> web.Response:  # noqa: PLR0911
-        auth = self._auth(request, user=True)
-        if isinstance(auth, web.Response):
-            return auth
-        pl = self._find(request)
-        if isinstance(pl, web.Response):
-            return pl
+        found = self._authorized_playlist(request, user=True)
+        if isinstance(found, web.Response):
+            return found
+        auth, pl = found
         if pl.owner != self.user["id"]:
             return _error(403, "Forbidden")
         if ("playlist-modify-public" if pl.public else "playlist-modify-private") not in auth.scope:
