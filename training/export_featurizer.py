@@ -34,7 +34,10 @@ def load_torch_model(arch: str = "lite0"):
     name, module, cls = ARCHS[arch]
     weights = getattr(importlib.import_module(module), cls).get_model_file_path()
     model = EfficientNet.from_pretrained(name, weights_path=weights)
-    model.set_swish(memory_efficient=False)  # the autograd-function swish does not export
+    if model._global_params.relu_fn != "relu6":
+        # the autograd-function swish does not export. Lite models use ReLU6 and must keep it:
+        # ``set_swish`` would swap it for swish, which the pretrained weights were not trained with.
+        model.set_swish(memory_efficient=False)
     return model.eval(), Path(weights)
 
 
