@@ -59,8 +59,11 @@ def fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
-BatchOpt = Annotated[int, typer.Option(
-    help="Covers per featurizer batch (on CPU, 8 is as fast as 32 with a third of the memory).", min=1, max=1024)]
+BatchOpt = Annotated[Optional[int], typer.Option(
+    help="Covers per featurizer batch [default: 16 on CPU, 128 on a GPU].", min=1, max=1024, show_default=False)]
+PrecisionOpt = Annotated[Optional[str], typer.Option(
+    help="Featurizer precision: fp32 or int8 [default: the model's choice, see `scorer info`].",
+    show_default=False)]
 WorkersOpt = Annotated[int, typer.Option(help="Decode threads.", min=1, max=256)]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the run summary as JSON.")]
 
@@ -76,7 +79,8 @@ def _file_command(name: str, runner: str, input_help: str, doc: str) -> None:
         head: HeadOpt = None,
         min_prob: MinProbOpt = None,
         model: ModelOpt = None,
-        batch_size: BatchOpt = 8,
+        batch_size: BatchOpt = None,
+        precision: PrecisionOpt = None,
         workers: WorkersOpt = 4,
         concurrency: ConcurrencyOpt = 64,
         per_host: PerHostOpt = 16,
@@ -100,7 +104,7 @@ def _file_command(name: str, runner: str, input_help: str, doc: str) -> None:
 
         fetch = _fetch_options(allow_private_hosts, concurrency, per_host, timeout, retries, cache)
         options = dict(keep=keep, head=head, min_prob=min_prob, model_dir=model, batch_size=batch_size,
-                       workers=workers, fetch=fetch)
+                       precision=precision, workers=workers, fetch=fetch)
         dataset = not out.lower().endswith((".parquet", ".pq"))
         try:
             if dataset and Path(out).suffix.lower() in (".csv", ".tsv", ".json", ".jsonl", ".txt", ".xlsx"):
@@ -165,7 +169,8 @@ def playlist(
         "--save-playlist", help="Create a private playlist of the kept tracks with this name (signs you in).")] = None,
     token_cache: Annotated[Optional[Path], typer.Option(
         help="Where the signed-in token is kept (default ~/.config/scorer/spotify-token.json).")] = None,
-    batch_size: BatchOpt = 8,
+    batch_size: BatchOpt = None,
+    precision: PrecisionOpt = None,
     workers: WorkersOpt = 4,
     concurrency: ConcurrencyOpt = 64,
     per_host: PerHostOpt = 16,
@@ -192,7 +197,7 @@ def playlist(
     try:
         result = run_playlist(playlist, out, keep=keep, head=head, min_prob=min_prob, model_dir=model, user=user,
                               save_as=save_playlist, token_cache=token_cache, batch_size=batch_size,
-                              workers=workers, fetch=fetch)
+                              precision=precision, workers=workers, fetch=fetch)
     except UsageError as e:
         fail(str(e))
     except SpotifyAccessError as e:

@@ -12,6 +12,8 @@ from .featurize import ColourFeaturizer, OnnxFeaturizer
 from .heads import EnsembleHead, Head, load_head
 
 ENSEMBLE = "ensemble"
+#: the precisions a featurizer can ship in (``int8``: static QDQ, see ``training/quantize.py``)
+PRECISIONS = ("fp32", "int8")
 
 
 SHIPPED_FEATURIZER = "featurizer/efficientnet-lite0.onnx"
@@ -37,26 +39,37 @@ def shipped_featurizer() -> Path:
 class Model:
     """Genres, featurizers and heads of one trained model."""
 
-    def __init__(self, directory: Path | None = None, threads: int | None = None):
+    def __init__(self, directory: Path | None = None, threads: int | None = None, precision: str | None = None):
         self.dir = Path(directory) if directory is not None else default_model_dir()
         manifest_path = self.dir / "manifest.json"
         if not manifest_path.exists():
             raise FileNotFoundError(f"{self.dir} is not a model directory (no manifest.json)")
         self.manifest: dict = json.loads(manifest_path.read_text())
         self.genres: list[str] = list(self.manifest["genres"])
-        self.version: str = self.manifest["version"]
         self.default_head: str = self.manifest["default_head"]
         self.threads = threads
+        cnn = self.manifest["featurizers"]["cnn"]
+        #: ``{"fp32": {"id", "file"}, "int8": {...}}``: the same network at each precision it ships in
+        self.variants: dict[str, dict] = {"fp32": cnn, **cnn.get("variants", {})}
+        self.precision: str = precision or cnn.get("default_precision", "fp32")
+        if self.precision not in self.variants:
+            raise ValueError(f"precision {self.precision!r} is not shipped with {self.dir}; "
+                             f"it has: {', '.join(self.variants)}")
+        # outputs record the precision, and incremental runs rescore when it changes
+        self.version: str = f"{self.manifest['version']}+{self.precision}"
         self._heads: dict[str, Head] = {}
 
     @property
     def head_names(self) -> list[str]:
         return [*self.manifest["heads"], ENSEMBLE]
 
+    @property
+    def cnn_path(self) -> Path:
+        return (self.dir / self.variants[self.precision]["file"]).resolve()
+
     @cached_property
     def cnn(self) -> OnnxFeaturizer:
-        spec = self.manifest["featurizers"]["cnn"]
-        return OnnxFeaturizer((self.dir / spec["file"]).resolve(), threads=self.threads)
+        return OnnxFeaturizer(self.cnn_path, threads=self.threads)
 
     @cached_property
     def colour(self) -> ColourFeaturizer:

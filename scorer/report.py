@@ -59,15 +59,21 @@ def print_evaluation(result: dict) -> None:
 def print_model(model) -> None:
     c = _console()
     m = model.manifest
-    c.print(f"[bold]{m['name']}[/] {m['version']} · genres: {', '.join(model.genres)}")
-    c.print(f"featurizer: {m['featurizers']['cnn']['id']} · default head: {model.default_head}")
+    c.print(f"[bold]{m['name']}[/] {model.version} · genres: {', '.join(model.genres)}")
+    others = [p for p in model.variants if p != model.precision]
+    c.print(f"featurizer: {model.variants[model.precision]['id']} ({model.precision}"
+            + (f"; also {', '.join(others)} with --precision" if others else "")
+            + f") · default head: {model.default_head}")
     ts = m.get("training_set") or {}
     c.print(f"trained on {ts.get('images')} covers ({ts.get('source')}, sha256 {str(ts.get('sha256'))[:12]}…)")
     cv = m.get("cv")
     if cv:
-        t = Table("head", "accuracy", "balanced acc.", title=f"{cv['folds']}-fold CV")
+        int8 = model.variants.get("int8", {}).get("cv") or {}
+        columns = ["head", "accuracy", "balanced acc."] + (["int8 change"] if int8 else [])
+        t = Table(*columns, title=f"{cv['folds']}-fold CV")
         for name, h in sorted(cv["heads"].items(), key=lambda kv: -kv[1]["balanced_accuracy"]):
-            t.add_row(name, f"{h['accuracy']:.3f}", f"{h['balanced_accuracy']:.3f}")
+            change = [f"{int8[name]['change']:+.3f}"] if name in int8 else ([""] if int8 else [])
+            t.add_row(name, f"{h['accuracy']:.3f}", f"{h['balanced_accuracy']:.3f}", *change)
         c.print(t)
 
 

@@ -9,7 +9,7 @@ import pyarrow as pa
 
 from .fetch import CoverFetcher, FetchOptions
 from .filters import KeepFilter, UsageError
-from .model import ENSEMBLE, Model
+from .model import ENSEMBLE, PRECISIONS, Model
 from .progress import progress
 from .score import Scorer, Summary, check_passthrough
 from .sinks import ParquetSink
@@ -20,8 +20,13 @@ from .sources.catalog import iter_catalog
 CHUNK_ROWS = 4096
 
 
-def open_model(model_dir: Path | None, head: str | None) -> Model:
-    model = Model(model_dir)
+def open_model(model_dir: Path | None, head: str | None, precision: str | None = None) -> Model:
+    if precision is not None and precision not in PRECISIONS:
+        raise UsageError(f"--precision {precision}: use one of {', '.join(PRECISIONS)}")
+    try:
+        model = Model(model_dir, precision=precision)
+    except ValueError as e:
+        raise UsageError(str(e)) from e
     if head is not None and head not in model.head_names:
         raise UsageError(f"unknown head {head!r}; this model has: {', '.join(model.head_names)}")
     return model
@@ -45,6 +50,9 @@ def run_metadata(model: Model, head_name: str, keep: KeepFilter, **extra) -> dic
         "keep": list(keep.genres),
         "min_prob": keep.min_prob,
         "model": model.manifest,
+        "model_version": model.version,
+        "precision": model.precision,
+        "featurizer_id": model.variants[model.precision]["id"],
         **extra,
     }
 
@@ -78,13 +86,14 @@ def run_links(input: Path, out: Path, **options) -> Summary:
 
 def run_file(read: Callable[[Path], tuple[pa.Schema, Iterator[pa.Table]]], input: Path, out: Path,
              keep: str | None = None, head: str | None = None, min_prob: float | None = None,
-             model_dir: Path | None = None, batch_size: int = 8, workers: int = 4,
-             show_progress: bool | None = None, fetch: FetchOptions | None = None, base_dir: Path | None = None,
+             model_dir: Path | None = None, batch_size: int | None = None, workers: int = 4,
+             precision: str | None = None, show_progress: bool | None = None, fetch: FetchOptions | None = None,
+             base_dir: Path | None = None,
              **metadata) -> Summary:
     """Score what ``read`` yields from ``input`` into ``out``. Every argument, and the input's header,
     is checked before the first cover is fetched."""
     check_out(out)
-    model = open_model(model_dir, head)
+    model = open_model(model_dir, head, precision)
     keep_filter = KeepFilter.parse(keep, model.genres, min_prob)
     schema, chunks = read(input)
     check_passthrough(schema.names, model.genres)

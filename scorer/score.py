@@ -95,13 +95,17 @@ class Scorer:
     head_name: str
     keep: KeepFilter
     fetcher: CoverFetcher
-    batch_size: int = 8
+    #: covers per featurizer call; ``None``: what the featurizer prefers on its device
+    batch_size: int | None = None
     workers: int = 4
     chunk_rows: int = 4096
     memo_size: int = 200_000
 
     def __post_init__(self) -> None:
         self.head = self.model.head(self.head_name)
+        if self.batch_size is None:
+            uses_cnn = "cnn" in self.model.kinds_for(self.head)
+            self.batch_size = self.model.cnn.preferred_batch if uses_cnn else 16
         self.summary = Summary()
         self._memo: OrderedDict[str, Verdict] = OrderedDict()
 

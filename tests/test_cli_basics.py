@@ -20,7 +20,8 @@ def test_help_lists_the_commands():
 
 def test_cli_import_does_not_load_heavy_modules():
     code = ("import sys, scorer.cli; heavy = [m for m in ('onnxruntime', 'numpy', 'pyarrow', 'cv2', 'PIL', "
-            "'sklearn', 'xgboost', 'torch') if m in sys.modules]; print(','.join(heavy))")
+            "'sklearn', 'xgboost', 'torch', 'aiohttp', 'spotipy', 'ray', 'pandas') if m in sys.modules]; "
+            "print(','.join(heavy))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
 

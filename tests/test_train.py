@@ -47,7 +47,11 @@ def test_train_then_score_with_the_new_model(covers_dir, tmp_path):
     df = pq.read_table(out).to_pandas()
     assert set(df.genre) <= {"country", "hiphop", "rock"}
     assert {c for c in df.columns if c.startswith("p_")} == {"p_country", "p_hiphop", "p_rock"}
-    assert (df.model_version == manifest["version"]).all()
+    cnn = manifest["featurizers"]["cnn"]
+    assert (df.model_version == f"{manifest['version']}+{cnn['default_precision']}").all()
+    # the int8 featurizer shipped beside the fp32 one travels with the model, with its CV change per head
+    assert (model_dir / cnn["variants"]["int8"]["file"]).exists()
+    assert set(cnn["variants"]["int8"]["cv"]) == {*manifest["heads"], "ensemble"}
     assert Model(model_dir).default_head == manifest["default_head"]
 
     bad = CliRunner().invoke(app, ["catalog", str(catalog), "--out", str(out), "--model", str(model_dir),

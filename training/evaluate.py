@@ -36,11 +36,15 @@ def stratified_folds(y: np.ndarray, folds: int, seed: int) -> list[np.ndarray]:
 
 
 def cross_validate(features: dict[str, np.ndarray], y: np.ndarray, genres: list[str], folds: int = 5,
-                   seed: int = 0, heads: tuple[str, ...] = HEAD_KINDS, log=None) -> dict:
+                   seed: int = 0, heads: tuple[str, ...] = HEAD_KINDS, log=None,
+                   variants: dict[str, dict[str, np.ndarray]] | None = None) -> dict:
     """Out-of-fold probabilities for each pair, then metrics on the pooled predictions.
 
     Returns ``{"heads": {name: metrics}, "folds": k, "seed": s, "seconds": t}``; ``ensemble``
-    is the mean of every pair's probabilities.
+    is the mean of every pair's probabilities. ``variants`` (e.g. ``{"int8": {"cnn": x8}}``)
+    are other features of the same covers: each fold's heads, fitted on ``features``, also score
+    the variant's test rows, which is how a head shipped for one featurizer meets another at
+    run time. Their metrics land in ``"variants": {name: {"heads": ...}}``.
     """
     y = np.asarray(y)
     if np.bincount(y).min() < folds:
@@ -49,6 +53,8 @@ def cross_validate(features: dict[str, np.ndarray], y: np.ndarray, genres: list[
     start = time.perf_counter()
     names = [f"{f}-{h}" for f in features for h in heads]
     oof = {n: np.zeros((len(y), len(genres)), dtype=np.float32) for n in names}
+    variants = {v: {**features, **swapped} for v, swapped in (variants or {}).items()}
+    oof_variants = {v: {n: np.zeros_like(p) for n, p in oof.items()} for v in variants}
     fold_scores: dict[str, list[float]] = {n: [] for n in [*names, "ensemble"]}
     for i, test in enumerate(stratified_folds(y, folds, seed)):
         train = np.setdiff1d(np.arange(len(y)), test)
@@ -57,6 +63,8 @@ def cross_validate(features: dict[str, np.ndarray], y: np.ndarray, genres: list[
                 t0 = time.perf_counter()
                 fitted = fit_head(hkind, fkind, x[train], y[train], len(genres), seed)
                 oof[f"{fkind}-{hkind}"][test] = fitted.predict_proba(x[test])
+                for v, vfeatures in variants.items():
+                    oof_variants[v][f"{fkind}-{hkind}"][test] = fitted.predict_proba(vfeatures[fkind][test])
                 fold_scores[f"{fkind}-{hkind}"].append(
                     metrics(y[test], oof[f"{fkind}-{hkind}"][test].argmax(1), genres)["balanced_accuracy"])
                 if log:
@@ -70,8 +78,14 @@ def cross_validate(features: dict[str, np.ndarray], y: np.ndarray, genres: list[
         m = metrics(y, proba.argmax(1), genres)
         m["balanced_accuracy_per_fold"] = fold_scores[name]
         results[name] = m
-    return {"heads": results, "genres": genres, "folds": folds, "seed": seed, "images": int(len(y)),
-            "seconds": round(time.perf_counter() - start, 1)}
+    out = {"heads": results, "genres": genres, "folds": folds, "seed": seed, "images": int(len(y)),
+           "seconds": round(time.perf_counter() - start, 1)}
+    if variants:
+        out["variants"] = {}
+        for v, voof in oof_variants.items():
+            voof["ensemble"] = np.mean([voof[n] for n in names], axis=0)
+            out["variants"][v] = {"heads": {n: metrics(y, p.argmax(1), genres) for n, p in voof.items()}}
+    return out
 
 
 def best_head(cv: dict) -> str:

@@ -1,12 +1,25 @@
-"""The CNN featurizer: EfficientNet-Lite exported to ONNX, run with onnxruntime."""
+"""The CNN featurizer: EfficientNet-Lite exported to ONNX, run with onnxruntime.
+
+The execution provider is picked once per session: CUDA when onnxruntime-gpu is installed and
+a GPU answers, else the CPU. ``preferred_batch`` is the batch size the engine uses when the user
+does not set one: small on CPU (larger batches buy nothing there, see ``benchmarks/``), large on
+a GPU, where per-call overhead dominates.
+"""
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 
 import numpy as np
+
+log = logging.getLogger(__name__)
+
+CPU = "CPUExecutionProvider"
+CUDA = "CUDAExecutionProvider"
+PREFERRED_BATCH = {CPU: 16, CUDA: 128}
 
 
 def default_threads() -> int:
@@ -17,24 +30,60 @@ def default_threads() -> int:
         return os.cpu_count() or 1
 
 
+def available_providers() -> list[str]:
+    """CUDA first when this onnxruntime build has it (``SCORER_DEVICE=cpu`` forces the CPU)."""
+    import onnxruntime as ort
+
+    if os.environ.get("SCORER_DEVICE", "").lower() == "cpu":
+        return [CPU]
+    return [p for p in (CUDA, CPU) if p in ort.get_available_providers()]
+
+
+def session_options(threads: int | None = None, spinning: bool = False):
+    """Tuned CPU session options (see ``benchmarks/model.py`` for the measurements behind them).
+
+    - all graph optimisations (QDQ → QLinearConv fusion, NCHW → NHWC for int8 kernels);
+    - intra-op threads = usable cores, one inter-op thread (the graph is a chain);
+    - no busy-waiting between kernels: the decode threads share these cores, and spinning
+      workers would take their time slices for nothing.
+    """
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.intra_op_num_threads = threads or default_threads()
+    opts.inter_op_num_threads = 1
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+    return opts
+
+
 class OnnxFeaturizer:
     """Pooled CNN features from uint8 NHWC batches. Normalisation happens inside the graph."""
 
     kind = "cnn"
 
-    def __init__(self, onnx_path: Path, threads: int | None = None):
+    def __init__(self, onnx_path: Path, threads: int | None = None, providers: list[str] | None = None,
+                 spinning: bool = False):
         import onnxruntime as ort
 
         self.path = Path(onnx_path)
         meta_path = self.path.with_suffix(".json")
         self.meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
         self.id = self.meta.get("id", self.path.stem)
-        opts = ort.SessionOptions()
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        opts.intra_op_num_threads = threads or default_threads()
-        opts.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
+        self.precision = self.meta.get("precision", "fp32")
+        self.session = ort.InferenceSession(str(self.path), session_options(threads, spinning),
+                                            providers=providers or available_providers())
+        # onnxruntime falls back to the CPU (with a warning) when CUDA is built in but no GPU answers
+        self.provider = self.session.get_providers()[0]
+        if providers is None and CUDA in available_providers() and self.provider != CUDA:
+            log.warning("onnxruntime has CUDA but no GPU answered; running on the CPU")
+        self.preferred_batch = PREFERRED_BATCH.get(self.provider, PREFERRED_BATCH[CPU])
         self.dim = int(self.session.get_outputs()[0].shape[1])
+
+    @property
+    def device(self) -> str:
+        return "cuda" if self.provider == CUDA else "cpu"
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
         (features,) = self.session.run(["features"], {"images": np.ascontiguousarray(images, np.uint8)})
