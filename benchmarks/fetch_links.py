@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -19,8 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-SHARED = Path(os.environ.get("SCORER_SHARED_DATA", REPO.parent / "shared" / "data"))
+from .common import REPO, SHARED
+from .fetch_decode import fetch_decode
 
 
 def free_port() -> int:
@@ -41,21 +40,6 @@ def start_cdn(covers: Path, latency_ms: float) -> tuple[subprocess.Popen, str]:
             time.sleep(0.1)
     proc.kill()
     raise RuntimeError("the loopback CDN did not start")
-
-
-def fetch_decode(links: Path, concurrency: int) -> dict:
-    from scorer.engine import decoded
-    from scorer.fetch import CoverFetcher, FetchOptions
-    from scorer.sources import read_links
-
-    items = read_links(links)
-    start = time.perf_counter()
-    ok = 0
-    with CoverFetcher(FetchOptions(allow_private_hosts=True, cache=False, concurrency=concurrency)) as fetcher:
-        for outcome in decoded(items, lambda x: x.url, fetcher):
-            ok += outcome.error is None
-    seconds = time.perf_counter() - start
-    return {"rows": len(items), "ok": ok, "seconds": round(seconds, 2), "covers_per_s": round(len(items) / seconds, 1)}
 
 
 def score_links(links: Path, out: Path, extra: list[str]) -> dict:

@@ -54,7 +54,17 @@ class Summary:
 
 
 def peak_rss_mb() -> float | None:
-    """This process's peak resident memory so far, in MiB (None where the OS does not say)."""
+    """This process's peak resident memory so far, in MiB (None where the OS does not say).
+
+    Linux: ``VmHWM``, the high-water mark of this process's own memory. ``ru_maxrss`` is not used
+    there because it survives ``exec``: a job started by a large parent would report the parent's peak.
+    """
+    try:
+        for line in open("/proc/self/status"):
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except (OSError, ValueError, IndexError):
+        pass
     try:
         import resource
     except ImportError:  # Windows

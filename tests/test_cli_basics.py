@@ -43,3 +43,13 @@ def test_info_on_a_folder_that_is_not_a_model(tmp_path):
     result = CliRunner().invoke(app, ["info", "--model", str(tmp_path)])
     assert result.exit_code == 2
     assert "not a model directory" in result.output
+
+
+def test_peak_rss_is_the_process_own_not_its_parents():
+    """``ru_maxrss`` survives exec: a job started by a big parent would report the parent's peak."""
+    big = bytearray(400 * 1024 * 1024)
+    big[::4096] = b"\x01" * len(big[::4096])  # touch every page
+    code = "from scorer.score import peak_rss_mb; print(peak_rss_mb())"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert 5 < float(out.stdout) < 300
+    del big

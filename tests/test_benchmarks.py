@@ -1,0 +1,33 @@
+"""The benchmark harness itself runs and writes its JSON and Markdown (tiny inputs; no timing asserted)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO
+
+
+def test_run_writes_json_and_markdown(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "benchmarks.run", "--quick", "--only", "startup", "--out", str(tmp_path)],
+                       cwd=REPO, capture_output=True, text=True, check=False)
+    assert r.returncode == 0, r.stderr
+    data = json.loads((tmp_path / "quick.json").read_text())
+    help_s = data["startup"]["scorer --help (s)"]
+    assert help_s["reps"] == 5 and 0 < help_s["min"] <= help_s["median"] <= help_s["max"]
+    assert data["environment"]["providers"][-1] == "CPUExecutionProvider"
+    table = (tmp_path / "quick.md").read_text()
+    assert "`scorer --help`" in table and table in r.stdout
+
+
+@pytest.mark.shared_data
+def test_model_only_case_on_real_covers(covers_dir):
+    r = subprocess.run([sys.executable, "-m", "benchmarks.model", "--precision", "fp32", "int8", "--batch", "2",
+                        "--reps", "1", "--images", "4"], cwd=REPO, capture_output=True, text=True, check=False)
+    assert r.returncode == 0, r.stderr
+    rows = [json.loads(line) for line in r.stdout.splitlines()]
+    assert [(x["precision"], x["batch"], x["images"]) for x in rows] == [("fp32", 2, 4), ("int8", 2, 4)]
+    assert all(x["img_per_s"]["median"] > 0 for x in rows)
