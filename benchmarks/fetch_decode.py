@@ -2,7 +2,7 @@
 
 Runs in its own process so that its peak RSS is its own; prints one JSON line.
 
-    python -m benchmarks.fetch_decode LINKS.tsv [--concurrency 64]
+    python -m benchmarks.fetch_decode LINKS.tsv [--concurrency 64] [--per-host 16]
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 from .common import peak_rss_mb
 
 
-def fetch_decode(links: Path, concurrency: int = 64) -> dict:
+def fetch_decode(links: Path, concurrency: int = 64, per_host: int = 16) -> dict:
     """The engine's ``decoded`` stream over every line: covers/s and how many decoded."""
     from scorer.engine import decoded
     from scorer.fetch import CoverFetcher, FetchOptions
@@ -24,7 +24,8 @@ def fetch_decode(links: Path, concurrency: int = 64) -> dict:
     items = read_links(links)
     start = time.perf_counter()
     ok = 0
-    with CoverFetcher(FetchOptions(allow_private_hosts=True, cache=False, concurrency=concurrency)) as fetcher:
+    with CoverFetcher(FetchOptions(allow_private_hosts=True, cache=False, concurrency=concurrency,
+                                   per_host=per_host)) as fetcher:
         for outcome in decoded(items, lambda x: x.url, fetcher):
             ok += outcome.error is None
     seconds = time.perf_counter() - start
@@ -36,8 +37,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("links", type=Path)
     ap.add_argument("--concurrency", type=int, default=64)
+    ap.add_argument("--per-host", type=int, default=16)
     args = ap.parse_args()
-    print(json.dumps(fetch_decode(args.links, args.concurrency)))
+    print(json.dumps(fetch_decode(args.links, args.concurrency, args.per_host)))
 
 
 if __name__ == "__main__":
