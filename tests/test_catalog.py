@@ -214,9 +214,11 @@ def test_every_row_scored_or_explained_in_input_order(catalog, scored_csv, model
     meta = read_metadata(out)
     assert meta["genres"] == genres
     assert meta["head"] == model.default_head
-    assert meta["model"]["version"] == model.version
+    assert meta["model"]["version"] == model.manifest["version"]
+    assert meta["model_version"] == model.version == f"{model.manifest['version']}+{model.precision}"
+    assert meta["precision"] == model.precision
     assert meta["model"]["genres"] == genres
-    assert {r["model_version"] for r in out_rows} == {meta["model"]["version"]}
+    assert {r["model_version"] for r in out_rows} == {meta["model_version"]}
 
     schema = pq.read_schema(out)
     assert schema.names == [*FIELDS, "status", "error", "genre", "genre_prob", *(f"p_{g}" for g in genres),

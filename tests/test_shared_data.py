@@ -14,6 +14,8 @@ from scorer.cli import app
 from scorer.model import Model
 
 REFERENCE_BEST_BALANCED_ACCURACY = 0.298  # ../shared/data/README.md, best frozen-feature head
+#: the ReLU6 featurizer's cnn-xgboost reaches 0.408 (seed 0); the swish export it replaced, 0.298
+RELU6_BEST_BALANCED_ACCURACY = 0.39
 
 
 def _write_catalog(path, rows):
@@ -67,7 +69,11 @@ def test_full_five_fold_evaluation_reaches_the_reference(covers_dir):
     assert {"cnn-knn", "cnn-xgboost", "cnn-mlp", "colour-knn", "colour-xgboost", "colour-mlp", "ensemble"} <= set(heads)
     assert report["images"] == 4452 and report["folds"] == 5
     best = max(h["balanced_accuracy"] for h in heads.values())
-    assert best >= REFERENCE_BEST_BALANCED_ACCURACY
+    assert best >= max(REFERENCE_BEST_BALANCED_ACCURACY, RELU6_BEST_BALANCED_ACCURACY)
+    # the fp32 heads scored on int8 features lose at most 0.01, which is why int8 is the default
+    change = report["variants"]["int8"]["balanced_accuracy_change"]
+    assert set(change) == set(heads) and min(change.values()) >= -0.01
+    assert Model().precision == "int8"
     for h in heads.values():
         cm = np.array(h["confusion_matrix"])
         assert cm.sum() == 4452
