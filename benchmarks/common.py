@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -36,18 +35,6 @@ def rate(n: int, fn: Callable[[], object]) -> float:
     start = time.perf_counter()
     fn()
     return n / (time.perf_counter() - start)
-
-
-def default_threads() -> int:
-    from scorer.featurize.cnn import default_threads as threads
-
-    return threads()
-
-
-def peak_rss_mb() -> float:
-    from scorer.score import peak_rss_mb as peak
-
-    return peak() or round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
 def cover_files(n: int) -> list[Path]:

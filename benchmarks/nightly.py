@@ -16,7 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from .fetch_links import REPO, SHARED, start_cdn
+from .common import REPO, SHARED
+from .fetch_links import start_cdn
 
 
 def write_catalog(path: Path, rows: int, covers: int, base: str, changed: set[int] = frozenset()) -> None:

@@ -30,8 +30,10 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from scorer.featurize.cnn import default_threads
+
 from . import peer
-from .common import COVERS, LINKS, REPO, cover_files, default_threads, in_subprocess, spread
+from .common import COVERS, LINKS, REPO, cover_files, in_subprocess, spread
 from .fetch_links import score_links, start_cdn
 from .model import model_only, tuning
 from .nightly import scorer_catalog, write_catalog

@@ -60,9 +60,10 @@ def peak_rss_mb() -> float | None:
     there because it survives ``exec``: a job started by a large parent would report the parent's peak.
     """
     try:
-        for line in open("/proc/self/status"):
-            if line.startswith("VmHWM:"):
-                return round(int(line.split()[1]) / 1024, 1)
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 1)
     except (OSError, ValueError, IndexError):
         pass
     try:

@@ -73,11 +73,11 @@ class OnnxFeaturizer:
         self.meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
         self.id = self.meta.get("id", self.path.stem)
         self.precision = self.meta.get("precision", "fp32")
-        self.session = ort.InferenceSession(str(self.path), session_options(threads, spinning),
-                                            providers=providers or available_providers())
+        wanted = providers or available_providers()
+        self.session = ort.InferenceSession(str(self.path), session_options(threads, spinning), providers=wanted)
         # onnxruntime falls back to the CPU (with a warning) when CUDA is built in but no GPU answers
         self.provider = self.session.get_providers()[0]
-        if providers is None and CUDA in available_providers() and self.provider != CUDA:
+        if CUDA in wanted and self.provider != CUDA:
             log.warning("onnxruntime has CUDA but no GPU answered; running on the CPU")
         self.preferred_batch = PREFERRED_BATCH.get(self.provider, PREFERRED_BATCH[CPU])
         self.dim = int(self.session.get_outputs()[0].shape[1])
