@@ -133,7 +133,7 @@ def _file_command(name: str, runner: str, input_help: str, doc: str) -> None:
             fail(str(e))
         except RunLocked as e:
             fail(str(e), code=75)  # EX_TEMPFAIL: cron may simply try again later
-        from .report import print_summary
+        from .console import print_summary
 
         if json_summary:
             typer.echo(json.dumps(data))
@@ -206,7 +206,7 @@ def playlist(
         typer.echo(json.dumps({**result.summary.as_dict(), "playlist": result.playlist,
                                "distinct_covers": result.distinct_covers}))
     else:
-        from .report import print_playlist
+        from .console import print_playlist
 
         print_playlist(result, out)
 
@@ -253,7 +253,7 @@ def evaluate(
     if json_out:
         typer.echo(json.dumps(result))
     else:
-        from .report import print_evaluation
+        from .console import print_evaluation
 
         print_evaluation(result)
 
@@ -294,7 +294,7 @@ def info(model: ModelOpt = None) -> None:
         m = Model(model)
     except FileNotFoundError as e:
         fail(str(e))
-    from .report import print_model
+    from .console import print_model
 
     print_model(m)
 

@@ -82,7 +82,7 @@ def run_demo(folder: Path, keep: str | None) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from .report import print_summary
+    from .console import print_summary
     from .run import run_catalog
 
     catalog = make_catalog(Path(folder))

@@ -32,7 +32,13 @@ def sample_covers(covers_dir: Path) -> list[Path]:
     return out
 
 
-@pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path_factory, monkeypatch):
-    """Feature caches go to a per-session temp folder, never the user's ~/.cache."""
-    monkeypatch.setenv("SCORER_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_cache(tmp_path_factory):
+    """Cover and feature caches go to a per-session temp folder, never the user's ~/.cache.
+
+    Session-scoped, so that module-scoped fixtures (which run before any function-scoped one)
+    are isolated too.
+    """
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SCORER_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
+        yield

@@ -37,7 +37,7 @@ def stratified_folds(y: np.ndarray, folds: int, seed: int) -> list[np.ndarray]:
 
 def cross_validate(features: dict[str, np.ndarray], y: np.ndarray, genres: list[str], folds: int = 5,
                    seed: int = 0, heads: tuple[str, ...] = HEAD_KINDS, log=None,
-                   variants: dict[str, dict[str, np.ndarray]] | None = None) -> dict:
+                   variants: dict[str, dict[str, np.ndarray]] | None = None, on_fold=None) -> dict:
     """Out-of-fold probabilities for each pair, then metrics on the pooled predictions.
 
     Returns ``{"heads": {name: metrics}, "folds": k, "seed": s, "seconds": t}``; ``ensemble``
@@ -45,6 +45,7 @@ def cross_validate(features: dict[str, np.ndarray], y: np.ndarray, genres: list[
     are other features of the same covers: each fold's heads, fitted on ``features``, also score
     the variant's test rows, which is how a head shipped for one featurizer meets another at
     run time. Their metrics land in ``"variants": {name: {"heads": ...}}``.
+    ``on_fold(i, train, test, fitted)`` is called after each fold with its fitted heads by name.
     """
     y = np.asarray(y)
     if np.bincount(y).min() < folds:
@@ -58,10 +59,12 @@ def cross_validate(features: dict[str, np.ndarray], y: np.ndarray, genres: list[
     fold_scores: dict[str, list[float]] = {n: [] for n in [*names, "ensemble"]}
     for i, test in enumerate(stratified_folds(y, folds, seed)):
         train = np.setdiff1d(np.arange(len(y)), test)
+        fitted_heads = {}
         for fkind, x in features.items():
             for hkind in heads:
                 t0 = time.perf_counter()
-                fitted = fit_head(hkind, fkind, x[train], y[train], len(genres), seed)
+                fitted = fitted_heads[f"{fkind}-{hkind}"] = fit_head(hkind, fkind, x[train], y[train], len(genres),
+                                                                     seed)
                 oof[f"{fkind}-{hkind}"][test] = fitted.predict_proba(x[test])
                 for v, vfeatures in variants.items():
                     oof_variants[v][f"{fkind}-{hkind}"][test] = fitted.predict_proba(vfeatures[fkind][test])
@@ -71,6 +74,8 @@ def cross_validate(features: dict[str, np.ndarray], y: np.ndarray, genres: list[
                     log(f"fold {i + 1}/{folds} {fkind}-{hkind}: balanced accuracy "
                         f"{fold_scores[f'{fkind}-{hkind}'][-1]:.3f} ({time.perf_counter() - t0:.1f}s)")
         ens = np.mean([oof[n][test] for n in names], axis=0)
+        if on_fold:
+            on_fold(i, train, test, fitted_heads)
         fold_scores["ensemble"].append(metrics(y[test], ens.argmax(1), genres)["balanced_accuracy"])
     oof["ensemble"] = np.mean([oof[n] for n in names], axis=0)
     results = {}
