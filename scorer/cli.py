@@ -286,6 +286,65 @@ def train(
 
 
 @app.command()
+def report(
+    input: Annotated[Path, typer.Argument(
+        help="Labelled covers (folder per genre, CSV with path,genre, or link file), or a scored Parquet "
+             "file or dataset folder from scorer catalog/links/playlist.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for index.html and its images.")],
+    folds: Annotated[int, typer.Option(help="Labelled: cross-validation folds.", min=2, max=20)] = 5,
+    seed: Annotated[int, typer.Option(help="Seed for every sample, the folds and the heads.")] = 0,
+    heads: Annotated[Optional[str], typer.Option(
+        help="Labelled: head kinds to cross-validate, e.g. knn,mlp [default: knn,xgboost,mlp].")] = None,
+    per_genre: Annotated[Optional[int], typer.Option(
+        help="Labelled: use at most this many covers per genre (seeded sample) for a quick report.", min=2)] = None,
+    grid: Annotated[int, typer.Option(help="Labelled: covers per genre in the sight-check grid.", min=1,
+                                      max=200)] = 12,
+    activations: Annotated[int, typer.Option(
+        help="Labelled: covers with activation maps, for correct and for wrong predictions each.", min=0,
+        max=100)] = 6,
+    activation_head: Annotated[Optional[str], typer.Option(
+        help="Labelled: featurizer-head pair for the activation maps, e.g. cnn-mlp [default: best by CV].")] = None,
+    projection: Annotated[str, typer.Option(help="Labelled: embedding map projection: pca, tsne or umap.")] = "pca",
+    evaluation: Annotated[Optional[Path], typer.Option(
+        help="Labelled: show this `scorer evaluate --json` result instead of cross-validating again.")] = None,
+    featurizer: FeaturizerOpt = None,
+    limit: Annotated[int, typer.Option(help="Scored: most covers in the gallery (a seeded sample beyond).",
+                                       min=1)] = 600,
+    concurrency: ConcurrencyOpt = 64,
+    per_host: PerHostOpt = 16,
+    timeout: TimeoutOpt = 60.0,
+    retries: RetriesOpt = 3,
+    allow_private_hosts: AllowPrivateOpt = False,
+) -> None:
+    """Write an HTML report (OUT/index.html) to look at covers, predictions and models.
+
+    For labelled covers: a sight-check grid per genre, cross-validated figures with confusion
+    heatmaps, a 2-D map of the CNN embeddings and occlusion activation maps. For a scored output:
+    a summary and a gallery of covers with their genres, filterable by genre and kept.
+    """
+    from .filters import UsageError
+    from .insight.gallery import is_scored_output
+
+    if not input.exists():
+        fail(f"{input}: no such file or folder")
+    fetch = _fetch_options(allow_private_hosts, concurrency, per_host, timeout, retries, cache=True)
+    try:
+        if is_scored_output(input):
+            from .insight.gallery import scored_report
+
+            index = scored_report(input, out, limit=limit, seed=seed, fetch=fetch, log=_log)
+        else:
+            insight = _training("insight")
+            index = insight.labelled_report(
+                input, out, folds=folds, seed=seed, heads=heads, per_genre=per_genre, grid=grid,
+                activations=activations, activation_head=activation_head, projection=projection,
+                evaluation=evaluation, featurizer=featurizer, fetch=fetch, log=_log)
+    except (UsageError, ValueError, FileNotFoundError) as e:
+        fail(str(e))
+    typer.echo(f"wrote {index}")
+
+
+@app.command()
 def info(model: ModelOpt = None) -> None:
     """Show the model's genres, heads and cross-validated figures."""
     from .model import Model
@@ -299,12 +358,13 @@ def info(model: ModelOpt = None) -> None:
     print_model(m)
 
 
-def _training():
+def _training(module: str = "pipeline"):
+    import importlib
+
     try:
-        from training import pipeline  # noqa: PLC0415
+        return importlib.import_module(f"training.{module}")
     except ImportError as e:
         fail(f"training needs the 'train' extra: pip install 'scorer[train]' ({e})")
-    return pipeline
 
 
 def _log(message: str) -> None:

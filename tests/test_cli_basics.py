@@ -14,7 +14,7 @@ from scorer.model import Model
 def test_help_lists_the_commands():
     result = CliRunner().invoke(app, ["--help"])
     assert result.exit_code == 0
-    for command in ("catalog", "demo", "evaluate", "train", "info"):
+    for command in ("catalog", "demo", "evaluate", "train", "info", "report"):
         assert command in result.output
 
 

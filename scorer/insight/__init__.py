@@ -1,0 +1,13 @@
+"""``scorer report``: one self-contained HTML page (``DIR/index.html`` + ``DIR/img/``) to look at
+covers, predictions and models.
+
+The page is assembled from sections (:mod:`.page`) drawn with plain SVG (:mod:`.svg`) and JPEG
+files (:mod:`.images`); nothing is fetched when it is opened. :mod:`.gallery` draws a scored
+Parquet; the labelled-set sections (sight-check grid, evaluation, embedding map, activation maps)
+need training and live in ``training/insight.py``, built from :mod:`.occlusion` and
+:mod:`.project` here.
+"""
+
+from .page import Page, ReportDir, Section
+
+__all__ = ["Page", "ReportDir", "Section"]
