@@ -195,13 +195,15 @@ def test_out_must_be_new_empty_or_an_earlier_report(tmp_path, covers_dir):
 def scored(sample_covers, tmp_path_factory) -> tuple[Path, list[dict]]:
     """A catalog of real covers: local files, covers from a loopback CDN, and rows that fail."""
     folder = tmp_path_factory.mktemp("scored")
-    rows = [{"id": f"local-{i}", "title": f"Album {i}", "artist": "Someone", "cover_url": str(p)}
-            for i, p in enumerate(sample_covers[::2])]
-    rows.append({"id": "lost", "title": "Lost", "artist": "Nobody", "cover_url": str(folder / "missing.jpg")})
+    rows = [{"id": f"local-{i}", "title": f"Album {i}", "artist": "Someone", "cover_url": str(p),
+             "label": p.parent.name} for i, p in enumerate(sample_covers[::2])]
+    rows.append({"id": "lost", "title": "Lost", "artist": "Nobody", "cover_url": str(folder / "missing.jpg"),
+                 "label": "rock"})
     with CoverCDN(sample_covers) as cdn:
-        rows += [{"id": f"web-{i}", "title": f"Web {i}", "artist": "Remote", "cover_url": f"{cdn.base}/img/w{i}.jpg"}
-                 for i in range(6)]
-        rows.append({"id": "gone", "title": "Gone", "artist": "Remote", "cover_url": f"{cdn.base}/bad/gone"})
+        rows += [{"id": f"web-{i}", "title": f"Web {i}", "artist": "Remote", "cover_url": f"{cdn.base}/img/w{i}.jpg",
+                  "label": ""} for i in range(6)]
+        rows.append({"id": "gone", "title": "Gone", "artist": "Remote", "cover_url": f"{cdn.base}/bad/gone",
+                     "label": ""})
         catalog = folder / "catalog.csv"
         with open(catalog, "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=list(rows[0]))
@@ -220,7 +222,8 @@ def test_scored_report_gallery(scored, browser, tmp_path):
     result = invoke("report", out_file, "--out", report, "--allow-private-hosts", "--retries", 0, "--timeout", 5)
     assert result.exit_code == 0, result.output
     facts = render(browser, report / "index.html", tmp_path / "scored.png")
-    assert facts["sections"] == ["summary", "gallery"]
+    assert facts["sections"] == ["summary", "labels", "gallery"]
+    assert facts["heatmaps"] == 1
     ok = [r for r in rows if r["status"] == "ok"]
     assert len(ok) == len(rows) - 2
     assert facts["images"] == len(ok) and facts["loaded"] == len(ok)  # failed rows get a placeholder
@@ -241,6 +244,10 @@ def test_scored_report_gallery(scored, browser, tmp_path):
     page = (report / "index.html").read_text()
     assert "not_found" in page and "no such file" in page
     assert f"{len(rows)} rows: {len(ok)} scored, 2 failed, {len(kept)} kept" in page
+    labelled = [r for r in ok if r["label"]]
+    accuracy = sum(r["label"] == r["genre"] for r in labelled) / len(labelled)
+    assert f"{len(labelled)} scored rows whose <code>label</code> is one of the model's genres: " \
+           f"accuracy {accuracy:.3f}" in page
 
 
 def test_scored_report_samples_large_outputs(scored, tmp_path):
@@ -255,6 +262,21 @@ def test_scored_report_samples_large_outputs(scored, tmp_path):
     result = invoke("report", out_file, "--out", report, "--limit", 3)
     assert result.exit_code == 0, result.output
     assert (report / "index.html").read_text().count('class="tile') == 3
+
+
+def test_scored_report_of_a_dataset_folder(scored, tmp_path):
+    out_file, rows = scored
+    dataset = tmp_path / "dataset"
+    catalog = out_file.parent / "catalog.csv"
+    result = invoke("catalog", catalog, "--out", dataset, "--shard-rows", 10, "--keep", "rock,pop")
+    assert result.exit_code == 0, result.output
+    assert len(list(dataset.glob("part-*.parquet"))) == 3
+    report = tmp_path / "report"
+    result = invoke("report", dataset, "--out", report)
+    assert result.exit_code == 0, result.output
+    page = (report / "index.html").read_text()
+    assert page.count('class="tile') == len(rows)
+    assert "Every row, in input order" in page
 
 
 def test_scored_report_refuses_foreign_parquet(tmp_path):

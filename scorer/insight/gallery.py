@@ -132,7 +132,8 @@ def _summary(rows: list[dict], genres: list[str]) -> str:
         mean_p = np.mean([r.get(f"p_{g}") or 0.0 for r in ok]) if ok else 0.0
         table_rows.append([f'<span class="swatch" style="background:{genre_colour(i)}"></span>{esc(g)}', str(n),
                            f'<span class="bt" style="display:inline-block;width:120px;height:8px;background:#e6e9ec">'
-                           f'<span class="bf" style="width:{share * 100:.1f}%;background:{genre_colour(i)}"></span>'
+                           f'<span style="display:block;height:100%;width:{share * 100:.1f}%;'
+                           f'background:{genre_colour(i)}"></span>'
                            f'</span> {share:.0%}', f"{mean_p:.3f}", str(kept.get(g, 0))])
     body.append(table(["genre", "top genre of", "share", "mean probability", "kept"], table_rows))
     if failed:
@@ -155,7 +156,8 @@ def _against_labels(rows: list[dict], genres: list[str]) -> str:
     recall = np.divide(np.diag(cm), support, out=np.zeros(len(genres)), where=support > 0)
     balanced = recall[support > 0].mean()
     note = (f'<p class="note">{len(rows)} scored rows whose <code>label</code> is one of the model\'s genres: '
-            f'accuracy {np.trace(cm) / cm.sum():.3f}, balanced accuracy {balanced:.3f}.</p>')
+            f'accuracy {np.trace(cm) / cm.sum():.3f}, balanced accuracy {balanced:.3f}. These figures are optimistic '
+            f'if the covers were part of the model\'s training set.</p>')
     return note + f'<div class="heatmaps"><figure>{confusion_heatmap(cm, genres, "label vs prediction")}</figure></div>'
 
 

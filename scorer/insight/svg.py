@@ -26,7 +26,7 @@ def confusion_heatmap(cm: np.ndarray | list, genres: list[str], title: str, cell
     support = cm.sum(axis=1, keepdims=True)
     share = np.divide(cm, support, out=np.zeros(cm.shape), where=support > 0)
     left, top = 96, 62
-    w, h = max(left + n * cell + 12, 400), top + n * cell + 46
+    w, h = max(left + n * cell + 12, 470), top + n * cell + 46
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" '
              f'role="img" aria-label="{esc(title)}" class="heatmap" font-family="sans-serif">',
              f'<text x="{left}" y="16" font-size="13" font-weight="600">{esc(title)}</text>',
