@@ -66,6 +66,10 @@ PrecisionOpt = Annotated[Optional[str], typer.Option(
     show_default=False)]
 WorkersOpt = Annotated[int, typer.Option(help="Decode threads.", min=1, max=256)]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the run summary as JSON.")]
+FinetuneOpt = Annotated[bool, typer.Option(
+    "--finetune", help="Fine-tune the pretrained CNN on the labelled covers first (torch: the 'export' extra).")]
+EpochsOpt = Annotated[int, typer.Option(help="--finetune: epochs.", min=1, max=100)]
+ArchOpt = Annotated[str, typer.Option(help="--finetune: the pretrained network, lite0 or lite2.")]
 
 
 def _file_command(name: str, runner: str, input_help: str, doc: str) -> None:
@@ -235,6 +239,11 @@ def evaluate(
     folds: Annotated[int, typer.Option(help="Number of stratified folds.", min=2, max=20)] = 5,
     seed: Annotated[int, typer.Option(help="Seed for the fold split and the heads.")] = 0,
     featurizer: FeaturizerOpt = None,
+    finetune: FinetuneOpt = False,
+    epochs: EpochsOpt = 4,
+    arch: ArchOpt = "lite0",
+    group_by: Annotated[Optional[str], typer.Option(
+        help="CSV column (e.g. artist) whose groups never straddle folds (stratified group k-fold).")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of tables.")] = False,
     concurrency: ConcurrencyOpt = 64,
     per_host: PerHostOpt = 16,
@@ -242,12 +251,19 @@ def evaluate(
     retries: RetriesOpt = 3,
     allow_private_hosts: AllowPrivateOpt = False,
 ) -> None:
-    """Cross-validate every featurizer+head pair (and their ensemble) on labelled covers."""
+    """Cross-validate every featurizer+head pair (and their ensemble) on labelled covers.
+
+    With --finetune, the CNN is fine-tuned inside each fold, on that fold's training covers only.
+    """
     training = _training()
     fetch = _fetch_options(allow_private_hosts, concurrency, per_host, timeout, retries, cache=True)
     try:
-        result = training.evaluate_dataset(data, folds=folds, seed=seed, featurizer=featurizer,
-                                           log=None if json_out else _log, fetch=fetch)
+        if finetune:
+            result = training.evaluate_finetuned(data, _recipe(epochs, arch, seed, featurizer), folds=folds,
+                                                 seed=seed, log=_log, fetch=fetch, group_by=group_by)
+        else:
+            result = training.evaluate_dataset(data, folds=folds, seed=seed, featurizer=featurizer,
+                                               log=None if json_out else _log, fetch=fetch, group_by=group_by)
     except (ValueError, FileNotFoundError) as e:
         fail(str(e))
     if json_out:
@@ -268,18 +284,29 @@ def train(
     seed: Annotated[int, typer.Option(help="Seed for the folds and the heads.")] = 0,
     name: Annotated[str, typer.Option(help="Model name recorded in the manifest.")] = "custom",
     featurizer: FeaturizerOpt = None,
+    finetune: FinetuneOpt = False,
+    epochs: EpochsOpt = 4,
+    arch: ArchOpt = "lite0",
     concurrency: ConcurrencyOpt = 64,
     per_host: PerHostOpt = 16,
     timeout: TimeoutOpt = 60.0,
     retries: RetriesOpt = 3,
     allow_private_hosts: AllowPrivateOpt = False,
 ) -> None:
-    """Train kNN, XGBoost and MLP heads on labelled covers and write a model directory."""
+    """Train kNN, XGBoost and MLP heads on labelled covers and write a model directory.
+
+    With --finetune, the CNN is fine-tuned on the covers first, exported to ONNX into the model,
+    and its own genre layer ships as the default head, `cnn-network`.
+    """
     training = _training()
     fetch = _fetch_options(allow_private_hosts, concurrency, per_host, timeout, retries, cache=True)
     try:
-        manifest = training.train_dataset(data, out, folds=folds, seed=seed, name=name, featurizer=featurizer,
-                                          log=_log, fetch=fetch)
+        if finetune:
+            manifest = training.train_finetuned(data, out, _recipe(epochs, arch, seed, featurizer), name=name,
+                                                log=_log, fetch=fetch)
+        else:
+            manifest = training.train_dataset(data, out, folds=folds, seed=seed, name=name, featurizer=featurizer,
+                                              log=_log, fetch=fetch)
     except (ValueError, FileNotFoundError) as e:
         fail(str(e))
     typer.echo(f"wrote {out} (version {manifest['version']}, default head {manifest['default_head']})")
@@ -365,6 +392,21 @@ def _training(module: str = "pipeline"):
         return importlib.import_module(f"training.{module}")
     except ImportError as e:
         fail(f"training needs the 'train' extra: pip install 'scorer[train]' ({e})")
+
+
+def _recipe(epochs: int, arch: str, seed: int, featurizer: Path | None):
+    """The fine-tuning recipe; bad values fail here, before any work."""
+    if featurizer is not None:
+        fail("--featurizer and --finetune do not go together: --finetune starts from the pretrained network "
+             "chosen with --arch")
+    try:
+        from training.finetune import Recipe
+    except ImportError as e:
+        fail(f"--finetune needs the 'train' and 'export' extras: pip install 'scorer[train,export]' ({e})")
+    try:
+        return Recipe(arch=arch, epochs=epochs, seed=seed)
+    except ValueError as e:
+        fail(str(e))
 
 
 def _log(message: str) -> None:

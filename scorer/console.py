@@ -38,7 +38,9 @@ def print_summary(summary: Summary, out: Path | str, extra: dict | None = None) 
 def print_evaluation(result: dict) -> None:
     c = _console()
     genres = result["genres"]
-    c.print(f"{result['folds']}-fold stratified CV (seed {result['seed']}) on {result['images']} covers, "
+    kind = "stratified group" if result.get("grouped") else "stratified"
+    tuned = " (CNN fine-tuned inside each fold)" if result.get("finetuning") else ""
+    c.print(f"{result['folds']}-fold {kind} CV{tuned} (seed {result['seed']}) on {result['images']} covers, "
             f"{len(genres)} genres, {result['seconds']:.0f}s")
     t = Table("head", "accuracy", "balanced acc.", *[f"recall {g}" for g in genres])
     best = result.get("best_head")
@@ -48,6 +50,10 @@ def print_evaluation(result: dict) -> None:
         t.add_row(label, f"{m['accuracy']:.3f}", f"{m['balanced_accuracy']:.3f}",
                   *[f"{m['recall'][g]:.2f}" for g in genres])
     c.print(t)
+    if result.get("fold_seconds"):
+        c.print("seconds per fold: " + ", ".join(f"{s:.0f}" for s in result["fold_seconds"]))
+    for i, weights in enumerate(result.get("blend_weights") or []):
+        c.print(f"blend weights, fold {i + 1}: " + ", ".join(f"{n} {w:.2f}" for n, w in weights.items()))
     c.print("confusion matrices (rows: true genre, columns: predicted)")
     for name, m in ranked:
         cm = Table("true \\ pred", *genres, title=name, title_justify="left")

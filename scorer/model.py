@@ -12,6 +12,8 @@ from .featurize import ColourFeaturizer, OnnxFeaturizer
 from .heads import EnsembleHead, Head, load_head
 
 ENSEMBLE = "ensemble"
+#: a weighted ensemble whose weights were chosen on held-back covers (``manifest["blend"]``)
+BLEND = "blend"
 #: the precisions a featurizer can ship in (``int8``: static QDQ, see ``training/quantize.py``)
 PRECISIONS = ("fp32", "int8")
 
@@ -61,7 +63,7 @@ class Model:
 
     @property
     def head_names(self) -> list[str]:
-        return [*self.manifest["heads"], ENSEMBLE]
+        return [*self.manifest["heads"], ENSEMBLE, *([BLEND] if self.manifest.get(BLEND) else [])]
 
     @property
     def cnn_path(self) -> Path:
@@ -85,6 +87,9 @@ class Model:
         if name == ENSEMBLE:
             members = self.manifest.get("ensemble") or list(self.manifest["heads"])
             return EnsembleHead([self.head(m) for m in members])
+        if name == BLEND and self.manifest.get(BLEND):
+            weights = self.manifest[BLEND]["weights"]
+            return EnsembleHead([self._load_head(m) for m in weights], name=BLEND, weights=list(weights.values()))
         if name not in self.manifest["heads"]:
             raise KeyError(f"unknown head {name!r}; this model has: {', '.join(self.head_names)}")
         return self._load_head(name)

@@ -69,3 +69,42 @@ def test_train_rejects_a_single_genre(covers_dir, tmp_path):
     assert result.exit_code == 2
     assert "at least two genres" in result.output
     assert not (tmp_path / "m").exists()
+
+
+def test_group_by_keeps_every_artist_on_one_side(sample_covers, tmp_path):
+    """Covers of one artist never sit on both sides of a fold (stratified group k-fold)."""
+    import numpy as np
+
+    from training.dataset import load_labelled
+    from training.evaluate import stratified_folds
+
+    labels = tmp_path / "labels.csv"
+    with open(labels, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["path", "genre", "artist"])
+        for i, p in enumerate(sample_covers):  # 8 per genre, 4 artists of 2 covers each per genre
+            w.writerow([p, p.parent.name, f"{p.parent.name}-artist-{i % 8 // 2}"])
+    dataset = load_labelled(labels, group_by="artist")
+    assert len(set(dataset.groups)) == 20
+    y = np.array(dataset.labels)
+    folds = stratified_folds(y, 4, seed=0, groups=dataset.groups)
+    assert sorted(np.concatenate(folds).tolist()) == list(range(len(y)))
+    for test in folds:
+        inside = {dataset.groups[i] for i in test}
+        outside = {dataset.groups[i] for i in range(len(y)) if i not in set(test.tolist())}
+        assert not inside & outside
+        assert len(set(y[test].tolist())) == 5  # still stratified: every genre in every fold
+
+    result = CliRunner().invoke(app, ["evaluate", str(labels), "--folds", "2", "--group-by", "artist", "--json"])
+    assert result.exit_code == 0, result.output
+    cv = json.loads(result.stdout.strip().splitlines()[-1])
+    assert cv["grouped"] is True and cv["dataset"]["groups"] == 20
+
+
+def test_group_by_needs_a_csv_with_that_column(covers_dir, sample_covers, tmp_path):
+    result = CliRunner().invoke(app, ["evaluate", str(covers_dir), "--group-by", "artist"])
+    assert result.exit_code == 2 and "--group-by artist: needs a CSV" in result.output
+    labels = tmp_path / "labels.csv"
+    labels.write_text("path,genre\n" + "".join(f"{p},{p.parent.name}\n" for p in sample_covers))
+    result = CliRunner().invoke(app, ["evaluate", str(labels), "--group-by", "artist"])
+    assert result.exit_code == 2 and "missing column(s) artist" in result.output

@@ -26,6 +26,7 @@ class Example:
     path: str
     genre: str
     sha256: str
+    group: str | None = None  # e.g. the artist (``--group-by``): folds never split a group
 
 
 @dataclass
@@ -35,6 +36,13 @@ class Dataset:
     dropped_duplicates: int = 0
     dropped_conflicts: int = 0
     unfetched: Counter = field(default_factory=Counter)  # link files: failed covers by status
+
+    @property
+    def groups(self) -> list[str] | None:
+        """Each cover's group, when the set was read with ``group_by``."""
+        if not self.examples or self.examples[0].group is None:
+            return None
+        return [e.group for e in self.examples]
 
     @property
     def labels(self) -> list[int]:
@@ -55,14 +63,20 @@ class Dataset:
         return out
 
 
-def load_labelled(source: Path, fetch: FetchOptions | None = None) -> Dataset:
-    """Read a labelled set; raise ``ValueError`` with a clear message when it is not one."""
+def load_labelled(source: Path, fetch: FetchOptions | None = None, group_by: str | None = None) -> Dataset:
+    """Read a labelled set; raise ``ValueError`` with a clear message when it is not one.
+
+    ``group_by`` names a CSV column (e.g. ``artist``) whose value groups covers for the folds.
+    """
     source = Path(source)
     unfetched: Counter = Counter()
+    is_csv = source.suffix.lower() == ".csv" and source.is_file()
+    if group_by and not is_csv:
+        raise ValueError(f"--group-by {group_by}: needs a CSV of labelled covers with a {group_by} column")
     if source.is_dir():
         pairs = _from_folder(source)
-    elif source.suffix.lower() == ".csv" and source.is_file():
-        pairs = _from_csv(source)
+    elif is_csv:
+        pairs = _from_csv(source, group_by)
     elif source.suffix.lower() in LINK_SUFFIXES and source.is_file():
         pairs, unfetched = _from_links(source, fetch or FetchOptions())
     else:
@@ -83,15 +97,18 @@ def _from_folder(root: Path) -> list[tuple[Path, str]]:
     return pairs
 
 
-def _from_csv(path: Path) -> list[tuple[Path, str]]:
+def _from_csv(path: Path, group_by: str | None = None) -> list[tuple]:
     with open(path, newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
-        missing = {"path", "genre"} - set(reader.fieldnames or [])
+        missing = {"path", "genre", *([group_by] if group_by else [])} - set(reader.fieldnames or [])
         if missing:
-            raise ValueError(f"{path}: missing column(s) {', '.join(sorted(missing))}; need path,genre")
-        rows = [(r["path"], r["genre"].strip()) for r in reader]
+            raise ValueError(f"{path}: missing column(s) {', '.join(sorted(missing))}; need path,genre"
+                             + (f",{group_by} (--group-by)" if group_by else ""))
+        rows = [(r["path"], r["genre"].strip(), *([r[group_by].strip()] if group_by else [])) for r in reader]
+    if group_by and any(not r[2] for r in rows if r[0] and r[1]):
+        raise ValueError(f"{path}: --group-by {group_by}: some rows have an empty {group_by}")
     base = path.parent
-    return [((base / p) if not Path(p).is_absolute() else Path(p), g) for p, g in rows if p and g]
+    return [((base / r[0]) if not Path(r[0]).is_absolute() else Path(r[0]), *r[1:]) for r in rows if r[0] and r[1]]
 
 
 def _from_links(path: Path, fetch: FetchOptions) -> tuple[list[tuple[Path, str]], Counter]:
@@ -109,23 +126,30 @@ def _from_links(path: Path, fetch: FetchOptions) -> tuple[list[tuple[Path, str]]
     return pairs, failed
 
 
-def file_sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
-def deduplicate(pairs: list[tuple[Path, str]]) -> Dataset:
-    """Keep one file per content hash; drop every copy of a cover filed under two genres."""
-    groups: dict[str, list[tuple[Path, str]]] = defaultdict(list)
-    for path, genre in pairs:
-        groups[file_sha256(path)].append((path, genre))
+def deduplicate(pairs: list[tuple]) -> Dataset:
+    """Keep one file per content hash; drop every copy of a cover filed under two genres.
+
+    ``pairs`` are ``(path, genre)`` or ``(path, genre, group)``; a duplicate keeps its first group.
+    """
+    by_hash: dict[str, list[tuple]] = defaultdict(list)
+    for pair in pairs:
+        by_hash[sha256_file(pair[0])].append(pair)
     examples, dup, conflict = [], 0, 0
-    for sha, members in groups.items():
-        if len({g for _, g in members}) > 1:
+    for sha, members in by_hash.items():
+        if len({m[1] for m in members}) > 1:
             conflict += len(members)
             continue
         dup += len(members) - 1
-        path, genre = members[0]
-        examples.append(Example(str(path), genre, sha))
+        path, genre, *group = members[0]
+        examples.append(Example(str(path), genre, sha, group[0] if group else None))
     examples.sort(key=lambda e: (e.genre, e.path))
     genres = sorted({e.genre for e in examples})
     return Dataset(examples, genres, dropped_duplicates=dup, dropped_conflicts=conflict)

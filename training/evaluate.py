@@ -3,12 +3,48 @@
 from __future__ import annotations
 
 import time
+from collections import Counter
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from .heads import HEAD_KINDS, fit_head
 
 FEATURIZER_KINDS = ("cnn", "colour")
+BLEND = "blend"
+
+
+@dataclass
+class Fold:
+    """What one fold of :func:`cross_validate` works with, when it is not the same for every fold."""
+
+    features: dict[str, np.ndarray]
+    prefitted: dict = field(default_factory=dict)  # heads already fitted on ``fit_rows``, by name
+    fit_rows: np.ndarray | None = None  # training rows to fit on; the other training rows choose the blend
+
+
+def balanced_log_loss(y: np.ndarray, proba: np.ndarray) -> float:
+    """Log loss with every genre weighted equally (the metric is balanced accuracy)."""
+    p = np.clip(proba[np.arange(len(y)), y], 1e-7, 1.0)
+    counts = np.bincount(y)
+    return float(np.mean([-np.log(p[y == g]).mean() for g in np.flatnonzero(counts)]))
+
+
+def select_blend(probs: dict[str, np.ndarray], y: np.ndarray, rounds: int = 25) -> dict[str, float]:
+    """Blend weights by greedy ensemble selection with replacement (Caruana et al., 2004): each
+    round adds the member whose inclusion most lowers the balanced log loss on these rows."""
+    chosen: Counter = Counter()
+    current = None
+    for r in range(rounds):
+        best = None
+        for name, p in probs.items():
+            candidate = p if current is None else (current * r + p) / (r + 1)
+            loss = balanced_log_loss(y, candidate)
+            if best is None or loss < best[0]:
+                best = (loss, name, candidate)
+        chosen[best[1]] += 1
+        current = best[2]
+    return {n: round(c / rounds, 4) for n, c in sorted(chosen.items(), key=lambda kv: -kv[1])}
 
 
 def metrics(y_true: np.ndarray, y_pred: np.ndarray, genres: list[str]) -> dict:
@@ -28,55 +64,90 @@ def metrics(y_true: np.ndarray, y_pred: np.ndarray, genres: list[str]) -> dict:
     }
 
 
-def stratified_folds(y: np.ndarray, folds: int, seed: int) -> list[np.ndarray]:
-    from sklearn.model_selection import StratifiedKFold
+def stratified_folds(y: np.ndarray, folds: int, seed: int, groups: list[str] | None = None) -> list[np.ndarray]:
+    """Test rows of each fold; with ``groups``, every group sits in one fold only (stratified group k-fold)."""
+    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
-    skf = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    return [test for _, test in skf.split(np.zeros(len(y)), y)]
+    if groups is None:
+        skf = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+        return [test for _, test in skf.split(np.zeros(len(y)), y)]
+    if len(set(groups)) < folds:
+        raise ValueError(f"--group-by: {len(set(groups))} groups cannot fill {folds} folds")
+    sgkf = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+    return [test for _, test in sgkf.split(np.zeros(len(y)), y, groups)]
 
 
 def cross_validate(features: dict[str, np.ndarray], y: np.ndarray, genres: list[str], folds: int = 5,
                    seed: int = 0, heads: tuple[str, ...] = HEAD_KINDS, log=None,
-                   variants: dict[str, dict[str, np.ndarray]] | None = None, on_fold=None) -> dict:
+                   variants: dict[str, dict[str, np.ndarray]] | None = None, on_fold=None,
+                   fold_features=None, groups: list[str] | None = None) -> dict:
     """Out-of-fold probabilities for each pair, then metrics on the pooled predictions.
 
-    Returns ``{"heads": {name: metrics}, "folds": k, "seed": s, "seconds": t}``; ``ensemble``
-    is the mean of every pair's probabilities. ``variants`` (e.g. ``{"int8": {"cnn": x8}}``)
+    Returns ``{"heads": {name: metrics}, "folds": k, "seed": s, "seconds": t, "fold_seconds": [...]}``;
+    ``ensemble`` is the mean of every pair's probabilities. ``variants`` (e.g. ``{"int8": {"cnn": x8}}``)
     are other features of the same covers: each fold's heads, fitted on ``features``, also score
     the variant's test rows, which is how a head shipped for one featurizer meets another at
     run time. Their metrics land in ``"variants": {name: {"heads": ...}}``.
     ``on_fold(i, train, test, fitted)`` is called after each fold with its fitted heads by name.
+    ``fold_features(i, train, test)`` returns a :class:`Fold`: features that replace ``features``
+    for fold ``i`` (a featurizer fine-tuned on that fold's training rows only), heads already fitted
+    there (that network's own genre layer), and optionally the training rows to fit on. The other
+    training rows then choose blend weights (:func:`select_blend`), and the ``blend`` of every
+    head scores the test rows; the weights land in ``"blend_weights"``, one dict per fold.
     """
     y = np.asarray(y)
     if np.bincount(y).min() < folds:
         raise ValueError(f"every genre needs at least {folds} covers for {folds}-fold CV; "
                          f"counts: {dict(zip(genres, np.bincount(y).tolist()))}")
     start = time.perf_counter()
-    names = [f"{f}-{h}" for f in features for h in heads]
-    oof = {n: np.zeros((len(y), len(genres)), dtype=np.float32) for n in names}
+    oof: dict[str, np.ndarray] = {}
     variants = {v: {**features, **swapped} for v, swapped in (variants or {}).items()}
-    oof_variants = {v: {n: np.zeros_like(p) for n, p in oof.items()} for v in variants}
-    fold_scores: dict[str, list[float]] = {n: [] for n in [*names, "ensemble"]}
-    for i, test in enumerate(stratified_folds(y, folds, seed)):
+    oof_variants: dict[str, dict[str, np.ndarray]] = {v: {} for v in variants}
+    fold_scores: dict[str, list[float]] = {}
+    fold_seconds = []
+    blend_weights = []
+
+    def record(i: int, name: str, fitted, x: np.ndarray, test: np.ndarray, t0: float) -> None:
+        oof.setdefault(name, np.zeros((len(y), len(genres)), dtype=np.float32))[test] = fitted.predict_proba(x[test])
+        score = metrics(y[test], oof[name][test].argmax(1), genres)["balanced_accuracy"]
+        fold_scores.setdefault(name, []).append(score)
+        if log:
+            log(f"fold {i + 1}/{folds} {name}: balanced accuracy {fold_scores[name][-1]:.3f} "
+                f"({time.perf_counter() - t0:.1f}s)")
+
+    for i, test in enumerate(stratified_folds(y, folds, seed, groups)):
+        t_fold = time.perf_counter()
         train = np.setdiff1d(np.arange(len(y)), test)
-        fitted_heads = {}
-        for fkind, x in features.items():
+        fold = fold_features(i, train, test) if fold_features else Fold(features)
+        fold_x, fitted_heads = fold.features, dict(fold.prefitted)
+        fit = train if fold.fit_rows is None else fold.fit_rows
+        for name, fitted in fitted_heads.items():
+            record(i, name, fitted, fold_x[fitted.featurizer], test, time.perf_counter())
+        for fkind, x in fold_x.items():
             for hkind in heads:
                 t0 = time.perf_counter()
-                fitted = fitted_heads[f"{fkind}-{hkind}"] = fit_head(hkind, fkind, x[train], y[train], len(genres),
-                                                                     seed)
-                oof[f"{fkind}-{hkind}"][test] = fitted.predict_proba(x[test])
+                name = f"{fkind}-{hkind}"
+                fitted = fitted_heads[name] = fit_head(hkind, fkind, x[fit], y[fit], len(genres), seed)
+                record(i, name, fitted, x, test, t0)
                 for v, vfeatures in variants.items():
-                    oof_variants[v][f"{fkind}-{hkind}"][test] = fitted.predict_proba(vfeatures[fkind][test])
-                fold_scores[f"{fkind}-{hkind}"].append(
-                    metrics(y[test], oof[f"{fkind}-{hkind}"][test].argmax(1), genres)["balanced_accuracy"])
-                if log:
-                    log(f"fold {i + 1}/{folds} {fkind}-{hkind}: balanced accuracy "
-                        f"{fold_scores[f'{fkind}-{hkind}'][-1]:.3f} ({time.perf_counter() - t0:.1f}s)")
-        ens = np.mean([oof[n][test] for n in names], axis=0)
+                    oof_variants[v].setdefault(name, np.zeros_like(oof[name]))[test] = \
+                        fitted.predict_proba(vfeatures[fkind][test])
+        ens = np.mean([oof[n][test] for n in fitted_heads], axis=0)
+        fold_scores.setdefault("ensemble", []).append(metrics(y[test], ens.argmax(1), genres)["balanced_accuracy"])
+        holdout = np.setdiff1d(train, fit)
+        if len(holdout):
+            weights = select_blend({n: f.predict_proba(fold_x[f.featurizer][holdout]) for n, f in fitted_heads.items()},
+                                   y[holdout])
+            blend_weights.append(weights)
+            blended = sum(w * oof[n][test] for n, w in weights.items())
+            oof.setdefault(BLEND, np.zeros((len(y), len(genres)), dtype=np.float32))[test] = blended
+            fold_scores.setdefault(BLEND, []).append(metrics(y[test], blended.argmax(1), genres)["balanced_accuracy"])
+            if log:
+                log(f"fold {i + 1}/{folds} blend {weights}: balanced accuracy {fold_scores[BLEND][-1]:.3f}")
         if on_fold:
             on_fold(i, train, test, fitted_heads)
-        fold_scores["ensemble"].append(metrics(y[test], ens.argmax(1), genres)["balanced_accuracy"])
+        fold_seconds.append(round(time.perf_counter() - t_fold, 1))
+    names = [n for n in oof if n != BLEND]
     oof["ensemble"] = np.mean([oof[n] for n in names], axis=0)
     results = {}
     for name, proba in oof.items():
@@ -84,11 +155,14 @@ def cross_validate(features: dict[str, np.ndarray], y: np.ndarray, genres: list[
         m["balanced_accuracy_per_fold"] = fold_scores[name]
         results[name] = m
     out = {"heads": results, "genres": genres, "folds": folds, "seed": seed, "images": int(len(y)),
-           "seconds": round(time.perf_counter() - start, 1)}
+           "grouped": groups is not None,
+           "seconds": round(time.perf_counter() - start, 1), "fold_seconds": fold_seconds}
+    if blend_weights:
+        out["blend_weights"] = blend_weights
     if variants:
         out["variants"] = {}
         for v, voof in oof_variants.items():
-            voof["ensemble"] = np.mean([voof[n] for n in names], axis=0)
+            voof["ensemble"] = np.mean(list(voof.values()), axis=0)
             out["variants"][v] = {"heads": {n: metrics(y, p.argmax(1), genres) for n, p in voof.items()}}
     return out
 

@@ -10,11 +10,12 @@ normalisation itself, so every caller preprocesses identically by construction. 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 from pathlib import Path
 
 import numpy as np
+
+from .dataset import sha256_file
 
 IMAGE_SIZE = 224
 MEAN = (0.485, 0.456, 0.406)
@@ -57,7 +58,7 @@ def wrap(model):
             x = (x - self.mean) / self.std
             fmap = self.net.extract_features(x)
             features = fmap.mean(dim=(2, 3))
-            logits = self.net._fc(features)
+            logits = self.net._fc(self.net._dropout(features))  # dropout: identity in eval mode and in ONNX
             return features, logits
 
     return Featurizer(model).eval()
@@ -71,28 +72,16 @@ def export(out_dir: Path, arch: str = "lite0", check_images: list[Path] | None =
     wrapped = wrap(model)
     out_dir.mkdir(parents=True, exist_ok=True)
     onnx_path = out_dir / f"efficientnet-{arch}.onnx"
-    tmp = onnx_path.with_suffix(".onnx.tmp")
-    dummy = torch.zeros(2, IMAGE_SIZE, IMAGE_SIZE, 3, dtype=torch.uint8)
-    torch.onnx.export(
-        wrapped,
-        (dummy,),
-        str(tmp),
-        input_names=["images"],
-        output_names=["features", "logits"],
-        dynamic_axes={"images": {0: "batch"}, "features": {0: "batch"}, "logits": {0: "batch"}},
-        opset_version=17,
-        dynamo=False,
-    )
-    tmp.replace(onnx_path)
+    onnx_export(wrapped, onnx_path)
 
     batch = _check_batch(check_images)
     max_diff = compare(wrapped, onnx_path, batch)
     meta = {
-        "id": f"efficientnet-{arch}-imagenet-" + _sha256(onnx_path)[:12],
+        "id": f"efficientnet-{arch}-imagenet-" + sha256_file(onnx_path)[:12],
         "arch": f"efficientnet-{arch}",
         "file": onnx_path.name,
-        "sha256": _sha256(onnx_path),
-        "weights": {"file": weights.name, "sha256": _sha256(weights), "licence": "Apache-2.0"},
+        "sha256": sha256_file(onnx_path),
+        "weights": {"file": weights.name, "sha256": sha256_file(weights), "licence": "Apache-2.0"},
         "input": {"name": "images", "dtype": "uint8", "layout": "NHWC", "size": IMAGE_SIZE},
         "outputs": {"features": 1280, "logits": 1000},
         "preprocessing": {
@@ -107,6 +96,25 @@ def export(out_dir: Path, arch: str = "lite0", check_images: list[Path] | None =
     }
     (out_dir / f"efficientnet-{arch}.json").write_text(json.dumps(meta, indent=2) + "\n")
     return meta
+
+
+def onnx_export(wrapped, path: Path) -> None:
+    """uint8 NHWC ``images`` → ``features``, ``logits``; dynamic batch. Written beside, then renamed."""
+    import torch
+
+    tmp = path.with_suffix(".onnx.tmp")
+    dummy = torch.zeros(2, IMAGE_SIZE, IMAGE_SIZE, 3, dtype=torch.uint8)
+    torch.onnx.export(
+        wrapped.eval(),
+        (dummy,),
+        str(tmp),
+        input_names=["images"],
+        output_names=["features", "logits"],
+        dynamic_axes={"images": {0: "batch"}, "features": {0: "batch"}, "logits": {0: "batch"}},
+        opset_version=17,
+        dynamo=False,
+    )
+    tmp.replace(path)
 
 
 def _check_batch(paths: list[Path] | None) -> np.ndarray:
@@ -128,14 +136,6 @@ def compare(wrapped, onnx_path: Path, batch: np.ndarray) -> tuple[float, float]:
     sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     o_feat, o_logits = sess.run(None, {"images": batch})
     return float(np.abs(t_feat - o_feat).max()), float(np.abs(t_logits - o_logits).max())
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def main() -> None:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
 import tempfile
 from collections.abc import Callable
+from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -14,17 +16,19 @@ import numpy as np
 
 import scorer
 from scorer.featurize import ColourFeaturizer, OnnxFeaturizer
-from scorer.fetch import FetchOptions
+from scorer.fetch import FetchOptions, default_cache_root
 from scorer.model import shipped_featurizer
 
 from .dataset import Dataset, load_labelled
-from .evaluate import FEATURIZER_KINDS, best_head, cross_validate
+from .evaluate import FEATURIZER_KINDS, Fold, best_head, cross_validate, stratified_folds
 from .features import extract
-from .heads import HEAD_KINDS, fit_head
+from .heads import HEAD_KINDS, Fitted, fit_head
 
 Log = Callable[[str], None] | None
 #: int8 becomes a model's default precision only if no head loses more balanced accuracy than this
 INT8_TOLERANCE = 0.01
+#: share of each fold's training covers held back from fine-tuning to choose the blend's weights
+BLEND_SHARE = 0.1
 
 
 def int8_beside(fp32: Path) -> Path | None:
@@ -34,11 +38,11 @@ def int8_beside(fp32: Path) -> Path | None:
 
 
 def _featurize(data: Path, featurizer: Path | None, log: Log,
-               fetch: FetchOptions | None = None
+               fetch: FetchOptions | None = None, group_by: str | None = None
                ) -> tuple[Dataset, dict[str, np.ndarray], OnnxFeaturizer, dict[str, OnnxFeaturizer]]:
     """Features of every labelled cover, plus the cnn features of each other precision shipped beside
     the featurizer (under ``features["cnn:int8"]``)."""
-    dataset = load_labelled(data, fetch)
+    dataset = load_labelled(data, fetch, group_by)
     if log:
         log(f"{len(dataset.examples)} covers in {len(dataset.genres)} genres {dataset.counts()}; "
             f"dropped {dataset.dropped_duplicates} duplicate(s), {dataset.dropped_conflicts} cover(s) filed "
@@ -63,7 +67,8 @@ def _cross_validate(features: dict[str, np.ndarray], dataset: Dataset, folds: in
     """CV of the fp32 heads, which also score each other precision's features of the test folds."""
     base = {k: v for k, v in features.items() if ":" not in k}
     variants = {k.split(":")[1]: {"cnn": v} for k, v in features.items() if k.startswith("cnn:")}
-    cv = cross_validate(base, np.array(dataset.labels), dataset.genres, folds, seed, log=log, variants=variants)
+    cv = cross_validate(base, np.array(dataset.labels), dataset.genres, folds, seed, log=log, variants=variants,
+                        groups=dataset.groups)
     for v in cv.get("variants", {}).values():
         v["balanced_accuracy_change"] = {n: round(m["balanced_accuracy"] - cv["heads"][n]["balanced_accuracy"], 4)
                                          for n, m in v["heads"].items()}
@@ -77,23 +82,30 @@ def choose_precision(cv: dict | None) -> str:
 
 
 def evaluate_dataset(data: Path, folds: int = 5, seed: int = 0, featurizer: Path | None = None,
-                     log: Log = None, fetch: FetchOptions | None = None) -> dict:
-    dataset, features, cnn, others = _featurize(data, featurizer, log, fetch)
+                     log: Log = None, fetch: FetchOptions | None = None, group_by: str | None = None) -> dict:
+    dataset, features, cnn, others = _featurize(data, featurizer, log, fetch, group_by)
     cv = _cross_validate(features, dataset, folds, seed, log)
     cv["featurizers"] = {"cnn": cnn.id, "colour": ColourFeaturizer.id, **{f"cnn:{k}": f.id for k, f in others.items()}}
     cv["best_head"] = best_head(cv)
-    cv["dataset"] = {"source": str(data), "images": len(dataset.examples), "sha256": dataset.fingerprint(),
-                     "per_genre": dataset.counts(), "unfetched": dict(dataset.unfetched)}
+    cv["dataset"] = _dataset_summary(data, dataset, group_by)
     return cv
+
+
+def _dataset_summary(data: Path, dataset: Dataset, group_by: str | None) -> dict:
+    return {"source": str(data), "images": len(dataset.examples), "sha256": dataset.fingerprint(),
+            "per_genre": dataset.counts(), "unfetched": dict(dataset.unfetched),
+            **({"group_by": group_by, "groups": len(set(dataset.groups))} if group_by else {})}
 
 
 def train_dataset(data: Path, out: Path, folds: int = 5, seed: int = 0, name: str = "custom",
                   featurizer: Path | None = None, log: Log = None, copy_featurizer: bool = True,
-                  fetch: FetchOptions | None = None) -> dict:
+                  fetch: FetchOptions | None = None, extra_heads: dict[str, Fitted] | None = None,
+                  default_head: str | None = None) -> dict:
     """Fit every head on all covers and write ``out`` atomically (built beside it, then renamed).
 
     ``copy_featurizer=False`` references the featurizer by a path relative to ``out`` instead of
-    copying it in (the shipped default shares ``models/featurizer/``).
+    copying it in (the shipped default shares ``models/featurizer/``). ``extra_heads`` are shipped
+    as they are (a fine-tuned network's own genre layer).
     """
     dataset, features, cnn, others = _featurize(data, featurizer, log, fetch)
     y = np.array(dataset.labels)
@@ -114,6 +126,11 @@ def train_dataset(data: Path, out: Path, folds: int = 5, seed: int = 0, name: st
                 rel = f"heads/{head_name}{fitted.suffix}"
                 fitted.save(staging / rel)
                 heads[head_name] = {"featurizer": fkind, "kind": hkind, "file": rel, "params": fitted.params}
+        for head_name, fitted in (extra_heads or {}).items():
+            rel = f"heads/{head_name}{fitted.suffix}"
+            fitted.save(staging / rel)
+            heads[head_name] = {"featurizer": fitted.featurizer, "kind": fitted.kind, "file": rel,
+                                "params": fitted.params}
         if copy_featurizer:
             (staging / "featurizer").mkdir()
             for f in (cnn, *others.values()):
@@ -133,6 +150,7 @@ def train_dataset(data: Path, out: Path, folds: int = 5, seed: int = 0, name: st
             "featurizers": {
                 "cnn": {"id": cnn.id, "file": cnn_file(cnn), "arch": cnn.meta.get("arch"),
                         "preprocessing": cnn.meta.get("preprocessing"),
+                        **({"finetuning": cnn.meta["finetuning"]} if "finetuning" in cnn.meta else {}),
                         "default_precision": choose_precision(cv) if others else "fp32",
                         "variants": {k: _variant(f, cnn_file(f), cv, k) for k, f in others.items()}},
                 "colour": {"id": ColourFeaturizer.id, "bins": [8, 8, 8], "space": "HSV (OpenCV)",
@@ -140,7 +158,7 @@ def train_dataset(data: Path, out: Path, folds: int = 5, seed: int = 0, name: st
             },
             "heads": heads,
             "ensemble": list(heads),
-            "default_head": best_head(cv) if cv else "ensemble",
+            "default_head": default_head or (best_head(cv) if cv else "ensemble"),
             "training_set": {"source": Path(data).name, "images": len(dataset.examples),
                              "sha256": dataset.fingerprint(), "per_genre": dataset.counts(),
                              "dropped_duplicates": dataset.dropped_duplicates,
@@ -176,3 +194,91 @@ def _cv_summary(cv: dict) -> dict:
     keep = ("accuracy", "balanced_accuracy", "recall", "balanced_accuracy_per_fold")
     return {"folds": cv["folds"], "seed": cv["seed"], "stratified": True,
             "heads": {n: {k: m[k] for k in keep} for n, m in cv["heads"].items()}}
+
+
+# ------------------------------------------------------------------------------------------ fine-tuning
+
+
+def _finetune(examples: list, genres: list[str], recipe, out_dir: Path, log: Log) -> tuple[OnnxFeaturizer, Fitted]:
+    """Fine-tune on ``examples`` (resuming from the checkpoint in the cache), export to ``out_dir``:
+    the fine-tuned featurizer, and the network's own genre layer as a head."""
+    from scorer.heads import LinearHead
+
+    from .finetune import data_fingerprint, export_finetuned, finetune, genre_layer
+    from .quantize import load_batch
+
+    key = hashlib.sha256((data_fingerprint(examples, genres) + json.dumps(asdict(recipe))).encode()).hexdigest()
+    ft = finetune(examples, genres, recipe, work_dir=default_cache_root() / "finetune" / key[:16], log=log)
+    check = load_batch([Path(e.path) for e in examples[:: max(1, len(examples) // 8)][:8]])
+    path = export_finetuned(ft, out_dir, check, training_set={
+        "images": len(examples), "sha256": data_fingerprint(examples, genres)})
+    w, b = genre_layer(ft)
+    network = Fitted("network", "cnn", LinearHead("cnn-network", "cnn", w, b),
+                     params={"source": "the fine-tuned network's genre layer"})
+    return OnnxFeaturizer(path), network
+
+
+def evaluate_finetuned(data: Path, recipe, folds: int = 5, seed: int = 0, log: Log = None,
+                       fetch: FetchOptions | None = None, blend_share: float = BLEND_SHARE,
+                       group_by: str | None = None) -> dict:
+    """Cross-validation that fine-tunes inside each fold: the network, and the heads fitted on its
+    features, only ever see that fold's training rows.
+
+    ``blend_share`` of each fold's training rows (stratified, seeded) is held back from the network
+    and the heads, to choose the weights of their ``blend``; 0 turns the blend off.
+    """
+    dataset = load_labelled(data, fetch, group_by)
+    if len(dataset.genres) < 2:
+        raise ValueError(f"{data}: need at least two genres, found {dataset.genres}")
+    if log:
+        log(f"{len(dataset.examples)} covers in {len(dataset.genres)} genres {dataset.counts()}")
+    y = np.array(dataset.labels)
+    groups = dataset.groups
+    colour = extract(dataset.examples, {"colour": ColourFeaturizer()})["colour"]
+    featurizer_ids: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="scorer-finetune-") as tmp:
+
+        def fold_features(i, train, test):
+            fit = _held_back(train, y, blend_share, seed + i, groups)
+            if log:
+                log(f"fold {i + 1}/{folds}: fine-tuning on {len(fit)} covers "
+                    f"({len(train) - len(fit)} held back to choose the blend)")
+            cnn, network = _finetune([dataset.examples[j] for j in fit], dataset.genres, recipe,
+                                     Path(tmp) / f"fold{i}", log)
+            featurizer_ids.append(cnn.id)
+            x = extract(dataset.examples, {"cnn": cnn}, label=f"featurizing (fold {i + 1})")["cnn"]
+            return Fold({"cnn": x, "colour": colour}, {"cnn-network": network}, fit_rows=fit)
+
+        cv = cross_validate({}, y, dataset.genres, folds, seed, log=log, fold_features=fold_features, groups=groups)
+    cv["best_head"] = best_head(cv)
+    cv["featurizers"] = {"cnn": featurizer_ids, "colour": ColourFeaturizer.id}
+    cv["finetuning"] = asdict(recipe)
+    cv["blend_share"] = blend_share
+    cv["dataset"] = _dataset_summary(data, dataset, group_by)
+    return cv
+
+
+def _held_back(train: np.ndarray, y: np.ndarray, share: float, seed: int,
+               groups: list[str] | None = None) -> np.ndarray:
+    """The training rows left to fit on after holding back ``share`` of them, stratified by genre
+    (and whole groups, with ``groups``). Small sets hold back more: one cover per genre at least."""
+    splits = min(max(2, round(1 / share)), int(np.bincount(y[train]).min())) if share > 0 else 0
+    if splits < 2:
+        return train
+    held = stratified_folds(y[train], splits, seed, None if groups is None else [groups[i] for i in train])[0]
+    return np.sort(np.delete(train, held))
+
+
+def train_finetuned(data: Path, out: Path, recipe, name: str = "custom", log: Log = None,
+                    fetch: FetchOptions | None = None) -> dict:
+    """Fine-tune on every labelled cover, then train the heads on the fine-tuned features.
+
+    No CV here: the network has seen every cover, so CV of the heads on its features would be
+    optimistic. ``scorer evaluate --finetune`` gives the honest figures; the default head is the
+    network's own genre layer.
+    """
+    dataset = load_labelled(data, fetch)
+    with tempfile.TemporaryDirectory(prefix="scorer-finetune-") as tmp:
+        cnn, network = _finetune(dataset.examples, dataset.genres, recipe, Path(tmp), log)
+        return train_dataset(data, out, folds=0, seed=recipe.seed, name=name, featurizer=cnn.path, log=log,
+                             fetch=fetch, extra_heads={"cnn-network": network}, default_head="cnn-network")

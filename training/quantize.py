@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .export_featurizer import _sha256
+from .dataset import sha256_file
 
 REPO = Path(__file__).resolve().parent.parent
 FP32 = REPO / "models" / "featurizer" / "efficientnet-lite0.onnx"
@@ -103,7 +103,7 @@ def main() -> None:
     quantize(args.fp32, out, load_batch(calib))
     fp32_meta = json.loads(args.fp32.with_suffix(".json").read_text())
     check_result = compare(args.fp32, out, load_batch(check))
-    sha = _sha256(out)
+    sha = sha256_file(out)
     meta = {
         **{k: fp32_meta[k] for k in ("arch", "weights", "input", "outputs", "preprocessing")},
         "id": f"{fp32_meta['arch']}-imagenet-int8-{sha[:12]}",

@@ -1,7 +1,7 @@
 """Heads: feature matrices → genre probabilities ``(N, n_genres)``, rows summing to 1.
 
 Every head loads with the runtime dependencies only (numpy, onnxruntime); training lives in
-``training/``. Files: ``*.npz`` for kNN and MLP (plain arrays), ``*.onnx`` for XGBoost.
+``training/``. Files: ``*.npz`` for kNN, MLP and linear (plain arrays), ``*.onnx`` for XGBoost.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from typing import Protocol
 import numpy as np
 
 from .knn import KnnHead
+from .linear import LinearHead
 from .mlp import MlpHead
 from .onnx_head import OnnxHead
 
@@ -32,20 +33,27 @@ def load_head(name: str, featurizer: str, path: Path) -> Head:
         return KnnHead.load(name, featurizer, path)
     if kind == "mlp":
         return MlpHead.load(name, featurizer, path)
+    if kind == "linear":
+        return LinearHead.load(name, featurizer, path)
     raise ValueError(f"{path}: unknown head kind {kind!r}")
 
 
 class EnsembleHead:
-    """Mean of the member heads' probabilities."""
+    """Mean of the member heads' probabilities, or their weighted mean (a blend)."""
 
     featurizer = "*"
 
-    def __init__(self, members: list[Head], name: str = "ensemble"):
+    def __init__(self, members: list[Head], name: str = "ensemble", weights: list[float] | None = None):
         self.name = name
         self.members = members
+        w = np.ones(len(members)) if weights is None else np.asarray(weights, dtype=np.float64)
+        if len(w) != len(members) or (w < 0).any() or w.sum() <= 0:
+            raise ValueError(f"{name}: need one non-negative weight per member, not all zero")
+        self.weights = w / w.sum()
 
     def predict_proba_from(self, features: dict[str, np.ndarray]) -> np.ndarray:
-        return np.mean([h.predict_proba(features[h.featurizer]) for h in self.members], axis=0)
+        probs = [h.predict_proba(features[h.featurizer]) for h in self.members]
+        return np.tensordot(self.weights, np.stack(probs), axes=1).astype(np.float32)
 
 
-__all__ = ["EnsembleHead", "Head", "KnnHead", "MlpHead", "OnnxHead", "load_head"]
+__all__ = ["EnsembleHead", "Head", "KnnHead", "LinearHead", "MlpHead", "OnnxHead", "load_head"]

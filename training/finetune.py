@@ -1,0 +1,241 @@
+"""Fine-tune the pretrained EfficientNet-Lite on labelled covers, then export it to ONNX.
+
+The recipe: random square crops (60-100% of the area) resized to 224 and horizontal flips,
+label smoothing, AdamW with a one-cycle schedule (the new genre layer learns 10x faster than
+the pretrained body), a few epochs. CPU by default, CUDA when torch sees a GPU.
+
+Covers are decoded once, at 256x256, and augmented per batch as tensors. Every epoch draws its
+order and augmentations from ``(seed, epoch)``, and a checkpoint is written atomically after
+each epoch: an interrupted run started again with the same covers and recipe resumes after the
+last finished epoch and ends with the same weights.
+
+The exported graph has the shipped featurizer's interface (uint8 NHWC ``images`` in,
+``features`` out) so scoring needs nothing new; its ``logits`` output is the genre layer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from scorer.decode import IMAGE_SIZE, decode_image
+from scorer.featurize.cnn import default_threads
+
+from .dataset import Example, sha256_file
+from .export_featurizer import ARCHS, compare, load_torch_model, onnx_export, wrap
+
+Log = Callable[[str], None] | None
+#: covers are decoded once at this size; training crops are cut from it and resized to 224
+DECODE_SIZE = 256
+
+
+@dataclass(frozen=True)
+class Recipe:
+    arch: str = "lite0"
+    epochs: int = 4
+    batch_size: int = 32
+    lr: float = 3e-4  # peak learning rate of the pretrained body; the genre layer gets 10x
+    weight_decay: float = 0.05
+    label_smoothing: float = 0.1
+    min_crop_area: float = 0.6
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.arch not in ARCHS:
+            raise ValueError(f"--arch {self.arch}: use one of {', '.join(sorted(ARCHS))}")
+        if self.epochs < 1:
+            raise ValueError(f"--epochs {self.epochs}: need at least 1")
+
+
+@dataclass
+class Finetuned:
+    """A fine-tuned network (torch, eval mode) and what happened while training it."""
+
+    model: object  # the ``wrap``-ped network: uint8 NHWC → (features, genre logits)
+    genres: list[str]
+    recipe: Recipe
+    history: list[dict] = field(default_factory=list)
+    device: str = "cpu"
+
+
+def data_fingerprint(examples: list[Example], genres: list[str]) -> str:
+    h = hashlib.sha256()
+    for e in sorted(examples, key=lambda e: e.sha256):
+        h.update(f"{e.sha256}\t{e.genre}\n".encode())
+    h.update("\t".join(genres).encode())
+    return h.hexdigest()
+
+
+def decode_all(examples: list[Example], size: int = DECODE_SIZE) -> np.ndarray:
+    """Every cover as uint8 ``(N, size, size, 3)``, decoded on threads."""
+    out = np.empty((len(examples), size, size, 3), dtype=np.uint8)
+
+    def one(i: int) -> None:
+        out[i] = decode_image(Path(examples[i].path).read_bytes(), size=size)
+
+    with ThreadPoolExecutor(max_workers=default_threads()) as pool:
+        list(pool.map(one, range(len(examples))))
+    return out
+
+
+def augment(images, rng: np.random.Generator, min_area: float, size: int = IMAGE_SIZE):
+    """Random square crops (``min_area``-100% of the area), resized to ``size``; half flipped."""
+    import torch
+    import torch.nn.functional as F
+
+    n, full = images.shape[0], images.shape[1]
+    out = torch.empty((n, size, size, 3), dtype=torch.float32)
+    sides = (np.sqrt(rng.uniform(min_area, 1.0, n)) * full).astype(int)
+    for k in range(n):
+        s = int(sides[k])
+        y, x = rng.integers(0, full - s + 1, 2)
+        crop = images[k, y:y + s, x:x + s].permute(2, 0, 1)[None].float()
+        crop = F.interpolate(crop, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+        out[k] = crop[0].permute(1, 2, 0)
+    flip = torch.from_numpy(rng.random(n) < 0.5)
+    out[flip] = out[flip].flip(2)
+    return out
+
+
+def build(arch: str, n_genres: int):
+    """The pretrained network with a fresh genre layer, wrapped (uint8 NHWC in, features + logits out)."""
+    import torch
+
+    net, _ = load_torch_model(arch)
+    net._fc = torch.nn.Linear(net._fc.in_features, n_genres)
+    return wrap(net)
+
+
+def finetune(examples: list[Example], genres: list[str], recipe: Recipe, work_dir: Path | None = None,
+             log: Log = None, stop_after: int | None = None) -> Finetuned:
+    """Fine-tune on ``examples``. With ``work_dir``, checkpoints there and resumes from it.
+
+    ``stop_after`` ends after that many epochs in this call (as an interruption would), leaving
+    the checkpoint to resume from.
+    """
+    import torch
+
+    torch.set_num_threads(default_threads())
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    index = {g: i for i, g in enumerate(genres)}
+    y_all = torch.tensor([index[e.genre] for e in examples])
+    torch.manual_seed(recipe.seed)  # the new genre layer's initial weights
+    model = build(recipe.arch, len(genres)).to(device)
+    head = list(model.net._fc.parameters())
+    head_ids = {id(p) for p in head}
+    body = [p for p in model.parameters() if id(p) not in head_ids]
+    opt = torch.optim.AdamW([{"params": body, "lr": recipe.lr}, {"params": head, "lr": recipe.lr * 10}],
+                            weight_decay=recipe.weight_decay)
+    steps = -(-len(examples) // recipe.batch_size)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[recipe.lr, recipe.lr * 10], epochs=recipe.epochs,
+                                                steps_per_epoch=steps, pct_start=0.25)
+    loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
+    history: list[dict] = []
+    start_epoch = 0
+    fingerprint = data_fingerprint(examples, genres)
+    ckpt = Path(work_dir) / "checkpoint.pt" if work_dir else None
+    if ckpt and ckpt.exists():
+        state = torch.load(ckpt, map_location=device, weights_only=False)
+        if state["recipe"] == asdict(recipe) and state["data"] == fingerprint:
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["optimizer"])
+            sched.load_state_dict(state["scheduler"])
+            start_epoch, history = state["epoch"], state["history"]
+            if log:
+                log(f"resuming after epoch {start_epoch}/{recipe.epochs} from {ckpt}")
+        elif log:
+            log(f"{ckpt} is for other covers or another recipe: starting afresh")
+
+    images = torch.from_numpy(decode_all(examples)) if start_epoch < recipe.epochs else None
+    done_here = 0
+    for epoch in range(start_epoch, recipe.epochs):
+        if stop_after is not None and done_here >= stop_after:
+            break
+        t0 = time.perf_counter()
+        rng = np.random.default_rng([recipe.seed, epoch])
+        torch.manual_seed(recipe.seed * 1000 + epoch)  # dropout and drop-connect
+        model.train()
+        order = rng.permutation(len(examples))
+        total, correct, seen = 0.0, 0, 0
+        for b in range(0, len(order), recipe.batch_size):
+            idx = torch.from_numpy(order[b:b + recipe.batch_size])
+            x = augment(images[idx], rng, recipe.min_crop_area).to(device)
+            y = y_all[idx].to(device)
+            _, logits = model(x)
+            loss = loss_fn(logits, y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += float(loss.detach()) * len(idx)
+            correct += int((logits.argmax(1) == y).sum())
+            seen += len(idx)
+        history.append({"epoch": epoch + 1, "loss": round(total / seen, 5), "train_accuracy": round(correct / seen, 4),
+                        "seconds": round(time.perf_counter() - t0, 1)})
+        done_here += 1
+        if log:
+            h = history[-1]
+            log(f"epoch {h['epoch']}/{recipe.epochs}: loss {h['loss']:.4f}, train accuracy "
+                f"{h['train_accuracy']:.3f} ({h['seconds']:.0f}s)")
+        if ckpt:
+            _save_atomic({"epoch": epoch + 1, "model": model.state_dict(), "optimizer": opt.state_dict(),
+                          "scheduler": sched.state_dict(), "history": history, "recipe": asdict(recipe),
+                          "data": fingerprint}, ckpt)
+    model.eval()
+    return Finetuned(model.cpu(), list(genres), recipe, history, device)
+
+
+def _save_atomic(state: dict, path: Path) -> None:
+    import torch
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    os.close(fd)
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def export_finetuned(ft: Finetuned, out_dir: Path, check: np.ndarray, stem: str | None = None,
+                     training_set: dict | None = None) -> Path:
+    """Write ``<stem>.onnx`` + ``<stem>.json`` and check the graph against torch on ``check`` (uint8 covers)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = stem or f"efficientnet-{ft.recipe.arch}-finetuned"
+    path = out_dir / f"{stem}.onnx"
+    onnx_export(ft.model, path)
+    diff_features, diff_logits = compare(ft.model, path, check)
+    sha = sha256_file(path)
+    meta = {
+        "id": f"efficientnet-{ft.recipe.arch}-finetuned-{sha[:12]}",
+        "arch": f"efficientnet-{ft.recipe.arch}",
+        "file": path.name,
+        "sha256": sha,
+        "genres": ft.genres,
+        "input": {"name": "images", "dtype": "uint8", "layout": "NHWC", "size": IMAGE_SIZE},
+        "outputs": {"features": int(ft.model.net._fc.in_features), "logits": len(ft.genres)},
+        "preprocessing": {"colour": "RGB", "resize": f"{IMAGE_SIZE}x{IMAGE_SIZE} bilinear, no crop",
+                          "normalisation": "in graph"},
+        "finetuning": {"recipe": asdict(ft.recipe), "history": ft.history, "device": ft.device,
+                       "augmentation": f"random square crop of {ft.recipe.min_crop_area:.0%}-100% of the area "
+                                       f"of a {DECODE_SIZE}px cover, resized to {IMAGE_SIZE}; horizontal flip",
+                       "training_set": training_set},
+        "export_check": {"images": int(check.shape[0]), "max_abs_diff_features": diff_features,
+                         "max_abs_diff_logits": diff_logits},
+    }
+    path.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n")
+    return path
+
+
+def genre_layer(ft: Finetuned) -> tuple[np.ndarray, np.ndarray]:
+    """The network's genre layer as ``(W, b)``: its softmax is ``softmax(features @ W + b)``."""
+    fc = ft.model.net._fc
+    return fc.weight.detach().numpy().T.astype(np.float32), fc.bias.detach().numpy().astype(np.float32)
