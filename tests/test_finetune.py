@@ -123,3 +123,7 @@ def test_evaluate_finetunes_inside_each_fold(labels_csv):
     ids = cv["featurizers"]["cnn"]
     assert len(ids) == 2 and ids[0] != ids[1]  # one network per fold, each fine-tuned on its own rows
     assert cv["finetuning"]["epochs"] == 1
+    assert len(cv["blend_weights"]) == 2 and all(abs(sum(w.values()) - 1) < 1e-3 for w in cv["blend_weights"])
+    flip = cv["variants"]["flip"]
+    assert {"cnn-network", "blend", "ensemble"} <= set(flip["heads"])
+    assert flip["balanced_accuracy_change"]["colour-mlp"] == 0  # flipping leaves the colour histogram alone

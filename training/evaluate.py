@@ -21,6 +21,9 @@ class Fold:
     features: dict[str, np.ndarray]
     prefitted: dict = field(default_factory=dict)  # heads already fitted on ``fit_rows``, by name
     fit_rows: np.ndarray | None = None  # training rows to fit on; the other training rows choose the blend
+    #: other features of the same covers, by variant name and featurizer kind (int8, flip TTA):
+    #: the heads fitted on ``features`` score them too
+    variants: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
 
 
 def balanced_log_loss(y: np.ndarray, proba: np.ndarray) -> float:
@@ -101,14 +104,19 @@ def cross_validate(features: dict[str, np.ndarray], y: np.ndarray, genres: list[
                          f"counts: {dict(zip(genres, np.bincount(y).tolist()))}")
     start = time.perf_counter()
     oof: dict[str, np.ndarray] = {}
-    variants = {v: {**features, **swapped} for v, swapped in (variants or {}).items()}
-    oof_variants: dict[str, dict[str, np.ndarray]] = {v: {} for v in variants}
+    oof_variants: dict[str, dict[str, np.ndarray]] = {}
     fold_scores: dict[str, list[float]] = {}
     fold_seconds = []
     blend_weights = []
 
-    def record(i: int, name: str, fitted, x: np.ndarray, test: np.ndarray, t0: float) -> None:
-        oof.setdefault(name, np.zeros((len(y), len(genres)), dtype=np.float32))[test] = fitted.predict_proba(x[test])
+    def empty() -> np.ndarray:
+        return np.zeros((len(y), len(genres)), dtype=np.float32)
+
+    def record(i: int, name: str, fitted, fold: Fold, test: np.ndarray, t0: float) -> None:
+        oof.setdefault(name, empty())[test] = fitted.predict_proba(fold.features[fitted.featurizer][test])
+        for v, swapped in fold.variants.items():
+            x = swapped.get(fitted.featurizer, fold.features[fitted.featurizer])
+            oof_variants.setdefault(v, {}).setdefault(name, empty())[test] = fitted.predict_proba(x[test])
         score = metrics(y[test], oof[name][test].argmax(1), genres)["balanced_accuracy"]
         fold_scores.setdefault(name, []).append(score)
         if log:
@@ -118,37 +126,35 @@ def cross_validate(features: dict[str, np.ndarray], y: np.ndarray, genres: list[
     for i, test in enumerate(stratified_folds(y, folds, seed, groups)):
         t_fold = time.perf_counter()
         train = np.setdiff1d(np.arange(len(y)), test)
-        fold = fold_features(i, train, test) if fold_features else Fold(features)
-        fold_x, fitted_heads = fold.features, dict(fold.prefitted)
+        fold = fold_features(i, train, test) if fold_features else Fold(features, variants=variants or {})
+        fitted_heads = dict(fold.prefitted)
         fit = train if fold.fit_rows is None else fold.fit_rows
         for name, fitted in fitted_heads.items():
-            record(i, name, fitted, fold_x[fitted.featurizer], test, time.perf_counter())
-        for fkind, x in fold_x.items():
+            record(i, name, fitted, fold, test, time.perf_counter())
+        for fkind, x in fold.features.items():
             for hkind in heads:
                 t0 = time.perf_counter()
                 name = f"{fkind}-{hkind}"
                 fitted = fitted_heads[name] = fit_head(hkind, fkind, x[fit], y[fit], len(genres), seed)
-                record(i, name, fitted, x, test, t0)
-                for v, vfeatures in variants.items():
-                    oof_variants[v].setdefault(name, np.zeros_like(oof[name]))[test] = \
-                        fitted.predict_proba(vfeatures[fkind][test])
+                record(i, name, fitted, fold, test, t0)
         ens = np.mean([oof[n][test] for n in fitted_heads], axis=0)
         fold_scores.setdefault("ensemble", []).append(metrics(y[test], ens.argmax(1), genres)["balanced_accuracy"])
         holdout = np.setdiff1d(train, fit)
         if len(holdout):
-            weights = select_blend({n: f.predict_proba(fold_x[f.featurizer][holdout]) for n, f in fitted_heads.items()},
-                                   y[holdout])
+            weights = select_blend({n: f.predict_proba(fold.features[f.featurizer][holdout])
+                                    for n, f in fitted_heads.items()}, y[holdout])
             blend_weights.append(weights)
-            blended = sum(w * oof[n][test] for n, w in weights.items())
-            oof.setdefault(BLEND, np.zeros((len(y), len(genres)), dtype=np.float32))[test] = blended
-            fold_scores.setdefault(BLEND, []).append(metrics(y[test], blended.argmax(1), genres)["balanced_accuracy"])
+            for target in (oof, *oof_variants.values()):
+                target.setdefault(BLEND, empty())[test] = sum(w * target[n][test] for n, w in weights.items())
+            fold_scores.setdefault(BLEND, []).append(
+                metrics(y[test], oof[BLEND][test].argmax(1), genres)["balanced_accuracy"])
             if log:
                 log(f"fold {i + 1}/{folds} blend {weights}: balanced accuracy {fold_scores[BLEND][-1]:.3f}")
         if on_fold:
             on_fold(i, train, test, fitted_heads)
         fold_seconds.append(round(time.perf_counter() - t_fold, 1))
-    names = [n for n in oof if n != BLEND]
-    oof["ensemble"] = np.mean([oof[n] for n in names], axis=0)
+    for target in (oof, *oof_variants.values()):
+        target["ensemble"] = np.mean([p for n, p in target.items() if n != BLEND], axis=0)
     results = {}
     for name, proba in oof.items():
         m = metrics(y, proba.argmax(1), genres)
@@ -159,11 +165,9 @@ def cross_validate(features: dict[str, np.ndarray], y: np.ndarray, genres: list[
            "seconds": round(time.perf_counter() - start, 1), "fold_seconds": fold_seconds}
     if blend_weights:
         out["blend_weights"] = blend_weights
-    if variants:
-        out["variants"] = {}
-        for v, voof in oof_variants.items():
-            voof["ensemble"] = np.mean(list(voof.values()), axis=0)
-            out["variants"][v] = {"heads": {n: metrics(y, p.argmax(1), genres) for n, p in voof.items()}}
+    if oof_variants:
+        out["variants"] = {v: {"heads": {n: metrics(y, p.argmax(1), genres) for n, p in voof.items()}}
+                           for v, voof in oof_variants.items()}
     return out
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 import scorer
-from scorer.featurize import ColourFeaturizer, OnnxFeaturizer
+from scorer.featurize import ColourFeaturizer, FlipAveraged, OnnxFeaturizer
 from scorer.fetch import FetchOptions, default_cache_root
 from scorer.model import shipped_featurizer
 
@@ -69,6 +69,11 @@ def _cross_validate(features: dict[str, np.ndarray], dataset: Dataset, folds: in
     variants = {k.split(":")[1]: {"cnn": v} for k, v in features.items() if k.startswith("cnn:")}
     cv = cross_validate(base, np.array(dataset.labels), dataset.genres, folds, seed, log=log, variants=variants,
                         groups=dataset.groups)
+    return _with_changes(cv)
+
+
+def _with_changes(cv: dict) -> dict:
+    """Each variant's balanced-accuracy change per head, against the plain features."""
     for v in cv.get("variants", {}).values():
         v["balanced_accuracy_change"] = {n: round(m["balanced_accuracy"] - cv["heads"][n]["balanced_accuracy"], 4)
                                          for n, m in v["heads"].items()}
@@ -247,9 +252,15 @@ def evaluate_finetuned(data: Path, recipe, folds: int = 5, seed: int = 0, log: L
                                      Path(tmp) / f"fold{i}", log)
             featurizer_ids.append(cnn.id)
             x = extract(dataset.examples, {"cnn": cnn}, label=f"featurizing (fold {i + 1})")["cnn"]
-            return Fold({"cnn": x, "colour": colour}, {"cnn-network": network}, fit_rows=fit)
+            # flip TTA, measured on the test rows only: the heads fitted on plain features score it
+            flipped = x.copy()
+            flipped[test] = extract([dataset.examples[j] for j in test], {"cnn": FlipAveraged(cnn)},
+                                    label=f"featurizing, flip TTA (fold {i + 1})")["cnn"]
+            return Fold({"cnn": x, "colour": colour}, {"cnn-network": network}, fit_rows=fit,
+                        variants={"flip": {"cnn": flipped}})
 
         cv = cross_validate({}, y, dataset.genres, folds, seed, log=log, fold_features=fold_features, groups=groups)
+    cv = _with_changes(cv)
     cv["best_head"] = best_head(cv)
     cv["featurizers"] = {"cnn": featurizer_ids, "colour": ColourFeaturizer.id}
     cv["finetuning"] = asdict(recipe)

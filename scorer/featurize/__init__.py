@@ -5,7 +5,7 @@ Two kinds: ``cnn`` (the ONNX EfficientNet, 1280-d) and ``colour`` (HSV histogram
 
 from __future__ import annotations
 
-from .cnn import OnnxFeaturizer
+from .cnn import FlipAveraged, OnnxFeaturizer
 from .colour import ColourFeaturizer
 
-__all__ = ["ColourFeaturizer", "OnnxFeaturizer"]
+__all__ = ["ColourFeaturizer", "FlipAveraged", "OnnxFeaturizer"]

@@ -89,3 +89,19 @@ class OnnxFeaturizer:
     def __call__(self, images: np.ndarray) -> np.ndarray:
         (features,) = self.session.run(["features"], {"images": np.ascontiguousarray(images, np.uint8)})
         return features
+
+
+class FlipAveraged:
+    """Flip test-time augmentation: the mean of a featurizer's features for each cover and its mirror
+    image (twice the inference cost)."""
+
+    kind = "cnn"
+
+    def __init__(self, inner: OnnxFeaturizer):
+        self.inner = inner
+        self.id = f"{inner.id}+flip"
+        self.path, self.meta, self.dim = inner.path, inner.meta, inner.dim
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        images = np.ascontiguousarray(images, np.uint8)
+        return (self.inner(images) + self.inner(np.ascontiguousarray(images[:, :, ::-1]))) / 2
