@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .featurize import ColourFeaturizer, OnnxFeaturizer
+from .featurize import ColourFeaturizer, FlipAveraged, OnnxFeaturizer
 from .heads import EnsembleHead, Head, load_head
 
 ENSEMBLE = "ensemble"
@@ -70,8 +70,10 @@ class Model:
         return (self.dir / self.variants[self.precision]["file"]).resolve()
 
     @cached_property
-    def cnn(self) -> OnnxFeaturizer:
-        return OnnxFeaturizer(self.cnn_path, threads=self.threads)
+    def cnn(self) -> OnnxFeaturizer | FlipAveraged:
+        """The CNN featurizer, with flip test-time augmentation when the model was chosen with it."""
+        featurizer = OnnxFeaturizer(self.cnn_path, threads=self.threads)
+        return FlipAveraged(featurizer) if self.manifest["featurizers"]["cnn"].get("tta") == "flip" else featurizer
 
     @cached_property
     def colour(self) -> ColourFeaturizer:

@@ -16,6 +16,9 @@ from scorer.cli import app
 
 torch = pytest.importorskip("torch")
 
+from scorer.featurize import FlipAveraged  # noqa: E402
+from scorer.model import Model  # noqa: E402
+from training.build_default import finetuned_manifest  # noqa: E402
 from training.dataset import deduplicate  # noqa: E402
 from training.finetune import Recipe, build, decode_all, finetune  # noqa: E402
 
@@ -108,6 +111,27 @@ def test_finetuned_model_exports_and_scores_through_the_pipeline(small, labels_c
     expected /= expected.sum(1, keepdims=True)
     got = np.array([[r[f"p_{g}"] for g in manifest["genres"]] for r in rows])
     assert np.abs(got - expected).max() < 1e-4
+
+    # shipped the way build_default ships a winner: a blend, and flip TTA when it paid
+    cv = {"folds": 2, "seed": 0, "fold_seconds": [1.0, 1.0], "blend_share": 0.1,
+          "blend_weights": [{"cnn-network": 0.6, "colour-xgboost": 0.4}, {"cnn-network": 0.2, "cnn-mlp": 0.8}],
+          "heads": {n: {"accuracy": 0.5, "balanced_accuracy": b, "recall": {}, "balanced_accuracy_per_fold": [b]}
+                    for n, b in (("cnn-network", 0.45), ("blend", 0.47), ("cnn-mlp", 0.4))},
+          "variants": {"flip": {"balanced_accuracy_change": {"blend": 0.006, "cnn-network": 0.001}}}}
+    shipped = finetuned_manifest(manifest, cv)
+    assert shipped["default_head"] == "blend" and shipped["featurizers"]["cnn"]["tta"] == "flip"
+    assert shipped["blend"]["weights"] == {"cnn-mlp": 0.4, "cnn-network": 0.4, "colour-xgboost": 0.2}
+    cv["variants"]["flip"]["balanced_accuracy_change"]["blend"] = 0.004
+    assert "tta" not in finetuned_manifest(manifest, cv)["featurizers"]["cnn"]
+    (model_dir / "manifest.json").write_text(json.dumps(shipped))
+    model = Model(model_dir)
+    assert isinstance(model.cnn, FlipAveraged) and "blend" in model.head_names
+    blend = model.predict(images, model.head())
+    parts = {n: model.predict(images, model.head(n)) for n in shipped["blend"]["weights"]}
+    expected = sum(w * parts[n] for n, w in shipped["blend"]["weights"].items())
+    assert np.abs(blend - expected).max() < 1e-5
+    mirrored = np.ascontiguousarray(images[:, :, ::-1])
+    assert np.abs(model.cnn(images) - model.cnn(mirrored)).max() < 1e-4  # flip-averaged: mirror-invariant
 
 
 def test_evaluate_finetunes_inside_each_fold(labels_csv):

@@ -1,20 +1,65 @@
 """Build the shipped default model (``models/default``) from the shared 5-genre covers.
 
     python -m training.build_default [--data ../shared/data/covers-5genre]
+    python -m training.build_default --finetune --cv finetune-cv.json   # ship a fine-tuned CNN if it wins
 
 The covers are read in place and never copied into the repository; only the trained heads
 and the manifest (genres, featurizer, training-set hash, CV figures) are written.
+
+``--finetune`` compares ``scorer evaluate --finetune --json`` figures (``--cv``, or computed here)
+with the frozen model's, and ships the fine-tuned network only if its best head wins. Its heads
+are then fitted on all covers; the manifest takes the fine-tuning CV figures (the only honest
+ones: the shipped network has seen every cover), the blend weights averaged over the folds,
+and flip test-time augmentation if it raised the best head's figure.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
 from pathlib import Path
 
-from .pipeline import train_dataset
+from .evaluate import BLEND, best_head
+from .pipeline import evaluate_finetuned, train_dataset, train_finetuned
 
 REPO = Path(__file__).resolve().parent.parent
+#: flip TTA doubles the CNN's cost: it must buy at least this much balanced accuracy
+TTA_MIN_GAIN = 0.005
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def mean_weights(per_fold: list[dict[str, float]]) -> dict[str, float]:
+    names = sorted({n for w in per_fold for n in w})
+    total = {n: sum(w.get(n, 0.0) for w in per_fold) for n in names}
+    norm = sum(total.values())
+    return {n: round(v / norm, 4) for n, v in sorted(total.items(), key=lambda kv: -kv[1]) if v > 0}
+
+
+def finetuned_manifest(manifest: dict, cv: dict) -> dict:
+    """The shipped manifest with the fine-tuning CV figures, the blend and the TTA choice."""
+    keep = ("accuracy", "balanced_accuracy", "recall", "balanced_accuracy_per_fold")
+    best = best_head(cv)
+    flip = cv.get("variants", {}).get("flip", {}).get("balanced_accuracy_change", {}).get(best, 0.0)
+    cnn = dict(manifest["featurizers"]["cnn"])
+    if flip >= TTA_MIN_GAIN:
+        cnn["tta"] = "flip"
+    return {
+        **manifest,
+        "featurizers": {**manifest["featurizers"], "cnn": cnn},
+        BLEND: {"weights": mean_weights(cv["blend_weights"]),
+                "chosen_on": f"{cv['blend_share']:.0%} of each CV fold's training covers, held back from "
+                             f"fine-tuning and the heads; weights averaged over the folds"},
+        "default_head": best,
+        "cv": {"folds": cv["folds"], "seed": cv["seed"], "stratified": True, "grouped": cv.get("grouped", False),
+               "finetuned_in_each_fold": True, "fold_seconds": cv["fold_seconds"],
+               "heads": {n: {k: m[k] for k in keep} for n, m in cv["heads"].items()},
+               "flip_tta_change": cv.get("variants", {}).get("flip", {}).get("balanced_accuracy_change")},
+    }
 
 
 def main() -> None:
@@ -22,11 +67,35 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "covers-5genre")
     ap.add_argument("--out", type=Path, default=REPO / "models" / "default")
     ap.add_argument("--folds", type=int, default=5)
+    ap.add_argument("--finetune", action="store_true", help="ship a fine-tuned CNN if it wins under CV")
+    ap.add_argument("--cv", type=Path, help="--finetune: figures of `scorer evaluate --finetune --json`")
+    ap.add_argument("--epochs", type=int, default=4)
     args = ap.parse_args()
-    manifest = train_dataset(args.data, args.out, folds=args.folds, seed=0, name="covers-5genre",
-                             featurizer=REPO / "models" / "featurizer" / "efficientnet-lite0.onnx",
-                             log=lambda m: print(m, file=sys.stderr, flush=True), copy_featurizer=False)
-    print(f"{args.out}: {manifest['version']}, default head {manifest['default_head']}")
+    if not args.finetune:
+        manifest = train_dataset(args.data, args.out, folds=args.folds, seed=0, name="covers-5genre",
+                                 featurizer=REPO / "models" / "featurizer" / "efficientnet-lite0.onnx",
+                                 log=log, copy_featurizer=False)
+        print(f"{args.out}: {manifest['version']}, default head {manifest['default_head']}")
+        return
+
+    from .finetune import Recipe
+
+    recipe = Recipe(epochs=args.epochs)
+    cv = json.loads(args.cv.read_text()) if args.cv else evaluate_finetuned(args.data, recipe, args.folds, log=log)
+    frozen = json.loads((args.out / "manifest.json").read_text())["cv"]["heads"]
+    frozen_best = max(frozen.values(), key=lambda m: m["balanced_accuracy"])["balanced_accuracy"]
+    tuned_best = cv["heads"][best_head(cv)]["balanced_accuracy"]
+    log(f"best balanced accuracy: frozen {frozen_best:.3f}, fine-tuned {tuned_best:.3f} ({best_head(cv)})")
+    if tuned_best <= frozen_best:
+        print(f"fine-tuning does not win under CV ({tuned_best:.3f} <= {frozen_best:.3f}): {args.out} unchanged")
+        return
+    manifest = train_finetuned(args.data, args.out, recipe, name="covers-5genre", log=log)
+    manifest = finetuned_manifest(manifest, cv)
+    path = args.out / "manifest.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(manifest, indent=2) + "\n")
+    os.replace(tmp, path)
+    print(f"{args.out}: {manifest['version']} (fine-tuned), default head {manifest['default_head']}")
 
 
 if __name__ == "__main__":

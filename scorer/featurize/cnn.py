@@ -102,6 +102,9 @@ class FlipAveraged:
         self.id = f"{inner.id}+flip"
         self.path, self.meta, self.dim = inner.path, inner.meta, inner.dim
 
+    def __getattr__(self, name: str):  # provider, preferred_batch, precision, device: the inner session's
+        return getattr(self.inner, name)
+
     def __call__(self, images: np.ndarray) -> np.ndarray:
         images = np.ascontiguousarray(images, np.uint8)
         return (self.inner(images) + self.inner(np.ascontiguousarray(images[:, :, ::-1]))) / 2
