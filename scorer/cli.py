@@ -70,6 +70,8 @@ FinetuneOpt = Annotated[bool, typer.Option(
     "--finetune", help="Fine-tune the pretrained CNN on the labelled covers first (torch: the 'export' extra).")]
 EpochsOpt = Annotated[int, typer.Option(help="--finetune: epochs.", min=1, max=100)]
 ArchOpt = Annotated[str, typer.Option(help="--finetune: the pretrained network, lite0 or lite2.")]
+FreezeOpt = Annotated[int, typer.Option(
+    help="--finetune: the stem and this many first blocks keep their ImageNet weights (0: train all).")]
 
 
 def _file_command(name: str, runner: str, input_help: str, doc: str) -> None:
@@ -242,6 +244,7 @@ def evaluate(
     finetune: FinetuneOpt = False,
     epochs: EpochsOpt = 4,
     arch: ArchOpt = "lite0",
+    freeze_blocks: FreezeOpt = 3,
     group_by: Annotated[Optional[str], typer.Option(
         help="CSV column (e.g. artist) whose groups never straddle folds (stratified group k-fold).")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of tables.")] = False,
@@ -259,8 +262,9 @@ def evaluate(
     fetch = _fetch_options(allow_private_hosts, concurrency, per_host, timeout, retries, cache=True)
     try:
         if finetune:
-            result = training.evaluate_finetuned(data, _recipe(epochs, arch, seed, featurizer), folds=folds,
-                                                 seed=seed, log=_log, fetch=fetch, group_by=group_by)
+            recipe = _recipe(epochs, arch, freeze_blocks, seed, featurizer)
+            result = training.evaluate_finetuned(data, recipe, folds=folds, seed=seed, log=_log, fetch=fetch,
+                                                 group_by=group_by)
         else:
             result = training.evaluate_dataset(data, folds=folds, seed=seed, featurizer=featurizer,
                                                log=None if json_out else _log, fetch=fetch, group_by=group_by)
@@ -287,6 +291,7 @@ def train(
     finetune: FinetuneOpt = False,
     epochs: EpochsOpt = 4,
     arch: ArchOpt = "lite0",
+    freeze_blocks: FreezeOpt = 3,
     concurrency: ConcurrencyOpt = 64,
     per_host: PerHostOpt = 16,
     timeout: TimeoutOpt = 60.0,
@@ -302,8 +307,8 @@ def train(
     fetch = _fetch_options(allow_private_hosts, concurrency, per_host, timeout, retries, cache=True)
     try:
         if finetune:
-            manifest = training.train_finetuned(data, out, _recipe(epochs, arch, seed, featurizer), name=name,
-                                                log=_log, fetch=fetch)
+            recipe = _recipe(epochs, arch, freeze_blocks, seed, featurizer)
+            manifest = training.train_finetuned(data, out, recipe, name=name, log=_log, fetch=fetch)
         else:
             manifest = training.train_dataset(data, out, folds=folds, seed=seed, name=name, featurizer=featurizer,
                                               log=_log, fetch=fetch)
@@ -394,7 +399,7 @@ def _training(module: str = "pipeline"):
         fail(f"training needs the 'train' extra: pip install 'scorer[train]' ({e})")
 
 
-def _recipe(epochs: int, arch: str, seed: int, featurizer: Path | None):
+def _recipe(epochs: int, arch: str, freeze_blocks: int, seed: int, featurizer: Path | None):
     """The fine-tuning recipe; bad values fail here, before any work."""
     if featurizer is not None:
         fail("--featurizer and --finetune do not go together: --finetune starts from the pretrained network "
@@ -404,7 +409,7 @@ def _recipe(epochs: int, arch: str, seed: int, featurizer: Path | None):
     except ImportError as e:
         fail(f"--finetune needs the 'train' and 'export' extras: pip install 'scorer[train,export]' ({e})")
     try:
-        return Recipe(arch=arch, epochs=epochs, seed=seed)
+        return Recipe(arch=arch, epochs=epochs, freeze_blocks=freeze_blocks, seed=seed)
     except ValueError as e:
         fail(str(e))
 

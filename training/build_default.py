@@ -80,8 +80,12 @@ def main() -> None:
 
     from .finetune import Recipe
 
-    recipe = Recipe(epochs=args.epochs)
-    cv = json.loads(args.cv.read_text()) if args.cv else evaluate_finetuned(args.data, recipe, args.folds, log=log)
+    if args.cv:  # ship what was measured: the recipe comes with the figures
+        cv = json.loads(args.cv.read_text())
+        recipe = Recipe(**cv["finetuning"])
+    else:
+        recipe = Recipe(epochs=args.epochs)
+        cv = evaluate_finetuned(args.data, recipe, args.folds, log=log)
     frozen = json.loads((args.out / "manifest.json").read_text())["cv"]["heads"]
     frozen_best = max(frozen.values(), key=lambda m: m["balanced_accuracy"])["balanced_accuracy"]
     tuned_best = cv["heads"][best_head(cv)]["balanced_accuracy"]

@@ -4,6 +4,11 @@ The recipe: random square crops (60-100% of the area) resized to 224 and horizon
 label smoothing, AdamW with a one-cycle schedule (the new genre layer learns 10x faster than
 the pretrained body), a few epochs. CPU by default, CUDA when torch sees a GPU.
 
+The stem and the first three blocks (the 112 and 56 px stages: generic edges and textures) keep
+their ImageNet weights and batch-norm statistics. They cost about half of a training step's
+time on a CPU (1.96 s against 0.98 s for a batch of 32 on 2 cores), and covers have too few
+examples per genre to improve on them.
+
 Covers are decoded once, at 256x256, and augmented per batch as tensors. Every epoch draws its
 order and augmentations from ``(seed, epoch)``, and a checkpoint is written atomically after
 each epoch: an interrupted run started again with the same covers and recipe resumes after the
@@ -36,6 +41,8 @@ from .export_featurizer import ARCHS, compare, load_torch_model, onnx_export, wr
 Log = Callable[[str], None] | None
 #: covers are decoded once at this size; training crops are cut from it and resized to 224
 DECODE_SIZE = 256
+#: EfficientNet-Lite0 has 16 blocks; leave at least the last stage trainable
+MAX_FREEZE = 15
 
 
 @dataclass(frozen=True)
@@ -47,6 +54,7 @@ class Recipe:
     weight_decay: float = 0.05
     label_smoothing: float = 0.1
     min_crop_area: float = 0.6
+    freeze_blocks: int = 3  # the stem and this many first blocks stay as pretrained
     seed: int = 0
 
     def __post_init__(self):
@@ -54,6 +62,8 @@ class Recipe:
             raise ValueError(f"--arch {self.arch}: use one of {', '.join(sorted(ARCHS))}")
         if self.epochs < 1:
             raise ValueError(f"--epochs {self.epochs}: need at least 1")
+        if not 0 <= self.freeze_blocks <= MAX_FREEZE:
+            raise ValueError(f"--freeze-blocks {self.freeze_blocks}: use 0 (train every layer) to {MAX_FREEZE}")
 
 
 @dataclass
@@ -115,6 +125,12 @@ def build(arch: str, n_genres: int):
     return wrap(net)
 
 
+def frozen_modules(model, blocks: int) -> list:
+    """The stem and the first ``blocks`` blocks of a ``build``-ed network (none when ``blocks`` is 0)."""
+    net = model.net
+    return [net._conv_stem, net._bn0, *net._blocks[:blocks]] if blocks else []
+
+
 def finetune(examples: list[Example], genres: list[str], recipe: Recipe, work_dir: Path | None = None,
              log: Log = None, stop_after: int | None = None) -> Finetuned:
     """Fine-tune on ``examples``. With ``work_dir``, checkpoints there and resumes from it.
@@ -129,10 +145,13 @@ def finetune(examples: list[Example], genres: list[str], recipe: Recipe, work_di
     index = {g: i for i, g in enumerate(genres)}
     y_all = torch.tensor([index[e.genre] for e in examples])
     torch.manual_seed(recipe.seed)  # the new genre layer's initial weights
-    model = build(recipe.arch, len(genres)).to(device)
+    model = build(recipe.arch, len(genres)).to(device).to(memory_format=torch.channels_last)
+    frozen = frozen_modules(model, recipe.freeze_blocks)
+    for module in frozen:
+        module.requires_grad_(False)
     head = list(model.net._fc.parameters())
     head_ids = {id(p) for p in head}
-    body = [p for p in model.parameters() if id(p) not in head_ids]
+    body = [p for p in model.parameters() if id(p) not in head_ids and p.requires_grad]
     opt = torch.optim.AdamW([{"params": body, "lr": recipe.lr}, {"params": head, "lr": recipe.lr * 10}],
                             weight_decay=recipe.weight_decay)
     steps = -(-len(examples) // recipe.batch_size)
@@ -164,6 +183,8 @@ def finetune(examples: list[Example], genres: list[str], recipe: Recipe, work_di
         rng = np.random.default_rng([recipe.seed, epoch])
         torch.manual_seed(recipe.seed * 1000 + epoch)  # dropout and drop-connect
         model.train()
+        for module in frozen:
+            module.eval()  # frozen layers keep their ImageNet batch-norm statistics too
         order = rng.permutation(len(examples))
         total, correct, seen = 0.0, 0, 0
         for b in range(0, len(order), recipe.batch_size):
@@ -191,7 +212,7 @@ def finetune(examples: list[Example], genres: list[str], recipe: Recipe, work_di
                           "scheduler": sched.state_dict(), "history": history, "recipe": asdict(recipe),
                           "data": fingerprint}, ckpt)
     model.eval()
-    return Finetuned(model.cpu(), list(genres), recipe, history, device)
+    return Finetuned(model.cpu().to(memory_format=torch.contiguous_format), list(genres), recipe, history, device)
 
 
 def _save_atomic(state: dict, path: Path) -> None:
