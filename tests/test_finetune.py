@@ -89,6 +89,12 @@ def test_finetuned_model_exports_and_scores_through_the_pipeline(small, labels_c
     assert meta["outputs"] == {"features": 1280, "logits": len(small.genres)}
     assert meta["export_check"]["max_abs_diff_features"] < 1e-3
     assert meta["export_check"]["max_abs_diff_logits"] < 1e-3
+    # quantized beside it, and offered; without CV figures int8 is not made the default
+    assert cnn["default_precision"] == "fp32"
+    int8_meta = json.loads((model_dir / cnn["variants"]["int8"]["file"]).with_suffix(".json").read_text())
+    assert int8_meta["precision"] == "int8" and int8_meta["genres"] == small.genres
+    assert int8_meta["quantization_check"]["feature_cosine_mean"] > 0.95
+    assert int8_meta["quantization_check"]["genre_top1_agreement"] >= 0.75
 
     # the exported graph's own genre logits, through onnxruntime, against the shipped head's output
     import onnxruntime as ort
@@ -111,15 +117,31 @@ def test_finetuned_model_exports_and_scores_through_the_pipeline(small, labels_c
     expected /= expected.sum(1, keepdims=True)
     got = np.array([[r[f"p_{g}"] for g in manifest["genres"]] for r in rows])
     assert np.abs(got - expected).max() < 1e-4
+    out8 = tmp_path / "scored-int8.parquet"
+    result = CliRunner().invoke(app, ["catalog", str(catalog), "--out", str(out8), "--model", str(model_dir),
+                                      "--precision", "int8"])
+    assert result.exit_code == 0, result.output
+    rows8 = pq.read_table(out8).to_pylist()
+    assert [r["status"] for r in rows8] == ["ok"] * len(chosen)
+    got8 = np.array([[r[f"p_{g}"] for g in manifest["genres"]] for r in rows8])
+    assert 0 < np.abs(got8 - got).max() < 0.1  # another graph, close to the fp32 one
 
     # shipped the way build_default ships a winner: a blend, and flip TTA when it paid
     cv = {"folds": 2, "seed": 0, "fold_seconds": [1.0, 1.0], "blend_share": 0.1,
           "blend_weights": [{"cnn-network": 0.6, "colour-xgboost": 0.4}, {"cnn-network": 0.2, "cnn-mlp": 0.8}],
           "heads": {n: {"accuracy": 0.5, "balanced_accuracy": b, "recall": {}, "balanced_accuracy_per_fold": [b]}
                     for n, b in (("cnn-network", 0.45), ("blend", 0.47), ("cnn-mlp", 0.4))},
-          "variants": {"flip": {"balanced_accuracy_change": {"blend": 0.006, "cnn-network": 0.001}}}}
+          "variants": {"flip": {"balanced_accuracy_change": {"blend": 0.006, "cnn-network": 0.001}},
+                       "int8": {"heads": {"blend": {"balanced_accuracy": 0.465},
+                                          "cnn-network": {"balanced_accuracy": 0.452}},
+                                "balanced_accuracy_change": {"blend": -0.005, "cnn-network": 0.002}}}}
     shipped = finetuned_manifest(manifest, cv)
     assert shipped["default_head"] == "blend" and shipped["featurizers"]["cnn"]["tta"] == "flip"
+    assert shipped["featurizers"]["cnn"]["default_precision"] == "int8"  # loses at most 0.01 under CV
+    assert shipped["featurizers"]["cnn"]["variants"]["int8"]["cv"]["blend"] == {"balanced_accuracy": 0.465,
+                                                                              "change": -0.005}
+    cv["variants"]["int8"]["balanced_accuracy_change"]["blend"] = -0.02
+    assert finetuned_manifest(manifest, cv)["featurizers"]["cnn"]["default_precision"] == "fp32"
     assert shipped["blend"]["weights"] == {"cnn-mlp": 0.4, "cnn-network": 0.4, "colour-xgboost": 0.2}
     cv["variants"]["flip"]["balanced_accuracy_change"]["blend"] = 0.004
     assert "tta" not in finetuned_manifest(manifest, cv)["featurizers"]["cnn"]
@@ -151,3 +173,7 @@ def test_evaluate_finetunes_inside_each_fold(labels_csv):
     flip = cv["variants"]["flip"]
     assert {"cnn-network", "blend", "ensemble"} <= set(flip["heads"])
     assert flip["balanced_accuracy_change"]["colour-mlp"] == 0  # flipping leaves the colour histogram alone
+    int8 = cv["variants"]["int8"]
+    assert {"cnn-network", "blend", "ensemble"} <= set(int8["heads"])
+    assert int8["balanced_accuracy_change"]["colour-xgboost"] == 0
+    assert any(c != 0 for n, c in int8["balanced_accuracy_change"].items() if n.startswith("cnn-"))

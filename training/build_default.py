@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 
 from .evaluate import BLEND, best_head
-from .pipeline import evaluate_finetuned, train_dataset, train_finetuned
+from .pipeline import choose_precision, evaluate_finetuned, train_dataset, train_finetuned, variant_cv
 
 REPO = Path(__file__).resolve().parent.parent
 #: flip TTA doubles the CNN's cost: it must buy at least this much balanced accuracy
@@ -48,6 +48,10 @@ def finetuned_manifest(manifest: dict, cv: dict) -> dict:
     cnn = dict(manifest["featurizers"]["cnn"])
     if flip >= TTA_MIN_GAIN:
         cnn["tta"] = "flip"
+    if "int8" in cnn.get("variants", {}) and "int8" in cv.get("variants", {}):
+        # each fold's network was quantized the way the shipped one is: CV says what int8 costs
+        cnn["variants"] = {**cnn["variants"], "int8": {**cnn["variants"]["int8"], "cv": variant_cv(cv, "int8")}}
+        cnn["default_precision"] = choose_precision(cv)
     return {
         **manifest,
         "featurizers": {**manifest["featurizers"], "cnn": cnn},
@@ -58,7 +62,8 @@ def finetuned_manifest(manifest: dict, cv: dict) -> dict:
         "cv": {"folds": cv["folds"], "seed": cv["seed"], "stratified": True, "grouped": cv.get("grouped", False),
                "finetuned_in_each_fold": True, "fold_seconds": cv["fold_seconds"],
                "heads": {n: {k: m[k] for k in keep} for n, m in cv["heads"].items()},
-               "flip_tta_change": cv.get("variants", {}).get("flip", {}).get("balanced_accuracy_change")},
+               "flip_tta_change": cv.get("variants", {}).get("flip", {}).get("balanced_accuracy_change"),
+               "int8_change": cv.get("variants", {}).get("int8", {}).get("balanced_accuracy_change")},
     }
 
 

@@ -29,6 +29,8 @@ Log = Callable[[str], None] | None
 INT8_TOLERANCE = 0.01
 #: share of each fold's training covers held back from fine-tuning to choose the blend's weights
 BLEND_SHARE = 0.1
+#: covers that calibrate a fine-tuned network's int8 activations, and others that check it
+CALIBRATION, CHECK = 300, 16
 
 
 def int8_beside(fp32: Path) -> Path | None:
@@ -189,10 +191,15 @@ def _variant(f: OnnxFeaturizer, file: str, cv: dict | None, name: str) -> dict:
     spec = {"id": f.id, "file": file, "quantization": f.meta.get("quantization"),
             "quantization_check": f.meta.get("quantization_check")}
     if cv and name in cv.get("variants", {}):
-        v = cv["variants"][name]
-        spec["cv"] = {n: {"balanced_accuracy": round(m["balanced_accuracy"], 4),
-                          "change": v["balanced_accuracy_change"][n]} for n, m in v["heads"].items()}
+        spec["cv"] = variant_cv(cv, name)
     return spec
+
+
+def variant_cv(cv: dict, name: str) -> dict:
+    """Each head's balanced accuracy with variant ``name`` under CV, and its change."""
+    v = cv["variants"][name]
+    return {n: {"balanced_accuracy": round(m["balanced_accuracy"], 4), "change": v["balanced_accuracy_change"][n]}
+            for n, m in v["heads"].items()}
 
 
 def _cv_summary(cv: dict) -> dict:
@@ -204,23 +211,31 @@ def _cv_summary(cv: dict) -> dict:
 # ------------------------------------------------------------------------------------------ fine-tuning
 
 
-def _finetune(examples: list, genres: list[str], recipe, out_dir: Path, log: Log) -> tuple[OnnxFeaturizer, Fitted]:
+def _finetune(examples: list, genres: list[str], recipe, out_dir: Path, log: Log
+              ) -> tuple[OnnxFeaturizer, OnnxFeaturizer, Fitted]:
     """Fine-tune on ``examples`` (resuming from the checkpoint in the cache), export to ``out_dir``:
-    the fine-tuned featurizer, and the network's own genre layer as a head."""
+    the fine-tuned featurizer, its int8 quantization (calibrated on these covers' pixels), and the
+    network's own genre layer as a head."""
     from scorer.heads import LinearHead
 
     from .finetune import data_fingerprint, export_finetuned, finetune, genre_layer
-    from .quantize import load_batch
+    from .quantize import load_batch, quantize_beside
 
     key = hashlib.sha256((data_fingerprint(examples, genres) + json.dumps(asdict(recipe))).encode()).hexdigest()
     ft = finetune(examples, genres, recipe, work_dir=default_cache_root() / "finetune" / key[:16], log=log)
-    check = load_batch([Path(e.path) for e in examples[:: max(1, len(examples) // 8)][:8]])
-    path = export_finetuned(ft, out_dir, check, training_set={
+    order = np.random.default_rng(recipe.seed).permutation(len(examples))
+    covers = [Path(examples[i].path) for i in order[:CALIBRATION + CHECK]]
+    n_check = min(CHECK, max(1, len(covers) // 4))
+    check, calibration = load_batch(covers[-n_check:]), covers[:-n_check]
+    path = export_finetuned(ft, out_dir, check[:8], training_set={
         "images": len(examples), "sha256": data_fingerprint(examples, genres)})
+    if log:
+        log(f"quantizing to int8 (calibrated on {len(calibration)} of the covers)")
+    int8 = quantize_beside(path, load_batch(calibration), check, "fine-tuning covers")
     w, b = genre_layer(ft)
     network = Fitted("network", "cnn", LinearHead("cnn-network", "cnn", w, b),
                      params={"source": "the fine-tuned network's genre layer"})
-    return OnnxFeaturizer(path), network
+    return OnnxFeaturizer(path), OnnxFeaturizer(int8), network
 
 
 def evaluate_finetuned(data: Path, recipe, folds: int = 5, seed: int = 0, log: Log = None,
@@ -248,16 +263,19 @@ def evaluate_finetuned(data: Path, recipe, folds: int = 5, seed: int = 0, log: L
             if log:
                 log(f"fold {i + 1}/{folds}: fine-tuning on {len(fit)} covers "
                     f"({len(train) - len(fit)} held back to choose the blend)")
-            cnn, network = _finetune([dataset.examples[j] for j in fit], dataset.genres, recipe,
-                                     Path(tmp) / f"fold{i}", log)
+            cnn, int8, network = _finetune([dataset.examples[j] for j in fit], dataset.genres, recipe,
+                                           Path(tmp) / f"fold{i}", log)
             featurizer_ids.append(cnn.id)
             x = extract(dataset.examples, {"cnn": cnn}, label=f"featurizing (fold {i + 1})")["cnn"]
-            # flip TTA, measured on the test rows only: the heads fitted on plain features score it
-            flipped = x.copy()
-            flipped[test] = extract([dataset.examples[j] for j in test], {"cnn": FlipAveraged(cnn)},
-                                    label=f"featurizing, flip TTA (fold {i + 1})")["cnn"]
-            return Fold({"cnn": x, "colour": colour}, {"cnn-network": network}, fit_rows=fit,
-                        variants={"flip": {"cnn": flipped}})
+            # flip TTA and int8, measured on the test rows only: the heads fitted on plain fp32
+            # features score them, as they would at run time
+            test_examples = [dataset.examples[j] for j in test]
+            variants = {}
+            for name, featurizer in (("flip", FlipAveraged(cnn)), ("int8", int8)):
+                variants[name] = {"cnn": x.copy()}
+                variants[name]["cnn"][test] = extract(test_examples, {"cnn": featurizer},
+                                                      label=f"featurizing, {name} (fold {i + 1})")["cnn"]
+            return Fold({"cnn": x, "colour": colour}, {"cnn-network": network}, fit_rows=fit, variants=variants)
 
         cv = cross_validate({}, y, dataset.genres, folds, seed, log=log, fold_features=fold_features, groups=groups)
     cv = _with_changes(cv)
@@ -290,6 +308,6 @@ def train_finetuned(data: Path, out: Path, recipe, name: str = "custom", log: Lo
     """
     dataset = load_labelled(data, fetch)
     with tempfile.TemporaryDirectory(prefix="scorer-finetune-") as tmp:
-        cnn, network = _finetune(dataset.examples, dataset.genres, recipe, Path(tmp), log)
+        cnn, _, network = _finetune(dataset.examples, dataset.genres, recipe, Path(tmp), log)
         return train_dataset(data, out, folds=0, seed=recipe.seed, name=name, featurizer=cnn.path, log=log,
                              fetch=fetch, extra_heads={"cnn-network": network}, default_head="cnn-network")

@@ -76,7 +76,7 @@ def quantize(fp32: Path, out: Path, calibration: np.ndarray, batch_size: int = 1
         staged.replace(out)
 
 
-def compare(fp32: Path, int8: Path, batch: np.ndarray) -> dict:
+def compare(fp32: Path, int8: Path, batch: np.ndarray, logits: str = "imagenet") -> dict:
     import onnxruntime as ort
 
     outs = []
@@ -87,7 +87,31 @@ def compare(fp32: Path, int8: Path, batch: np.ndarray) -> dict:
     cos = (f32 * f8).sum(1) / (np.linalg.norm(f32, axis=1) * np.linalg.norm(f8, axis=1))
     return {"images": int(len(batch)), "feature_cosine_mean": round(float(cos.mean()), 4),
             "feature_cosine_min": round(float(cos.min()), 4),
-            "imagenet_top1_agreement": round(float((l32.argmax(1) == l8.argmax(1)).mean()), 4)}
+            f"{logits}_top1_agreement": round(float((l32.argmax(1) == l8.argmax(1)).mean()), 4)}
+
+
+def quantize_beside(fp32: Path, calibration: np.ndarray, check: np.ndarray, source: str) -> Path:
+    """Write ``<stem>-int8.onnx`` and its ``.json`` beside an exported fp32 featurizer, checked on ``check``."""
+    out = fp32.with_name(fp32.stem + "-int8.onnx")
+    quantize(fp32, out, calibration)
+    fp32_meta = json.loads(fp32.with_suffix(".json").read_text())
+    logits = "genre" if "finetuning" in fp32_meta else "imagenet"
+    sha = sha256_file(out)
+    meta = {
+        **{k: fp32_meta[k] for k in ("arch", "weights", "genres", "input", "outputs", "preprocessing", "finetuning")
+           if k in fp32_meta},
+        "id": f"{fp32_meta['id'].rsplit('-', 1)[0]}-int8-{sha[:12]}",
+        "file": out.name,
+        "sha256": sha,
+        "precision": "int8",
+        "quantization": {"method": "onnxruntime static QDQ", "activations": "uint8 asymmetric",
+                         "weights": "int8 symmetric per channel", "calibration": "MinMax",
+                         "calibration_covers": len(calibration), "calibration_source": source,
+                         "op_types": list(OP_TYPES), "from": {"file": fp32.name, "sha256": fp32_meta["sha256"]}},
+        "quantization_check": compare(fp32, out, check, logits),
+    }
+    out.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n")
+    return out
 
 
 def main() -> None:
@@ -97,26 +121,10 @@ def main() -> None:
     ap.add_argument("--calibration", type=int, default=300, help="covers used to calibrate activations")
     ap.add_argument("--check", type=int, default=100, help="other covers used to compare fp32 and int8")
     args = ap.parse_args()
-    out = args.fp32.with_name(args.fp32.stem + "-int8.onnx")
     calib = sample_covers(args.data, args.calibration)
     check = [p for p in sample_covers(args.data, args.calibration + args.check) if p not in set(calib)]
-    quantize(args.fp32, out, load_batch(calib))
-    fp32_meta = json.loads(args.fp32.with_suffix(".json").read_text())
-    check_result = compare(args.fp32, out, load_batch(check))
-    sha = sha256_file(out)
-    meta = {
-        **{k: fp32_meta[k] for k in ("arch", "weights", "input", "outputs", "preprocessing")},
-        "id": f"{fp32_meta['arch']}-imagenet-int8-{sha[:12]}",
-        "file": out.name,
-        "sha256": sha,
-        "precision": "int8",
-        "quantization": {"method": "onnxruntime static QDQ", "activations": "uint8 asymmetric",
-                         "weights": "int8 symmetric per channel", "calibration": "MinMax",
-                         "calibration_covers": len(calib), "calibration_source": args.data.name,
-                         "op_types": list(OP_TYPES), "from": {"file": args.fp32.name, "sha256": fp32_meta["sha256"]}},
-        "quantization_check": check_result,
-    }
-    out.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n")
+    out = quantize_beside(args.fp32, load_batch(calib), load_batch(check), args.data.name)
+    check_result = json.loads(out.with_suffix(".json").read_text())["quantization_check"]
     print(json.dumps({"file": str(out), "bytes": out.stat().st_size, **check_result}))
 
 
