@@ -72,11 +72,19 @@ def print_model(model) -> None:
             + f") · default head: {model.default_head}")
     ts = m.get("training_set") or {}
     c.print(f"trained on {ts.get('images')} covers ({ts.get('source')}, sha256 {str(ts.get('sha256'))[:12]}…)")
+    cnn = m["featurizers"]["cnn"]
+    if cnn.get("finetuning"):
+        r = cnn["finetuning"]["recipe"]
+        c.print(f"CNN fine-tuned on these covers: {r['arch']}, {r['epochs']} epochs"
+                + (" · flip test-time augmentation" if cnn.get("tta") == "flip" else ""))
+    if m.get("blend"):
+        c.print("blend: " + ", ".join(f"{n} {w:.2f}" for n, w in m["blend"]["weights"].items()))
     cv = m.get("cv")
     if cv:
         int8 = model.variants.get("int8", {}).get("cv") or {}
         columns = ["head", "accuracy", "balanced acc."] + (["int8 change"] if int8 else [])
-        t = Table(*columns, title=f"{cv['folds']}-fold CV")
+        inside = ", CNN fine-tuned inside each fold" if cv.get("finetuned_in_each_fold") else ""
+        t = Table(*columns, title=f"{cv['folds']}-fold CV{inside}")
         for name, h in sorted(cv["heads"].items(), key=lambda kv: -kv[1]["balanced_accuracy"]):
             change = [f"{int8[name]['change']:+.3f}"] if name in int8 else ([""] if int8 else [])
             t.add_row(name, f"{h['accuracy']:.3f}", f"{h['balanced_accuracy']:.3f}", *change)

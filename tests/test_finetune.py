@@ -148,6 +148,10 @@ def test_finetuned_model_exports_and_scores_through_the_pipeline(small, labels_c
     (model_dir / "manifest.json").write_text(json.dumps(shipped))
     model = Model(model_dir)
     assert isinstance(model.cnn, FlipAveraged) and "blend" in model.head_names
+    info = CliRunner().invoke(app, ["info", "--model", str(model_dir)])
+    assert info.exit_code == 0, info.output
+    assert "flip test-time augmentation" in info.output and "blend: cnn-mlp 0.40" in info.output
+    assert "CNN fine-tuned inside each fold" in info.output
     blend = model.predict(images, model.head())
     parts = {n: model.predict(images, model.head(n)) for n in shipped["blend"]["weights"]}
     expected = sum(w * parts[n] for n, w in shipped["blend"]["weights"].items())

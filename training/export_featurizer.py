@@ -10,7 +10,9 @@ normalisation itself, so every caller preprocesses identically by construction. 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +36,8 @@ def load_torch_model(arch: str = "lite0"):
 
     name, module, cls = ARCHS[arch]
     weights = getattr(importlib.import_module(module), cls).get_model_file_path()
-    model = EfficientNet.from_pretrained(name, weights_path=weights)
+    with contextlib.redirect_stdout(sys.stderr):  # it prints "Loaded pretrained weights": keep --json clean
+        model = EfficientNet.from_pretrained(name, weights_path=weights)
     if model._global_params.relu_fn != "relu6":
         # the autograd-function swish does not export. Lite models use ReLU6 and must keep it:
         # ``set_swish`` would swap it for swish, which the pretrained weights were not trained with.
