@@ -168,7 +168,8 @@ def test_evaluate_finetunes_inside_each_fold(labels_csv):
     assert cv["folds"] == 2 and len(cv["fold_seconds"]) == 2
     assert {"cnn-network", "cnn-knn", "cnn-xgboost", "colour-mlp", "ensemble"} <= set(cv["heads"])
     for m in cv["heads"].values():
-        assert len(m["balanced_accuracy_per_fold"]) == 2
+        assert len(m["balanced_accuracy_per_fold"]) == 2 and len(m["accuracy_per_fold"]) == 2
+        assert abs(np.mean(m["accuracy_per_fold"]) - m["accuracy"]) < 1e-3  # two folds of 20 covers
         assert 0.0 <= m["balanced_accuracy"] <= 1.0
     ids = cv["featurizers"]["cnn"]
     assert len(ids) == 2 and ids[0] != ids[1]  # one network per fold, each fine-tuned on its own rows

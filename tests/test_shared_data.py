@@ -107,6 +107,8 @@ def test_evaluate_on_a_csv_subset(covers_dir, tmp_path):
     for name, h in report["heads"].items():
         assert 0.0 <= h["accuracy"] <= 1.0, name
         assert len(h["balanced_accuracy_per_fold"]) == 3
+        # three folds of 50 covers: the pooled accuracy is the mean of the folds'
+        assert abs(np.mean(h["accuracy_per_fold"]) - h["accuracy"]) < 1e-3, name
         assert np.array(h["confusion_matrix"]).sum() == 150
     # same seed, same folds, features now from the cache: identical figures
     again = json.loads(CliRunner().invoke(app, ["evaluate", str(csv_path), "--folds", "3", "--json"])

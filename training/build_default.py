@@ -42,7 +42,7 @@ def mean_weights(per_fold: list[dict[str, float]]) -> dict[str, float]:
 
 def finetuned_manifest(manifest: dict, cv: dict) -> dict:
     """The shipped manifest with the fine-tuning CV figures, the blend and the TTA choice."""
-    keep = ("accuracy", "balanced_accuracy", "recall", "balanced_accuracy_per_fold")
+    keep = ("accuracy", "balanced_accuracy", "recall", "balanced_accuracy_per_fold", "accuracy_per_fold")
     best = best_head(cv)
     flip = cv.get("variants", {}).get("flip", {}).get("balanced_accuracy_change", {}).get(best, 0.0)
     cnn = dict(manifest["featurizers"]["cnn"])
@@ -61,7 +61,7 @@ def finetuned_manifest(manifest: dict, cv: dict) -> dict:
         "default_head": best,
         "cv": {"folds": cv["folds"], "seed": cv["seed"], "stratified": True, "grouped": cv.get("grouped", False),
                "finetuned_in_each_fold": True, "fold_seconds": cv["fold_seconds"],
-               "heads": {n: {k: m[k] for k in keep} for n, m in cv["heads"].items()},
+               "heads": {n: {k: m[k] for k in keep if k in m} for n, m in cv["heads"].items()},
                "flip_tta_change": cv.get("variants", {}).get("flip", {}).get("balanced_accuracy_change"),
                "int8_change": cv.get("variants", {}).get("int8", {}).get("balanced_accuracy_change")},
     }

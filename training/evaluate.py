@@ -123,7 +123,8 @@ def cross_validate(features: dict[str, np.ndarray], y: np.ndarray, genres: list[
             log(f"fold {i + 1}/{folds} {name}: balanced accuracy {fold_scores[name][-1]:.3f} "
                 f"({time.perf_counter() - t0:.1f}s)")
 
-    for i, test in enumerate(stratified_folds(y, folds, seed, groups)):
+    splits = stratified_folds(y, folds, seed, groups)
+    for i, test in enumerate(splits):
         t_fold = time.perf_counter()
         train = np.setdiff1d(np.arange(len(y)), test)
         fold = fold_features(i, train, test) if fold_features else Fold(features, variants=variants or {})
@@ -159,6 +160,7 @@ def cross_validate(features: dict[str, np.ndarray], y: np.ndarray, genres: list[
     for name, proba in oof.items():
         m = metrics(y, proba.argmax(1), genres)
         m["balanced_accuracy_per_fold"] = fold_scores[name]
+        m["accuracy_per_fold"] = [round(float((proba[t].argmax(1) == y[t]).mean()), 4) for t in splits]
         results[name] = m
     out = {"heads": results, "genres": genres, "folds": folds, "seed": seed, "images": int(len(y)),
            "grouped": groups is not None,

@@ -203,7 +203,7 @@ def variant_cv(cv: dict, name: str) -> dict:
 
 
 def _cv_summary(cv: dict) -> dict:
-    keep = ("accuracy", "balanced_accuracy", "recall", "balanced_accuracy_per_fold")
+    keep = ("accuracy", "balanced_accuracy", "recall", "balanced_accuracy_per_fold", "accuracy_per_fold")
     return {"folds": cv["folds"], "seed": cv["seed"], "stratified": True,
             "heads": {n: {k: m[k] for k in keep} for n, m in cv["heads"].items()}}
 
