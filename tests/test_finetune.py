@@ -182,3 +182,29 @@ def test_evaluate_finetunes_inside_each_fold(labels_csv):
     assert {"cnn-network", "blend", "ensemble"} <= set(int8["heads"])
     assert int8["balanced_accuracy_change"]["colour-xgboost"] == 0
     assert any(c != 0 for n, c in int8["balanced_accuracy_change"].items() if n.startswith("cnn-"))
+
+
+def test_build_default_ships_only_what_beats_the_shipped_model(tmp_path):
+    """A fine-tuning that does not beat the shipped model's CV (fine-tuned or frozen) changes nothing."""
+    import subprocess
+    import sys
+
+    from scorer.model import default_model_dir
+
+    out = tmp_path / "default"
+    out.mkdir()
+    shipped = json.loads((default_model_dir() / "manifest.json").read_text())
+    (out / "manifest.json").write_text(json.dumps(shipped))
+    best = max(m["balanced_accuracy"] for m in shipped["cv"]["heads"].values())
+    frozen = shipped["cv"].get("beat_frozen", {}).get("balanced_accuracy", best)
+    # better than the frozen featurizer, not better than what ships: the bar is what ships
+    figure = (frozen + best) / 2 if best > frozen else best
+    cv = {"heads": {"cnn-network": {"balanced_accuracy": figure}}, "finetuning": {"epochs": 1}}
+    (tmp_path / "cv.json").write_text(json.dumps(cv))
+    before = (out / "manifest.json").read_bytes()
+    command = [sys.executable, "-m", "training.build_default", "--finetune", "--cv", str(tmp_path / "cv.json"),
+               "--out", str(out)]
+    run = subprocess.run(command, check=False, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert "does not beat the shipped model" in run.stdout and "unchanged" in run.stdout
+    assert (out / "manifest.json").read_bytes() == before and sorted(p.name for p in out.iterdir()) == ["manifest.json"]
