@@ -23,6 +23,7 @@ from .dataset import Dataset, load_labelled
 from .evaluate import FEATURIZER_KINDS, Fold, best_head, cross_validate, stratified_folds
 from .features import extract
 from .heads import HEAD_KINDS, Fitted, fit_head
+from .quantize import int8_path
 
 Log = Callable[[str], None] | None
 #: int8 becomes a model's default precision only if no head loses more balanced accuracy than this
@@ -35,15 +36,15 @@ CALIBRATION, CHECK = 300, 16
 
 def int8_beside(fp32: Path) -> Path | None:
     """``x-int8.onnx`` next to ``x.onnx`` (what ``training.quantize`` writes), if there is one."""
-    path = fp32.with_name(f"{fp32.stem}-int8.onnx")
+    path = int8_path(fp32)
     return path if path.is_file() else None
 
 
 def _featurize(data: Path, featurizer: Path | None, log: Log,
-               fetch: FetchOptions | None = None, group_by: str | None = None
+               fetch: FetchOptions | None = None, group_by: str | None = None, variants: bool = True
                ) -> tuple[Dataset, dict[str, np.ndarray], OnnxFeaturizer, dict[str, OnnxFeaturizer]]:
-    """Features of every labelled cover, plus the cnn features of each other precision shipped beside
-    the featurizer (under ``features["cnn:int8"]``)."""
+    """Features of every labelled cover, plus (with ``variants``: only CV scores them) the cnn
+    features of each other precision shipped beside the featurizer (under ``features["cnn:int8"]``)."""
     dataset = load_labelled(data, fetch, group_by)
     if log:
         log(f"{len(dataset.examples)} covers in {len(dataset.genres)} genres {dataset.counts()}; "
@@ -61,7 +62,7 @@ def _featurize(data: Path, featurizer: Path | None, log: Log,
     int8 = int8_beside(featurizer)
     others = {"int8": OnnxFeaturizer(int8)} if int8 else {}
     features = extract(dataset.examples, {"cnn": cnn, "colour": ColourFeaturizer(),
-                                          **{f"cnn:{k}": f for k, f in others.items()}})
+                                          **{f"cnn:{k}": f for k, f in others.items() if variants}})
     return dataset, features, cnn, others
 
 
@@ -114,7 +115,7 @@ def train_dataset(data: Path, out: Path, folds: int = 5, seed: int = 0, name: st
     copying it in (the shipped default shares ``models/featurizer/``). ``extra_heads`` are shipped
     as they are (a fine-tuned network's own genre layer).
     """
-    dataset, features, cnn, others = _featurize(data, featurizer, log, fetch)
+    dataset, features, cnn, others = _featurize(data, featurizer, log, fetch, variants=bool(folds))
     y = np.array(dataset.labels)
     cv = _cross_validate(features, dataset, folds, seed, log) if folds else None
 
@@ -202,10 +203,13 @@ def variant_cv(cv: dict, name: str) -> dict:
             for n, m in v["heads"].items()}
 
 
+#: the per-head CV figures a manifest keeps
+CV_FIELDS = ("accuracy", "balanced_accuracy", "recall", "balanced_accuracy_per_fold", "accuracy_per_fold")
+
+
 def _cv_summary(cv: dict) -> dict:
-    keep = ("accuracy", "balanced_accuracy", "recall", "balanced_accuracy_per_fold", "accuracy_per_fold")
     return {"folds": cv["folds"], "seed": cv["seed"], "stratified": True,
-            "heads": {n: {k: m[k] for k in keep} for n, m in cv["heads"].items()}}
+            "heads": {n: {k: m[k] for k in CV_FIELDS} for n, m in cv["heads"].items()}}
 
 
 # ------------------------------------------------------------------------------------------ fine-tuning

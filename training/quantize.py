@@ -90,9 +90,14 @@ def compare(fp32: Path, int8: Path, batch: np.ndarray, logits: str = "imagenet")
             f"{logits}_top1_agreement": round(float((l32.argmax(1) == l8.argmax(1)).mean()), 4)}
 
 
+def int8_path(fp32: Path) -> Path:
+    """Where the int8 twin of ``x.onnx`` lives: ``x-int8.onnx`` beside it."""
+    return fp32.with_name(f"{fp32.stem}-int8.onnx")
+
+
 def quantize_beside(fp32: Path, calibration: np.ndarray, check: np.ndarray, source: str) -> Path:
     """Write ``<stem>-int8.onnx`` and its ``.json`` beside an exported fp32 featurizer, checked on ``check``."""
-    out = fp32.with_name(fp32.stem + "-int8.onnx")
+    out = int8_path(fp32)
     quantize(fp32, out, calibration)
     fp32_meta = json.loads(fp32.with_suffix(".json").read_text())
     logits = "genre" if "finetuning" in fp32_meta else "imagenet"
