@@ -234,10 +234,18 @@ def demo(
         fail(str(e))
 
 
+DataArg = Annotated[list[Path], typer.Argument(
+    help="Labelled covers: a folder with one sub-folder per genre (or a labels.csv), a CSV with path,genre, or a "
+         "link file (.tsv) to fetch. Several (one per store, say) are read as one set, and figures are also given "
+         "per input.", show_default=False)]
+GroupByOpt = Annotated[Optional[str], typer.Option(
+    help="CSV column (e.g. artist) whose groups never straddle folds; an empty value is unknown. Near-duplicate "
+         "covers are always grouped.")]
+
+
 @app.command()
 def evaluate(
-    data: Annotated[Path, typer.Argument(
-        help="Folder with one sub-folder per genre, a CSV with path,genre, or a link file (.tsv) to fetch.")],
+    data: DataArg,
     folds: Annotated[int, typer.Option(help="Number of stratified folds.", min=2, max=20)] = 5,
     seed: Annotated[int, typer.Option(help="Seed for the fold split and the heads.")] = 0,
     featurizer: FeaturizerOpt = None,
@@ -245,8 +253,7 @@ def evaluate(
     epochs: EpochsOpt = 4,
     arch: ArchOpt = "lite0",
     freeze_blocks: FreezeOpt = 3,
-    group_by: Annotated[Optional[str], typer.Option(
-        help="CSV column (e.g. artist) whose groups never straddle folds (stratified group k-fold).")] = None,
+    group_by: GroupByOpt = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of tables.")] = False,
     concurrency: ConcurrencyOpt = 64,
     per_host: PerHostOpt = 16,
@@ -280,8 +287,7 @@ def evaluate(
 
 @app.command()
 def train(
-    data: Annotated[Path, typer.Argument(
-        help="Folder with one sub-folder per genre, a CSV with path,genre, or a link file (.tsv) to fetch.")],
+    data: DataArg,
     out: Annotated[Path, typer.Option("--out", "-o", help="Model directory to create.")],
     folds: Annotated[int, typer.Option(help="CV folds used to pick the default head (0: skip, use the ensemble).",
                                        min=0, max=20)] = 5,
@@ -292,6 +298,7 @@ def train(
     epochs: EpochsOpt = 4,
     arch: ArchOpt = "lite0",
     freeze_blocks: FreezeOpt = 3,
+    group_by: GroupByOpt = None,
     concurrency: ConcurrencyOpt = 64,
     per_host: PerHostOpt = 16,
     timeout: TimeoutOpt = 60.0,
@@ -308,10 +315,11 @@ def train(
     try:
         if finetune:
             recipe = _recipe(epochs, arch, freeze_blocks, seed, featurizer)
-            manifest = training.train_finetuned(data, out, recipe, name=name, log=_log, fetch=fetch)
+            manifest = training.train_finetuned(data, out, recipe, name=name, log=_log, fetch=fetch,
+                                                group_by=group_by)
         else:
             manifest = training.train_dataset(data, out, folds=folds, seed=seed, name=name, featurizer=featurizer,
-                                              log=_log, fetch=fetch)
+                                              log=_log, fetch=fetch, group_by=group_by)
     except (ValueError, FileNotFoundError) as e:
         fail(str(e))
     typer.echo(f"wrote {out} (version {manifest['version']}, default head {manifest['default_head']})")

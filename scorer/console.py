@@ -42,18 +42,51 @@ def print_evaluation(result: dict) -> None:
     tuned = " (CNN fine-tuned inside each fold)" if result.get("finetuning") else ""
     c.print(f"{result['folds']}-fold {kind} CV{tuned} (seed {result['seed']}) on {result['images']} covers, "
             f"{len(genres)} genres, {result['seconds']:.0f}s")
-    t = Table("head", "accuracy", "balanced acc.", *[f"recall {g}" for g in genres])
+    grouping = (result.get("dataset") or {}).get("grouping") or {}
+    if grouping.get("near_duplicates"):
+        nd = grouping["near_duplicates"]
+        c.print(f"groups: {grouping['groups']} ({nd['clusters']} near-duplicate clusters of {nd['covers_in_clusters']}"
+                f" covers" + (f"; {grouping['artists']['known']} artists" if grouping.get("artists") else "") + ")")
+    calibration = (result.get("calibration") or {}).get("heads") or {}
+    t = Table("head", "accuracy", "balanced acc.", "ECE", "ECE calibrated", *[f"recall {g}" for g in genres])
     best = result.get("best_head")
     ranked = sorted(result["heads"].items(), key=lambda kv: -kv[1]["balanced_accuracy"])
     for name, m in ranked:
         label = f"{name} *" if name == best else name
+        cal = calibration.get(name)
         t.add_row(label, f"{m['accuracy']:.3f}", f"{m['balanced_accuracy']:.3f}",
+                  f"{cal['ece_before']:.3f}" if cal else "", f"{cal['ece_after']:.3f}" if cal else "",
                   *[f"{m['recall'][g]:.2f}" for g in genres])
     c.print(t)
+    for i, missing in enumerate(result.get("missing_genres") or []):
+        if missing:
+            c.print(f"fold {i + 1}: no training covers of {', '.join(missing)} (its covers there cannot be recognised)")
     if result.get("fold_seconds"):
-        c.print("seconds per fold: " + ", ".join(f"{s:.0f}" for s in result["fold_seconds"]))
+        c.print("seconds per fold: " + ", ".join(f"{s:.0f}" for s in result["fold_seconds"] if s is not None))
     for i, weights in enumerate(result.get("blend_weights") or []):
-        c.print(f"blend weights, fold {i + 1}: " + ", ".join(f"{n} {w:.2f}" for n, w in weights.items()))
+        if weights:
+            c.print(f"blend weights, fold {i + 1}: " + ", ".join(f"{n} {w:.2f}" for n, w in weights.items()))
+    show = [best] if best else []
+    if result.get("by_source"):
+        t = Table("input", "covers", "head", "balanced acc.", "ECE", "recall", title="per input (out-of-fold)",
+                  title_justify="left")
+        for source, r in result["by_source"].items():
+            for name in show:
+                h = r["heads"][name]
+                t.add_row(source, str(r["covers"]), name, f"{h['balanced_accuracy']:.3f}", f"{h['ece']:.3f}",
+                          ", ".join(f"{g} {v:.2f}" for g, v in h["recall"].items()))
+        c.print(t)
+    if result.get("cross_source"):
+        t = Table("split", "test covers", "head", "balanced acc.", "in CV", "gap", "recall (in CV)", "ECE",
+                  title="cross-source: trained without the test input's covers of these genres", title_justify="left")
+        for name, r in result["cross_source"].items():
+            for head in show:
+                h = r["heads"][head]
+                t.add_row(name.removeprefix("cross:"), str(r["test_covers"]), head, f"{h['balanced_accuracy']:.3f}",
+                          f"{h['in_cv_balanced_accuracy']:.3f}", f"{h['gap']:+.3f}",
+                          ", ".join(f"{g} {h['recall'][g]:.2f} ({h['in_cv_recall'][g]:.2f})" for g in h["recall"]),
+                          f"{h['ece']:.3f}")
+        c.print(t)
     c.print("confusion matrices (rows: true genre, columns: predicted)")
     for name, m in ranked:
         cm = Table("true \\ pred", *genres, title=name, title_justify="left")
@@ -65,30 +98,77 @@ def print_evaluation(result: dict) -> None:
 def print_model(model) -> None:
     c = _console()
     m = model.manifest
-    c.print(f"[bold]{m['name']}[/] {model.version} · genres: {', '.join(model.genres)}")
+    c.print(f"[bold]{m['name']}[/] {model.version} ({model.dir}) · genres: {', '.join(model.genres)}")
+    if model.aliases:
+        by_genre: dict[str, list[str]] = {}
+        for alias, genre in model.aliases.items():
+            by_genre.setdefault(genre, []).append(alias)
+        c.print("--keep also takes (case, spaces, hyphens and underscores never matter): "
+                + "; ".join(f"{', '.join(a)} → {g}" for g, a in by_genre.items()))
     others = [p for p in model.variants if p != model.precision]
     c.print(f"featurizer: {model.variants[model.precision]['id']} ({model.precision}"
             + (f"; also {', '.join(others)} with --precision" if others else "")
             + f") · default head: {model.default_head}")
     ts = m.get("training_set") or {}
     c.print(f"trained on {ts.get('images')} covers ({ts.get('source')}, sha256 {str(ts.get('sha256'))[:12]}…)")
+    for source, counts in (ts.get("per_source") or {}).items():
+        c.print(f"  {source}: " + ", ".join(f"{g} {n}" for g, n in counts.items()))
+    grouping = ts.get("grouping") or {}
+    if grouping.get("near_duplicates"):
+        nd = grouping["near_duplicates"]
+        c.print(f"leak-free groups: {grouping['groups']} ({nd['clusters']} near-duplicate clusters of "
+                f"{nd['covers_in_clusters']} covers" + (f", {grouping['artists']['known']} artists"
+                                                       if grouping.get("artists") else "") + ")")
     cnn = m["featurizers"]["cnn"]
     if cnn.get("finetuning"):
         r = cnn["finetuning"]["recipe"]
-        c.print(f"CNN fine-tuned on these covers: {r['arch']}, {r['epochs']} epochs"
+        c.print(f"CNN fine-tuned on these covers: {r['arch']}, {r['epochs']} epochs, "
+                f"{r.get('class_weighting', 'none')} genre weights, {r.get('augment', 'basic')} augmentation"
                 + (" · flip test-time augmentation" if cnn.get("tta") == "flip" else ""))
     if m.get("blend"):
         c.print("blend: " + ", ".join(f"{n} {w:.2f}" for n, w in m["blend"]["weights"].items()))
     cv = m.get("cv")
     if cv:
         int8 = model.variants.get("int8", {}).get("cv") or {}
-        columns = ["head", "accuracy", "balanced acc."] + (["int8 change"] if int8 else [])
+        cal = (m.get("calibration") or {}).get("heads") or {}
+        columns = ["head", "accuracy", "balanced acc."] + (["int8 change"] if int8 else []) \
+            + (["temperature", "ECE", "ECE calibrated"] if cal else [])
         inside = ", CNN fine-tuned inside each fold" if cv.get("finetuned_in_each_fold") else ""
-        t = Table(*columns, title=f"{cv['folds']}-fold CV{inside}")
+        grouped = " grouped" if cv.get("grouped") else ""
+        t = Table(*columns, title=f"{cv['folds']}-fold{grouped} CV{inside}")
         for name, h in sorted(cv["heads"].items(), key=lambda kv: -kv[1]["balanced_accuracy"]):
             change = [f"{int8[name]['change']:+.3f}"] if name in int8 else ([""] if int8 else [])
-            t.add_row(name, f"{h['accuracy']:.3f}", f"{h['balanced_accuracy']:.3f}", *change)
+            calib = []
+            if cal:
+                calib = ([f"{model.calibration(name)[0]:.2f}", f"{cal[name]['ece_before']:.3f}",
+                          f"{cal[name]['ece_after']:.3f}"] if name in cal else ["", "", ""])
+            t.add_row(name, f"{h['accuracy']:.3f}", f"{h['balanced_accuracy']:.3f}", *change, *calib)
         c.print(t)
+        best = cv["heads"].get(model.default_head)
+        if best and best.get("recall"):
+            c.print(f"{model.default_head} recall: " + ", ".join(f"{g} {v:.2f}" for g, v in best["recall"].items()))
+        for source, r in (cv.get("by_source") or {}).items():
+            h = r["heads"].get(model.default_head)
+            if h:
+                c.print(f"on {source} covers ({r['covers']}): balanced accuracy {h['balanced_accuracy']:.3f}, "
+                        f"ECE {h['ece']:.3f}")
+        for name, r in (cv.get("cross_source") or {}).items():
+            h = r["heads"].get(model.default_head)
+            if h:
+                c.print(f"cross-source {name.removeprefix('cross:')} ({', '.join(r['genres'])}): balanced accuracy "
+                        f"{h['balanced_accuracy']:.3f} (in CV {h['in_cv_balanced_accuracy']:.3f}), ECE {h['ece']:.3f}")
+    others = [n for n in _shipped_names() if n != model.dir.name]
+    if others:
+        c.print(f"other shipped models: {', '.join(others)} (--model NAME)")
+
+
+def _shipped_names() -> list[str]:
+    from .model import shipped_models
+
+    try:
+        return shipped_models()
+    except FileNotFoundError:
+        return []
 
 
 def print_playlist(result, out: Path | None) -> None:

@@ -2,13 +2,42 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
 
+#: how to get a genre a model lacks (the README section of that name)
+NEW_GENRE_HINT = ("to score a genre this model lacks, train a model on labelled covers of it "
+                  "(scorer train DIR --out MODEL, then --model MODEL; see \"Training on your own covers\" "
+                  "in the README)")
+
 
 class UsageError(ValueError):
     """A bad argument: reported before any work starts."""
+
+
+def genre_key(name: str) -> str:
+    """A genre name as compared: case, spaces, hyphens, underscores and dots do not matter."""
+    return re.sub(r"[\s\-_.]+", "", name.casefold())
+
+
+def resolve_genres(wanted: list[str], known: list[str], aliases: dict[str, str] | None = None
+                   ) -> tuple[list[str], list[str]]:
+    """``(genres, unknown)``: each wanted name as one of ``known`` (directly or by an alias), and
+    the names that are neither."""
+    table = {genre_key(g): g for g in known}
+    for alias, genre in (aliases or {}).items():
+        if genre in known:
+            table.setdefault(genre_key(alias), genre)
+    genres, unknown = [], []
+    for name in wanted:
+        genre = table.get(genre_key(name))
+        if genre is None:
+            unknown.append(name)
+        elif genre not in genres:
+            genres.append(genre)
+    return genres, unknown
 
 
 @dataclass(frozen=True)
@@ -20,17 +49,22 @@ class KeepFilter:
     min_prob: float | None = None
 
     @classmethod
-    def parse(cls, keep: str | None, known: list[str], min_prob: float | None = None) -> KeepFilter:
+    def parse(cls, keep: str | None, known: list[str], min_prob: float | None = None,
+              aliases: dict[str, str] | None = None) -> KeepFilter:
+        """``keep``: comma-separated genre names, as the model calls them or by an alias of its
+        manifest (``Hip-Hop``, ``rap`` → ``hiphop``)."""
         if min_prob is not None and not 0.0 <= min_prob <= 1.0:
             raise UsageError(f"--min-prob must be between 0 and 1, got {min_prob}")
-        wanted = tuple(dict.fromkeys(g.strip().lower() for g in (keep or "").split(",") if g.strip()))
-        unknown = [g for g in wanted if g not in known]
+        wanted = [g.strip() for g in (keep or "").split(",") if g.strip()]
+        genres, unknown = resolve_genres(wanted, known, aliases)
         if unknown:
-            raise UsageError(f"unknown genre(s) in --keep: {', '.join(unknown)}. "
-                             f"This model knows: {', '.join(known)}")
-        if min_prob is not None and not wanted:
+            examples = list(aliases or {})[:3]
+            also = f" (and aliases such as {', '.join(examples)}: `scorer info` lists them)" if examples else ""
+            raise UsageError(f"unknown genre(s) in --keep: {', '.join(unknown)}. This model knows: "
+                             f"{', '.join(known)}{also}. {NEW_GENRE_HINT[0].upper()}{NEW_GENRE_HINT[1:]}.")
+        if min_prob is not None and not genres:
             raise UsageError("--min-prob needs --keep: it is the summed probability of the kept genres")
-        return cls(wanted, min_prob)
+        return cls(tuple(genres), min_prob)
 
     def apply(self, proba: np.ndarray, genres: list[str]) -> np.ndarray:
         """Boolean per row of ``proba`` (rows of NaN, i.e. failures, are never kept)."""

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .calibration import CalibratedHead
 from .featurize import ColourFeaturizer, FlipAveraged, OnnxFeaturizer
 from .heads import EnsembleHead, Head, load_head
 
@@ -34,6 +35,23 @@ def default_model_dir() -> Path:
     return models_root() / "default"
 
 
+def shipped_models() -> list[str]:
+    """Names of the models shipped with scorer (``--model NAME``)."""
+    root = models_root()
+    return sorted(p.name for p in root.iterdir() if (p / "manifest.json").is_file())
+
+
+def resolve_model_dir(model: Path | str | None) -> Path:
+    """``--model``: a model directory, or the name of a shipped model (``scorer info`` lists them)."""
+    if model is None:
+        return default_model_dir()
+    path = Path(model)
+    if (path / "manifest.json").is_file() or path.is_absolute() or len(path.parts) > 1:
+        return path
+    shipped = models_root() / path.name
+    return shipped if (shipped / "manifest.json").is_file() else path
+
+
 def shipped_featurizer() -> Path:
     return models_root() / SHIPPED_FEATURIZER
 
@@ -41,11 +59,13 @@ def shipped_featurizer() -> Path:
 class Model:
     """Genres, featurizers and heads of one trained model."""
 
-    def __init__(self, directory: Path | None = None, threads: int | None = None, precision: str | None = None):
-        self.dir = Path(directory) if directory is not None else default_model_dir()
+    def __init__(self, directory: Path | str | None = None, threads: int | None = None,
+                 precision: str | None = None):
+        self.dir = resolve_model_dir(directory)
         manifest_path = self.dir / "manifest.json"
         if not manifest_path.exists():
-            raise FileNotFoundError(f"{self.dir} is not a model directory (no manifest.json)")
+            raise FileNotFoundError(f"{self.dir} is not a model directory (no manifest.json) nor the name of a "
+                                    f"shipped model ({', '.join(shipped_models())})")
         self.manifest: dict = json.loads(manifest_path.read_text())
         self.genres: list[str] = list(self.manifest["genres"])
         self.default_head: str = self.manifest["default_head"]
@@ -60,6 +80,18 @@ class Model:
         # outputs record the precision, and incremental runs rescore when it changes
         self.version: str = f"{self.manifest['version']}+{self.precision}"
         self._heads: dict[str, Head] = {}
+
+    @property
+    def aliases(self) -> dict[str, str]:
+        """``{alias: genre}``: other names ``--keep`` takes for this model's genres."""
+        return dict(self.manifest.get("aliases") or {})
+
+    def calibration(self, head: str) -> tuple[float, float]:
+        """The head's ``(temperature, mix)`` (``(1, 0)``: none), fitted on out-of-fold predictions."""
+        spec = ((self.manifest.get("calibration") or {}).get("heads") or {}).get(head) or {}
+        if not spec.get("used", True):
+            return 1.0, 0.0
+        return float(spec.get("temperature", 1.0)), float(spec.get("mix", 0.0))
 
     @property
     def head_names(self) -> list[str]:
@@ -84,11 +116,17 @@ class Model:
             raise KeyError(f"unknown featurizer kind {kind!r}")
         return getattr(self, kind)
 
-    def head(self, name: str | None = None) -> Head | EnsembleHead:
+    def head(self, name: str | None = None, calibrated: bool = True) -> Head | EnsembleHead | CalibratedHead:
+        """A head by name (default: the model's), with its shipped calibration unless ``calibrated`` is false."""
         name = name or self.default_head
+        head = self._raw_head(name)
+        t, mix = self.calibration(name) if calibrated else (1.0, 0.0)
+        return CalibratedHead(head, t, mix) if (t, mix) != (1.0, 0.0) else head
+
+    def _raw_head(self, name: str) -> Head | EnsembleHead:
         if name == ENSEMBLE:
             members = self.manifest.get("ensemble") or list(self.manifest["heads"])
-            return EnsembleHead([self.head(m) for m in members])
+            return EnsembleHead([self._load_head(m) for m in members])
         if name == BLEND and self.manifest.get(BLEND):
             weights = self.manifest[BLEND]["weights"]
             return EnsembleHead([self._load_head(m) for m in weights], name=BLEND, weights=list(weights.values()))
@@ -103,14 +141,16 @@ class Model:
         return self._heads[name]
 
     @staticmethod
-    def kinds_for(head: Head | EnsembleHead) -> list[str]:
-        if isinstance(head, EnsembleHead):
-            return sorted({m.featurizer for m in head.members})
-        return [head.featurizer]
+    def kinds_for(head: Head | EnsembleHead | CalibratedHead) -> list[str]:
+        inner = head.head if isinstance(head, CalibratedHead) else head
+        if isinstance(inner, EnsembleHead):
+            return sorted({m.featurizer for m in inner.members})
+        return [inner.featurizer]
 
-    def predict(self, images: np.ndarray, head: Head | EnsembleHead) -> np.ndarray:
+    def predict(self, images: np.ndarray, head: Head | EnsembleHead | CalibratedHead) -> np.ndarray:
         """Genre probabilities ``(N, n_genres)`` for a uint8 image batch."""
         features = {k: self.featurizer(k)(images) for k in self.kinds_for(head)}
-        if isinstance(head, EnsembleHead):
+        inner = head.head if isinstance(head, CalibratedHead) else head
+        if isinstance(inner, EnsembleHead):
             return head.predict_proba_from(features)
-        return head.predict_proba(features[head.featurizer])
+        return head.predict_proba(features[inner.featurizer])

@@ -45,7 +45,7 @@ def run_playlist(playlist: str, out: Path | None = None, keep: str | None = None
     if save_as is not None and not save_as.strip():
         raise UsageError("--save-playlist needs a name for the new playlist")
     model = open_model(model_dir, head, precision)
-    keep_filter = KeepFilter.parse(keep, model.genres, min_prob)
+    keep_filter = KeepFilter.parse(keep, model.genres, min_prob, model.aliases)
     head_name = head or model.default_head
     sp = make_client(user=user or save_as is not None, cache_path=token_cache)
 

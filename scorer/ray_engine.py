@@ -33,7 +33,7 @@ class ScoreStage:
                  fetch: FetchOptions, base_dir: str, batch_size: int | None, workers: int, precision: str):
         model = open_model(Path(model_dir) if model_dir else None, head, precision)
         self.fetcher = CoverFetcher(fetch, base_dir=Path(base_dir))
-        keep_filter = KeepFilter.parse(",".join(keep), model.genres, min_prob)
+        keep_filter = KeepFilter.parse(",".join(keep), model.genres, min_prob, model.aliases)
         self.scorer = Scorer(model, head, keep_filter, self.fetcher, batch_size=batch_size, workers=workers)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
@@ -63,7 +63,7 @@ def run_ray(input: Path, out: str, keep: str | None = None, head: str | None = N
     except ImportError as e:
         raise UsageError("--engine ray needs the ray extra: pip install 'scorer[ray]'") from e
     model = open_model(model_dir, head, precision)
-    keep_filter = KeepFilter.parse(keep, model.genres, min_prob)
+    keep_filter = KeepFilter.parse(keep, model.genres, min_prob, model.aliases)
     head_name = head or model.default_head
     schema, _ = iter_catalog(input, 1)
     check_passthrough(schema.names, model.genres)

@@ -53,6 +53,7 @@ def run_metadata(model: Model, head_name: str, keep: KeepFilter, **extra) -> dic
         "model_version": model.version,
         "precision": model.precision,
         "featurizer_id": model.variants[model.precision]["id"],
+        "calibration": dict(zip(("temperature", "mix"), model.calibration(head_name))),
         **extra,
     }
 
@@ -94,7 +95,7 @@ def run_file(read: Callable[[Path], tuple[pa.Schema, Iterator[pa.Table]]], input
     is checked before the first cover is fetched."""
     check_out(out)
     model = open_model(model_dir, head, precision)
-    keep_filter = KeepFilter.parse(keep, model.genres, min_prob)
+    keep_filter = KeepFilter.parse(keep, model.genres, min_prob, model.aliases)
     schema, chunks = read(input)
     check_passthrough(schema.names, model.genres)
     head_name = head or model.default_head

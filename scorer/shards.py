@@ -57,7 +57,7 @@ def run_dataset(input: Path, out: str, keep: str | None = None, head: str | None
     if shard_rows < 1:
         raise UsageError(f"--shard-rows must be at least 1, got {shard_rows}")
     model = open_model(model_dir, head, precision)
-    keep_filter = KeepFilter.parse(keep, model.genres, min_prob)
+    keep_filter = KeepFilter.parse(keep, model.genres, min_prob, model.aliases)
     head_name = head or model.default_head
     schema, chunks = iter_catalog(input, shard_rows)
     check_passthrough(schema.names, model.genres)

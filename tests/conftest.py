@@ -10,17 +10,29 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("SCORER_SHARED_DATA", REPO.parent / "shared" / "data"))
 COVERS = SHARED / "covers-5genre"
+SPOTIFY = SHARED / "covers-spotify"
+
+
+def _shared(folder: Path) -> Path:
+    """A shared data folder. Required in CI (CI=true): a missing folder fails there, never skips."""
+    if not (folder / "labels.csv").exists():
+        msg = f"real covers not found at {folder} (set SCORER_SHARED_DATA to the shared data folder)"
+        if os.environ.get("CI"):
+            pytest.fail(msg)
+        pytest.skip(msg)
+    return folder
 
 
 @pytest.fixture(scope="session")
 def covers_dir() -> Path:
-    """The 4,452 real covers. Required in CI (CI=true): a missing folder fails there, never skips."""
-    if not (COVERS / "labels.csv").exists():
-        msg = f"real covers not found at {COVERS} (set SCORER_SHARED_DATA to the shared data folder)"
-        if os.environ.get("CI"):
-            pytest.fail(msg)
-        pytest.skip(msg)
-    return COVERS
+    """The 4,452 real Discogs covers in 5 genres."""
+    return _shared(COVERS)
+
+
+@pytest.fixture(scope="session")
+def spotify_dir() -> Path:
+    """The 1,573 real Spotify covers in 6 genres, with artists."""
+    return _shared(SPOTIFY)
 
 
 @pytest.fixture(scope="session")

@@ -264,6 +264,19 @@ def test_keep_top_genre(real_catalog, model, tmp_path):
     assert read_metadata(tmp_path / "kept.parquet")["keep"] == ["rock", "pop"]
 
 
+def test_keep_takes_the_names_people_type(real_catalog, model, tmp_path):
+    """Aliases from the model's manifest and case/spacing variants: Hip-Hop, rap and Heavy Metal."""
+    assert {"hiphop", "metal"} <= set(model.genres)
+    assert model.aliases["rap"] == "hiphop" and model.aliases["heavy metal"] == "metal"
+    out_rows = score(real_catalog, "--out", tmp_path / "a.parquet", "--keep", "Hip-Hop,Heavy Metal,rap")
+    assert read_metadata(tmp_path / "a.parquet")["keep"] == ["hiphop", "metal"]
+    ok = [r for r in out_rows if r["status"] == "ok"]
+    for r in ok:
+        assert r["kept"] == (r["genre"] in {"hiphop", "metal"}), r
+    same = score(real_catalog, "--out", tmp_path / "b.parquet", "--keep", "hiphop,metal")
+    assert [r["kept"] for r in same] == [r["kept"] for r in out_rows]
+
+
 def test_keep_with_min_prob(real_catalog, model, tmp_path):
     out_rows = score(real_catalog, "--out", tmp_path / "rock.parquet", "--keep", "rock", "--min-prob", "0.3")
     assert any(r["status"] != "ok" for r in out_rows)
@@ -378,7 +391,9 @@ def _case(name: str, inputs: dict[str, Path], out: Path, model: Model) -> tuple[
     """Arguments for one invalid invocation, and the fragments its error message must contain."""
     good = inputs["good"]
     return {
-        "unknown-genre": ([good, "--out", out, "--keep", "rock,jazz"], ["jazz", *model.genres]),
+        "unknown-genre": ([good, "--out", out, "--keep", "rock,indie"],
+                          ["unknown genre(s) in --keep: indie", ", ".join(model.genres), "train a model on labelled "
+                           "covers of it", "Training on your own covers"]),
         "unknown-head": ([good, "--out", out, "--head", "cnn-forest"], ["cnn-forest", *model.head_names]),
         "min-prob-range": ([good, "--out", out, "--keep", "rock", "--min-prob", "1.5"],
                            ["--min-prob", "1.5", "between 0 and 1"]),

@@ -37,6 +37,23 @@ def test_info_shows_the_shipped_model():
     best = max(cv, key=lambda n: cv[n]["balanced_accuracy"])
     assert best == model.default_head
     assert f"{cv[best]['balanced_accuracy']:.3f}" in result.output
+    # the alias table, the calibration and the figures per store and across stores
+    assert "rap, hiphop_rap" in result.output and "edm, electronica, dance" in result.output
+    cal = model.manifest["calibration"]["heads"][model.default_head]
+    assert f"{cal['ece_before']:.3f}" in result.output and f"{cal['ece_after']:.3f}" in result.output
+    for source, r in model.manifest["cv"]["by_source"].items():
+        assert f"on {source} covers ({r['covers']}): balanced accuracy " \
+               f"{r['heads'][model.default_head]['balanced_accuracy']:.3f}" in result.output
+    for name in model.manifest["cv"]["cross_source"]:
+        assert f"cross-source {name.removeprefix('cross:')} (country, hiphop)" in result.output
+
+
+def test_models_are_chosen_by_name_or_folder(tmp_path):
+    by_name = CliRunner().invoke(app, ["info", "--model", "default"])
+    assert by_name.exit_code == 0 and Model().version in by_name.output
+    result = CliRunner().invoke(app, ["info", "--model", "no-such-model"])
+    assert result.exit_code == 2
+    assert "not a model directory" in result.output and "shipped model (default)" in result.output
 
 
 def test_info_on_a_folder_that_is_not_a_model(tmp_path):

@@ -20,7 +20,7 @@ from scorer.featurize import FlipAveraged  # noqa: E402
 from scorer.model import Model  # noqa: E402
 from training.build_default import finetuned_manifest  # noqa: E402
 from training.dataset import deduplicate  # noqa: E402
-from training.finetune import Recipe, build, decode_all, finetune  # noqa: E402
+from training.finetune import Recipe, WeightedLoss, augment, build, decode_all, finetune  # noqa: E402
 
 RECIPE = Recipe(epochs=2, batch_size=8, seed=0)
 
@@ -56,12 +56,55 @@ def test_loss_goes_down_and_an_interrupted_run_resumes_to_the_same_weights(small
     assert resumed.history[1]["loss"] == pytest.approx(straight.history[1]["loss"], abs=1e-3)
 
 
+def test_weighted_loss_weighs_covers_not_the_smoothing():
+    """Uniform logits cost ln(G) whatever the genre weights (with torch's class weights and label
+    smoothing they would not: the smoothing mass would be weighted by the rare genres' weights)."""
+    import math
+
+    weights = torch.tensor([0.5, 1.0, 22.0, 0.7])
+    loss = WeightedLoss(weights, label_smoothing=0.1)
+    y = torch.tensor([0, 1, 3, 3, 0])
+    assert float(loss(torch.zeros(5, 4), y)) == pytest.approx(math.log(4), abs=1e-6)
+    # a sure, right answer for a rare cover counts 22x: it dominates the mean
+    logits = torch.zeros(2, 4)
+    logits[1, 2] = 20.0
+    y = torch.tensor([0, 2])
+    per = torch.nn.functional.cross_entropy(logits, y, reduction="none", label_smoothing=0.1)
+    assert float(loss(logits, y)) == pytest.approx(float((0.5 * per[0] + 22 * per[1]) / 22.5), abs=1e-6)
+
+
+def test_store_augmentation_alters_most_crops_and_is_seeded(small):
+    """Whole-cover crops (no crop jitter), so what differs from the plain resize is the store step:
+    re-compression, down- and up-scaling, colour jitter, each by chance (none: 0.5 x 0.5 x 0.7)."""
+    images = torch.from_numpy(decode_all(small.examples[:8]))
+    plain = augment(images, np.random.default_rng(0), min_area=1.0, store=False)
+    changed = []
+    for seed in range(8):
+        out = augment(images, np.random.default_rng(seed), min_area=1.0, store=True)
+        again = augment(images, np.random.default_rng(seed), min_area=1.0, store=True)
+        assert torch.equal(out, again)  # seeded
+        for k in range(len(images)):
+            ref = plain[k]
+            diff = min(float((out[k] - ref).abs().mean()), float((out[k] - ref.flip(1)).abs().mean()))
+            changed.append(diff > 1.0)
+    share = float(np.mean(changed))
+    assert 0.65 < share < 0.95, share  # 1 - 0.175 expected
+    # without the store step, the same whole-cover crops are the plain resize (or its mirror)
+    base = augment(images, np.random.default_rng(3), min_area=1.0, store=False)
+    for k in range(len(images)):
+        assert min(float((base[k] - plain[k]).abs().max()), float((base[k] - plain[k].flip(1)).abs().max())) < 1e-3
+
+
 def test_bad_recipe_fails_before_any_work(tmp_path):
     with pytest.raises(ValueError, match="--arch lite9"):
         Recipe(arch="lite9")
+    with pytest.raises(ValueError, match="--augment colour: use one of store, basic"):
+        Recipe(augment="colour")
+    with pytest.raises(ValueError, match="--class-weighting sqrt: use one of balanced, none"):
+        Recipe(class_weighting="sqrt")
     result = CliRunner().invoke(app, ["train", str(tmp_path), "--out", str(tmp_path / "m"), "--finetune",
                                       "--arch", "b7"])
-    assert result.exit_code == 2 and "--arch b7: use one of lite0, lite2" in result.output
+    assert result.exit_code == 2 and "--arch b7: use one of lite0, lite1, lite2" in result.output
     assert not (tmp_path / "m").exists()
 
 

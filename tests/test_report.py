@@ -50,6 +50,8 @@ def render(browser: Chromium, index: Path, shot: Path) -> dict:
         loaded: Array.from(document.images).filter(i => i.naturalWidth > 0).length,
         sections: Array.from(document.querySelectorAll('section')).map(s => s.id),
         heatmaps: document.querySelectorAll('svg.heatmap').length,
+        reliability: document.querySelectorAll('svg.reliability').length,
+        curves: document.querySelectorAll('svg.reliability path.curve').length,
         points: document.querySelectorAll('circle.pt').length,
         external: Array.from(document.querySelectorAll('[src],[href]'))
             .map(e => e.getAttribute('src') || e.getAttribute('href'))
@@ -105,7 +107,8 @@ def test_labelled_report_renders(labelled_report, browser, tmp_path):
     # 6 covers x 5 genres in the grid, then 2 correct + 2 wrong covers, each with its map
     assert facts["images"] == 30 + 4 * 2
     assert facts["loaded"] == facts["images"]
-    assert facts["heatmaps"] == 7  # 2 featurizers x 3 heads, and the ensemble
+    assert facts["heatmaps"] == 9  # 2 featurizers x 4 heads, and the ensemble
+    assert facts["reliability"] == 1 and facts["curves"] == 2  # the best head, before and after calibration
     assert facts["points"] == 100
     assert facts["external"] == 0  # opens with no network
     assert facts["non_white"] > 0.15 and facts["colours"] > 2000, facts
@@ -131,7 +134,8 @@ def test_labelled_report_filters_and_cover_toggle(labelled_report, browser, tmp_
 def test_labelled_report_figures_match_the_page(labelled_report):
     page = (labelled_report / "index.html").read_text()
     for text in ("rows: true genre, normalised per true genre", "3-fold stratified cross-validation",
-                 "100 covers", "Occlusion sensitivity", "Correct predictions", "Wrong predictions"):
+                 "100 covers", "Occlusion sensitivity", "Correct predictions", "Wrong predictions",
+                 "Expected calibration error", "temperature fitted on the other folds only"):
         assert text in page, text
 
 
@@ -222,8 +226,10 @@ def test_scored_report_gallery(scored, browser, tmp_path):
     result = invoke("report", out_file, "--out", report, "--allow-private-hosts", "--retries", 0, "--timeout", 5)
     assert result.exit_code == 0, result.output
     facts = render(browser, report / "index.html", tmp_path / "scored.png")
-    assert facts["sections"] == ["summary", "labels", "gallery"]
+    assert facts["sections"] == ["summary", "calibration", "labels", "gallery"]
     assert facts["heatmaps"] == 1
+    # the model's CV reliability (before, after) and the labelled rows' own
+    assert facts["reliability"] == 2 and facts["curves"] == 3
     ok = [r for r in rows if r["status"] == "ok"]
     assert len(ok) == len(rows) - 2
     assert facts["images"] == len(ok) and facts["loaded"] == len(ok)  # failed rows get a placeholder

@@ -21,7 +21,7 @@ from scorer.demo import draw_covers
 from scorer.model import Model
 
 REPO = Path(__file__).resolve().parent.parent
-BLOCKED = ("sklearn", "xgboost", "onnxmltools", "skl2onnx", "torch")
+BLOCKED = ("sklearn", "xgboost", "onnxmltools", "skl2onnx", "torch", "scipy", "imagehash")
 
 SITECUSTOMIZE = textwrap.dedent(f"""
     import sys

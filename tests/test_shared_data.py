@@ -1,4 +1,4 @@
-"""End to end on the real covers in ../shared/data/covers-5genre (runs in .ci/run)."""
+"""End to end on the real covers in ../shared/data (covers-5genre, covers-spotify; runs in .ci/run)."""
 
 from __future__ import annotations
 
@@ -12,11 +12,9 @@ from typer.testing import CliRunner
 
 from scorer.cli import app
 from scorer.model import Model
-from training.evaluate import best_head
 
-REFERENCE_BEST_BALANCED_ACCURACY = 0.298  # ../shared/data/README.md, best frozen-feature head
-#: the ReLU6 featurizer's cnn-xgboost reaches 0.408 (seed 0); the swish export it replaced, 0.298
-RELU6_BEST_BALANCED_ACCURACY = 0.39
+#: the frozen Lite0 featurizer's best head on both sets, grouped 5-fold CV, seed 0: 0.387 (cnn-logreg)
+FROZEN_BEST_BALANCED_ACCURACY = 0.36
 
 
 def _write_catalog(path, rows):
@@ -26,19 +24,20 @@ def _write_catalog(path, rows):
         w.writerows(rows)
 
 
-def test_catalog_of_every_real_cover_plus_broken_rows(covers_dir, tmp_path):
-    with open(covers_dir / "labels.csv", newline="") as f:
-        labels = list(csv.DictReader(f))
-    rows = [{"id": r["sha256"][:16], "genre_label": r["genre"], "cover_url": str(covers_dir / r["path"])}
-            for r in labels]
-    assert len(rows) == 4452
+def test_catalog_of_every_real_cover_plus_broken_rows(covers_dir, spotify_dir, tmp_path):
+    rows = []
+    for folder in (covers_dir, spotify_dir):
+        with open(folder / "labels.csv", newline="") as f:
+            rows += [{"id": r["sha256"][:16], "genre_label": r["genre"], "cover_url": str(folder / r["path"])}
+                     for r in csv.DictReader(f)]
+    assert len(rows) == 4452 + 1573
     (tmp_path / "notes.jpg").write_text("<html>not a cover</html>")
-    real = (covers_dir / labels[0]["path"]).read_bytes()
+    real = open(rows[0]["cover_url"], "rb").read()
     (tmp_path / "cut.jpg").write_bytes(real[: len(real) // 3])
     broken = {"missing": ("gone.jpg", "not_found"), "html": ("notes.jpg", "not_an_image"),
               "truncated": ("cut.jpg", "decode_error"), "empty": ("", "missing_url")}
     # broken rows spread through the input, not only at the end
-    for pos, (key, (url, _)) in zip((0, 1000, 2500, 4452), broken.items()):
+    for pos, (key, (url, _)) in zip((0, 1000, 4500, 6025), broken.items()):
         rows.insert(pos, {"id": key, "genre_label": "", "cover_url": url})
     _write_catalog(tmp_path / "catalog.csv", rows)
 
@@ -47,49 +46,73 @@ def test_catalog_of_every_real_cover_plus_broken_rows(covers_dir, tmp_path):
     assert result.exit_code == 0, result.output
     summary = json.loads(result.output.strip().splitlines()[-1])
     df = pq.read_table(out).to_pandas()
-    assert len(df) == 4456 and summary["rows"] == 4456
+    assert len(df) == 6029 and summary["rows"] == 6029
     assert list(df.id) == [r["id"] for r in rows]  # input order kept
-    assert summary["scored"] == 4452 and (df.status == "ok").sum() == 4452
+    assert summary["scored"] == 6025 and (df.status == "ok").sum() == 6025
     for key, (_, code) in broken.items():
         row = df[df.id == key].iloc[0]
         assert row.status == code and row.error and pd.isna(row.genre)
     assert summary["failed"] == {code: 1 for _, code in broken.values()}
     ok = df[df.status == "ok"]
-    genres = Model().genres
-    probs = ok[[f"p_{g}" for g in genres]].to_numpy()
+    model = Model()
+    probs = ok[[f"p_{g}" for g in model.genres]].to_numpy()
     np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-4)
-    # the shipped model was trained on these covers: it must fit them far above chance (0.2)
-    assert (ok.genre == ok.genre_label).mean() > 0.4
+    # the shipped model was trained on these covers: it fits them at least as well as covers it
+    # never saw (its out-of-fold CV figure), in balanced accuracy
+    recall = [(ok.genre[ok.genre_label == g] == g).mean() for g in model.genres]
+    cv = model.manifest["cv"]["heads"][model.default_head]
+    assert np.mean(recall) >= cv["balanced_accuracy"]
 
 
-def test_full_five_fold_evaluation_reaches_the_reference(covers_dir):
-    result = CliRunner().invoke(app, ["evaluate", str(covers_dir), "--folds", "5", "--json"])
+def test_full_five_fold_grouped_evaluation_of_both_sets(covers_dir, spotify_dir):
+    """The frozen featurizer on both sets, grouped by artist and near-duplicates: every figure the
+    issue asks for is there, and the shipped model is the best that CV measured."""
+    result = CliRunner().invoke(app, ["evaluate", str(covers_dir), str(spotify_dir), "--group-by", "artist",
+                                      "--folds", "5", "--json"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.output.strip().splitlines()[-1])
     heads = report["heads"]
-    assert {"cnn-knn", "cnn-xgboost", "cnn-mlp", "colour-knn", "colour-xgboost", "colour-mlp", "ensemble"} <= set(heads)
-    assert report["images"] == 4452 and report["folds"] == 5
-    best = max(h["balanced_accuracy"] for h in heads.values())
-    assert best >= max(REFERENCE_BEST_BALANCED_ACCURACY, RELU6_BEST_BALANCED_ACCURACY)
+    assert {f"{f}-{h}" for f in ("cnn", "colour") for h in ("knn", "xgboost", "mlp", "logreg")} | {"ensemble"} \
+        == set(heads)
+    assert report["images"] == 6021 and report["folds"] == 5 and report["grouped"] is True
+    grouping = report["dataset"]["grouping"]
+    assert grouping["near_duplicates"]["clusters"] > 400 and grouping["artists"]["known"] == 71
+    assert grouping["inputs_without_column"] == ["covers-5genre"]
+    best = report["best_head"]
+    assert heads[best]["balanced_accuracy"] >= FROZEN_BEST_BALANCED_ACCURACY
+    for h in heads.values():
+        cm = np.array(h["confusion_matrix"])
+        assert cm.sum() == 6021 and len(h["recall"]) == 9
+        assert abs(h["balanced_accuracy"] - np.mean(list(h["recall"].values()))) < 1e-9
+    # calibration, measured honestly (cross-fitted), lowers the best head's ECE
+    cal = report["calibration"]["heads"][best]
+    assert cal["ece_after"] < cal["ece_before"] and cal["log_loss_after"] < cal["log_loss_before"]
+    # per store, and across stores for the genres both have
+    assert set(report["by_source"]) == {"covers-5genre", "covers-spotify"}
+    assert report["by_source"]["covers-spotify"]["genres"] == ["classical", "country", "hiphop", "jazz", "metal",
+                                                               "reggae"]
+    assert set(report["cross_source"]) == {"cross:covers-5genre→covers-spotify", "cross:covers-spotify→covers-5genre"}
+    for cross in report["cross_source"].values():
+        assert cross["genres"] == ["country", "hiphop"]
+        h = cross["heads"][best]
+        assert set(h["recall"]) == {"country", "hiphop"} and "gap" in h
     # the fp32 heads scored on int8 features of the frozen featurizer lose at most 0.01
     change = report["variants"]["int8"]["balanced_accuracy_change"]
     assert set(change) == set(heads) and min(change.values()) >= -0.01
-    for h in heads.values():
-        cm = np.array(h["confusion_matrix"])
-        assert cm.sum() == 4452
-        assert abs(h["balanced_accuracy"] - np.mean(list(h["recall"].values()))) < 1e-9
     # the shipped model is the best one CV measured: the frozen featurizer's best head, or a
     # fine-tuned network whose (fine-tuned-in-each-fold) CV beat exactly this figure
     shipped = Model()
     cv = shipped.manifest["cv"]
-    assert shipped.default_head == best_head(cv)
+    assert shipped.manifest["training_set"]["sha256"] == report["dataset"]["sha256"]
+    shipped_best = max(cv["heads"], key=lambda n: cv["heads"][n]["balanced_accuracy"])
+    assert shipped.default_head == shipped_best
     if "beat_frozen" in cv:
         assert cv["finetuned_in_each_fold"] and cv["folds"] == 5
-        assert cv["beat_frozen"]["head"] == report["best_head"]
-        assert abs(cv["beat_frozen"]["balanced_accuracy"] - heads[report["best_head"]]["balanced_accuracy"]) < 1e-6
-        assert cv["heads"][shipped.default_head]["balanced_accuracy"] > best
+        assert cv["beat_frozen"]["head"] == best
+        assert abs(cv["beat_frozen"]["balanced_accuracy"] - heads[best]["balanced_accuracy"]) < 1e-6
+        assert cv["heads"][shipped.default_head]["balanced_accuracy"] > heads[best]["balanced_accuracy"]
     else:
-        assert shipped.default_head == report["best_head"]
+        assert shipped.default_head == best
 
 
 def test_evaluate_on_a_csv_subset(covers_dir, tmp_path):

@@ -101,10 +101,37 @@ def test_group_by_keeps_every_artist_on_one_side(sample_covers, tmp_path):
     assert cv["grouped"] is True and cv["dataset"]["groups"] == 20
 
 
-def test_group_by_needs_a_csv_with_that_column(covers_dir, sample_covers, tmp_path):
-    result = CliRunner().invoke(app, ["evaluate", str(covers_dir), "--group-by", "artist"])
-    assert result.exit_code == 2 and "--group-by artist: needs a CSV" in result.output
+def test_group_by_needs_an_input_with_that_column(covers_dir, sample_covers, tmp_path):
+    result = CliRunner().invoke(app, ["evaluate", str(tmp_path / "nowhere"), "--group-by", "artist"])
+    assert result.exit_code == 2 and "expected a folder" in result.output
     labels = tmp_path / "labels.csv"
     labels.write_text("path,genre\n" + "".join(f"{p},{p.parent.name}\n" for p in sample_covers))
     result = CliRunner().invoke(app, ["evaluate", str(labels), "--group-by", "artist"])
-    assert result.exit_code == 2 and "missing column(s) artist" in result.output
+    assert result.exit_code == 2
+    assert "--group-by artist: no input has a artist column" in result.output and "Traceback" not in result.output
+
+
+def test_group_by_across_inputs_with_and_without_the_column(sample_covers, tmp_path):
+    """Two inputs, one with artists: its covers are grouped by artist, the other's by near-duplicates
+    only; an empty artist is unknown, not an error."""
+    from training.dataset import load_labelled
+
+    a, b = tmp_path / "storeA", tmp_path / "storeB"
+    a.mkdir()
+    b.mkdir()
+    with open(a / "labels.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["path", "genre", "artist"])
+        for i, p in enumerate(sample_covers[:20]):
+            w.writerow([p, p.parent.name, "" if i % 5 == 0 else f"artist-{i // 4}"])
+    with open(b / "list.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["path", "genre"])
+        w.writerows([p, p.parent.name] for p in sample_covers[20:])
+    ds = load_labelled([a, b / "list.csv"], group_by="artist")
+    assert ds.sources == ["storeA", "list"]
+    assert ds.grouping["inputs_without_column"] == ["list"]
+    assert ds.grouping["artists"] == {"known": 5, "covers_without_artist": 4 + 20}
+    # 8 covers per genre in genre order: storeA has country 8, electronic 8, hiphop 4
+    assert ds.counts_by_source() == {"storeA": {"country": 8, "electronic": 8, "hiphop": 4},
+                                     "list": {"hiphop": 4, "pop": 8, "rock": 8}}

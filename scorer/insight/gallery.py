@@ -18,6 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ..calibration import expected_calibration_error, reliability
 from ..decode import decode_image
 from ..errors import RowError
 from ..fetch import CoverCache, CoverFetcher, FetchOptions
@@ -25,7 +26,7 @@ from ..filters import UsageError
 from ..sinks.dataset import META_DIR
 from ..sinks.parquet import METADATA_KEY
 from .page import Page, ReportDir, Section, esc, filter_bar, genre_colour, prob_bars, select_filter, table
-from .svg import confusion_heatmap
+from .svg import confusion_heatmap, reliability_diagram
 
 FAILED = "(failed)"
 #: columns shown on a tile when present, in this order (catalogs, link files and playlists differ)
@@ -99,6 +100,9 @@ def scored_report(source: Path, out: Path, limit: int = 600, seed: int = 0, fetc
             "head": meta.get("head", ""), "keep": ", ".join(meta.get("keep") or []) or "(none)",
             **({"min prob": meta["min_prob"]} if meta.get("min_prob") is not None else {})})
         page.add(Section("summary", "Summary", _summary(rows, genres)))
+        calibration = _model_calibration(meta)
+        if calibration:
+            page.add(Section("calibration", "Calibration", calibration))
         if "label" in table.column_names:
             labelled = [r for r in rows if r["status"] == "ok" and r.get("label") in genres]
             if labelled:
@@ -155,10 +159,32 @@ def _against_labels(rows: list[dict], genres: list[str]) -> str:
     support = cm.sum(axis=1)
     recall = np.divide(np.diag(cm), support, out=np.zeros(len(genres)), where=support > 0)
     balanced = recall[support > 0].mean()
+    proba = np.array([[r.get(f"p_{g}") or 0.0 for g in genres] for r in rows], dtype=np.float64)
+    y = np.array([index[r["label"]] for r in rows])
+    ece = expected_calibration_error(proba, y)
     note = (f'<p class="note">{len(rows)} scored rows whose <code>label</code> is one of the model\'s genres: '
-            f'accuracy {np.trace(cm) / cm.sum():.3f}, balanced accuracy {balanced:.3f}. These figures are optimistic '
-            f'if the covers were part of the model\'s training set.</p>')
-    return note + f'<div class="heatmaps"><figure>{confusion_heatmap(cm, genres, "label vs prediction")}</figure></div>'
+            f'accuracy {np.trace(cm) / cm.sum():.3f}, balanced accuracy {balanced:.3f}, expected calibration error '
+            f'{ece:.3f} (the reliability diagram shows it per bin). These figures are optimistic if the covers were '
+            f'part of the model\'s training set.</p>')
+    diagram = reliability_diagram({"these rows": reliability(proba, y)}, "reliability on the labelled rows")
+    return (note + f'<div class="heatmaps"><figure>{confusion_heatmap(cm, genres, "label vs prediction")}</figure>'
+            f'<figure>{diagram}</figure></div>')
+
+
+def _model_calibration(meta: dict) -> str:
+    """The scoring head's calibration as measured by the model's cross-validation (its manifest)."""
+    head = meta.get("head")
+    cal = ((meta.get("model") or {}).get("calibration") or {}).get("heads", {}).get(head)
+    if not cal:
+        return ""
+    t = cal["temperature"] if cal.get("used", True) else 1.0
+    note = (f'<p class="note">How far <code>genre_prob</code> can be trusted, from the model\'s out-of-fold '
+            f'cross-validation: head <code>{esc(head)}</code> ships temperature {t:.2f}; expected calibration error '
+            f'{cal["ece_before"]:.3f} before and {cal["ece_after"]:.3f} after it. On the diagonal, a probability '
+            f'of 0.8 is right 80% of the time.</p>')
+    diagram = reliability_diagram({"before calibration": cal["reliability_before"],
+                                   "after (shipped)": cal["reliability_after"]}, f"{head}: reliability (model CV)")
+    return note + f"<figure>{diagram}</figure>"
 
 
 def _thumbnails(refs: list[str], resolve: Callable[[str], str], report: ReportDir,

@@ -90,3 +90,49 @@ def scatter(xy: np.ndarray, labels: np.ndarray, genres: list[str], titles: list[
                      f'{esc(axes[0])} →   ·   ↑ {esc(axes[1])}</text>')
     parts.append("</svg>")
     return "".join(parts)
+
+
+def reliability_diagram(curves: dict[str, dict], title: str, size: int = 300) -> str:
+    """Reliability diagram: per bin of top-1 probability, the share of covers whose top genre was
+    right, against the bin's mean top-1 probability. The diagonal is perfect calibration; each
+    curve is a :func:`scorer.calibration.reliability` result (``{"count", "confidence", "accuracy"}``),
+    drawn with dots sized by the bin's covers."""
+    left, top, pad = 44, 26, 10
+    w, h = left + size + pad + 150, top + size + 44
+    colours = ["#c0392b", "#1f6fb4", "#2e8b57", "#8e44ad"]
+
+    def px(v: float) -> float:
+        return left + v * size
+
+    def py(v: float) -> float:
+        return top + (1 - v) * size
+
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" role="img" '
+             f'aria-label="{esc(title)}" class="reliability" font-family="sans-serif">',
+             f'<text x="{left}" y="16" font-size="13" font-weight="600">{esc(title)}</text>',
+             f'<rect x="{left}" y="{top}" width="{size}" height="{size}" fill="#fafbfc" stroke="#c9ced3"/>',
+             f'<line x1="{px(0)}" y1="{py(0)}" x2="{px(1)}" y2="{py(1)}" stroke="#8a949e" stroke-dasharray="4 3"/>']
+    for v in (0, 0.25, 0.5, 0.75, 1):
+        parts.append(f'<text x="{px(v)}" y="{top + size + 14}" font-size="10" text-anchor="middle">{v:g}</text>')
+        parts.append(f'<text x="{left - 5}" y="{py(v) + 3}" font-size="10" text-anchor="end">{v:g}</text>')
+    parts.append(f'<text x="{left + size / 2}" y="{top + size + 30}" font-size="11" text-anchor="middle">'
+                 f'top genre probability</text>')
+    parts.append(f'<text x="12" y="{top + size / 2}" font-size="11" text-anchor="middle" '
+                 f'transform="rotate(-90 12 {top + size / 2})">share right</text>')
+    for k, (label, r) in enumerate(curves.items()):
+        colour = colours[k % len(colours)]
+        total = max(sum(r["count"]), 1)
+        pts = [(c, a, n) for c, a, n in zip(r["confidence"], r["accuracy"], r["count"]) if n]
+        path = " ".join(f"{'M' if i == 0 else 'L'}{px(c):.1f},{py(a):.1f}" for i, (c, a, _) in enumerate(pts))
+        parts.append(f'<path d="{path}" fill="none" stroke="{colour}" stroke-width="2" class="curve" '
+                     f'data-label="{esc(label)}"/>')
+        for c, a, n in pts:
+            radius = 2 + 6 * (n / total) ** 0.5
+            parts.append(f'<circle cx="{px(c):.1f}" cy="{py(a):.1f}" r="{radius:.1f}" fill="{colour}" '
+                         f'fill-opacity="0.7"><title>{esc(label)}: {n} covers, mean probability {c:.2f}, '
+                         f'{a:.0%} right</title></circle>')
+        y = top + 14 + 18 * k
+        parts.append(f'<rect x="{left + size + pad}" y="{y - 9}" width="12" height="12" fill="{colour}"/>'
+                     f'<text x="{left + size + pad + 18}" y="{y + 1}" font-size="11">{esc(label)}</text>')
+    parts.append("</svg>")
+    return "".join(parts)

@@ -1,0 +1,172 @@
+"""Which pretrained featurizer pays: EfficientNet-Lite0, -Lite1 and -Lite2 (the weight packages
+that ship here), frozen, at 224 px and at each network's own input size (240, 260), compared
+by leak-free grouped 5-fold CV on the shared cover sets and by cost per cover.
+
+    python -m benchmarks.featurizers [--out benchmarks/results/featurizers]
+
+Each network is exported to ONNX (uint8 NHWC in, normalisation in the graph, as shipped) into
+``benchmarks/.envs/featurizers/``; covers are decoded at its input size. Heads: logistic
+regression (balanced, on standardised features: the reference baseline of the 9-genre goal) and
+the shipped kNN. Cost: featurizer-only img/s at batch 16 on this machine's cores (median of 3
+alternating repetitions over 256 covers), and the ratio to Lite0 at 224. The rule the model
+follows: a featurizer more than 1.5x as slow must buy at least +0.03 balanced accuracy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from .common import REPO, SHARED
+
+ENVS = REPO / "benchmarks" / ".envs" / "featurizers"
+CANDIDATES = [("lite0", 224), ("lite1", 224), ("lite1", 240), ("lite2", 224), ("lite2", 260)]
+SETS = ("covers-5genre", "covers-spotify")
+SLOWER, MIN_GAIN = 1.5, 0.03
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def export(arch: str, size: int) -> Path:
+    from training.export_featurizer import load_torch_model, onnx_export, wrap
+
+    path = ENVS / f"efficientnet-{arch}-{size}.onnx"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        model, _ = load_torch_model(arch)
+        onnx_export(wrap(model), path, size=size)
+    return path
+
+
+def decode_all(paths: list[str], size: int) -> np.ndarray:
+    from scorer.decode import decode_image
+    from scorer.featurize.cnn import default_threads
+
+    out = np.empty((len(paths), size, size, 3), dtype=np.uint8)
+
+    def one(i: int) -> None:
+        out[i] = decode_image(Path(paths[i]).read_bytes(), size=size)
+
+    with ThreadPoolExecutor(max_workers=default_threads()) as pool:
+        list(pool.map(one, range(len(paths))))
+    return out
+
+
+def features(onnx: Path, paths: list[str], size: int, fingerprint: str) -> np.ndarray:
+    from scorer.featurize import OnnxFeaturizer
+    from training.dataset import sha256_file
+
+    cache = ENVS / f"{onnx.stem}-{sha256_file(onnx)[:8]}-{fingerprint[:8]}.npy"
+    if cache.exists():
+        return np.load(cache)
+    f = OnnxFeaturizer(onnx)
+    chunks = []
+    for start in range(0, len(paths), 256):
+        images = decode_all(paths[start:start + 256], size)
+        chunks += [f(images[i:i + 16]) for i in range(0, len(images), 16)]
+    x = np.concatenate(chunks).astype(np.float32)
+    np.save(cache, x)
+    return x
+
+
+def speed(onnx_files: dict[str, Path], sizes: dict[str, int], paths: list[str], reps: int = 3) -> dict[str, float]:
+    """img/s per candidate, repetitions alternating between candidates (the machine is noisy)."""
+    from scorer.featurize import OnnxFeaturizer
+
+    loaded = {k: (OnnxFeaturizer(p), decode_all(paths[:256], sizes[k])) for k, p in onnx_files.items()}
+    rates: dict[str, list[float]] = {k: [] for k in loaded}
+    for f, images in loaded.values():  # warm-up
+        f(images[:16])
+    for _ in range(reps):
+        for k, (f, images) in loaded.items():
+            t0 = time.perf_counter()
+            for i in range(0, len(images), 16):
+                f(images[i:i + 16])
+            rates[k].append(len(images) / (time.perf_counter() - t0))
+    return {k: round(statistics.median(v), 1) for k, v in rates.items()}
+
+
+def logreg_cv(x: np.ndarray, y: np.ndarray, splits, n_classes: int) -> np.ndarray:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    oof = np.zeros((len(y), n_classes), dtype=np.float32)
+    for s in splits:
+        scaler = StandardScaler().fit(x[s.train])
+        clf = LogisticRegression(C=0.05, max_iter=2000, class_weight="balanced")
+        clf.fit(scaler.transform(x[s.train]), y[s.train])
+        oof[np.ix_(s.test, clf.classes_)] = clf.predict_proba(scaler.transform(x[s.test]))
+    return oof
+
+
+def knn_cv(x: np.ndarray, y: np.ndarray, splits, n_classes: int) -> np.ndarray:
+    from training.heads import fit_head
+
+    oof = np.zeros((len(y), n_classes), dtype=np.float32)
+    for s in splits:
+        oof[s.test] = fit_head("knn", "cnn", x[s.train], y[s.train], n_classes).predict_proba(x[s.test])
+    return oof
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "featurizers")
+    ap.add_argument("--folds", type=int, default=5)
+    args = ap.parse_args()
+
+    from training.dataset import load_labelled
+    from training.evaluate import cv_splits, metrics
+
+    dataset = load_labelled([SHARED / s for s in SETS], group_by="artist")
+    y = np.array(dataset.labels)
+    genres = dataset.genres
+    splits = cv_splits(y, args.folds, 0, dataset.groups)
+    paths = [e.path for e in dataset.examples]
+    log(f"{len(y)} covers, {len(genres)} genres, {len(set(dataset.groups))} groups, {args.folds} folds")
+    names = {f"{a}@{s}": (a, s) for a, s in CANDIDATES}
+    files = {k: export(a, s) for k, (a, s) in names.items()}
+    rates = speed(files, {k: s for k, (_, s) in names.items()}, paths)
+    log(f"img/s: {rates}")
+    rows = []
+    for k, (arch, size) in names.items():
+        t0 = time.perf_counter()
+        x = features(files[k], paths, size, dataset.fingerprint())
+        log(f"{k}: features in {time.perf_counter() - t0:.0f}s")
+        row = {"featurizer": f"EfficientNet-{arch.title()}", "arch": arch, "input": size, "img_per_s": rates[k],
+               "cost_vs_lite0": round(rates["lite0@224"] / rates[k], 2)}
+        for head, fn in (("logreg", logreg_cv), ("knn", knn_cv)):
+            m = metrics(y, fn(x, y, splits, len(genres)).argmax(1), genres)
+            row[head] = {"balanced_accuracy": round(m["balanced_accuracy"], 4), "accuracy": round(m["accuracy"], 4),
+                         "recall": {g: round(v, 3) for g, v in m["recall"].items()}}
+            log(f"{k} {head}: balanced accuracy {m['balanced_accuracy']:.3f}")
+        rows.append(row)
+    base = rows[0]["logreg"]["balanced_accuracy"]
+    for row in rows:
+        gain = row["logreg"]["balanced_accuracy"] - base
+        row["gain_vs_lite0"] = round(gain, 4)
+        row["pays"] = bool(row["cost_vs_lite0"] <= SLOWER or gain >= MIN_GAIN)
+    result = {"data": list(SETS), "covers": int(len(y)), "groups": len(set(dataset.groups)),
+              "folds": args.folds, "group_by": "artist + near-duplicate clusters", "rows": rows}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
+    md = ["| featurizer | input px | img/s (batch 16) | cost vs Lite0 | logreg balanced acc. | change | kNN balanced "
+          "acc. | pays (≤1.5x, or ≥ +0.03) |", "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        md.append(f"| {r['featurizer']} | {r['input']} | {r['img_per_s']} | {r['cost_vs_lite0']}x | "
+                  f"{r['logreg']['balanced_accuracy']:.3f} | {r['gain_vs_lite0']:+.3f} | "
+                  f"{r['knn']['balanced_accuracy']:.3f} | {'yes' if r['pays'] else 'no'} |")
+    args.out.with_suffix(".md").write_text("\n".join(md) + "\n")
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

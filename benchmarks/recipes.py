@@ -1,0 +1,85 @@
+"""Fine-tuning recipes against the store confound: each variant fine-tunes on fold 1 of the
+grouped 5-fold CV and on both cross-source splits of the shared cover sets (country and hiphop:
+train without one store's covers of them, test on those), and reports balanced accuracy and
+the cross-source gap per split.
+
+    python -m benchmarks.recipes [--variants store,basic] [--out benchmarks/results/recipes]
+
+About 30 minutes per variant on 2 cores. The splits are those of ``scorer evaluate ... --finetune
+--folds 5 --group-by artist`` (same seed, groups and held-back blend rows) and are saved in its
+resume folder, so the full CV with the winning recipe reuses them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from .common import REPO, SHARED
+
+SETS = ("covers-5genre", "covers-spotify")
+VARIANTS = {
+    "store": {"augment": "store"},
+    "basic": {"augment": "basic"},
+    "unweighted": {"class_weighting": "none"},
+}
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--variants", default="store,basic", help=f"comma-separated, of {', '.join(VARIANTS)}")
+    ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "recipes")
+    ap.add_argument("--epochs", type=int, default=4)
+    args = ap.parse_args()
+    names = [v.strip() for v in args.variants.split(",") if v.strip()]
+    unknown = [n for n in names if n not in VARIANTS]
+    if unknown:
+        raise SystemExit(f"unknown variant(s) {', '.join(unknown)}; known: {', '.join(VARIANTS)}")
+
+    from training.dataset import load_labelled
+    from training.evaluate import cross_source_splits
+    from training.finetune import Recipe
+    from training.pipeline import evaluate_finetuned
+
+    data = [SHARED / s for s in SETS]
+    dataset = load_labelled(data, group_by="artist")
+    cross = [s.name for s in cross_source_splits(dataset.labels, dataset.genres,
+                                                 [e.source for e in dataset.examples], dataset.groups)]
+    splits = {"fold1", *cross}
+    results = {}
+    for name in names:
+        recipe = replace(Recipe(epochs=args.epochs), **VARIANTS[name])
+        log(f"{name}: {recipe}")
+        t0 = time.perf_counter()
+        cv = evaluate_finetuned(data, recipe, folds=5, group_by="artist", log=log, only=splits)
+        results[name] = {"recipe": cv["finetuning"], "seconds": round(time.perf_counter() - t0, 1),
+                         "splits": cv["splits"]}
+    out = {"data": list(SETS), "group_by": "artist + near-duplicate clusters", "splits": sorted(splits),
+           "variants": results}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.with_suffix(".json").write_text(json.dumps(out, indent=2) + "\n")
+    args.out.with_suffix(".md").write_text(markdown(out) + "\n")
+    print(json.dumps(out))
+
+
+def markdown(out: dict) -> str:
+    heads = ("cnn-network", "cnn-logreg", "cnn-mlp", "blend")
+    lines = ["| recipe | split | " + " | ".join(f"{h} balanced acc." for h in heads) + " |",
+             "|---|---|" + "---|" * len(heads)]
+    for name, r in out["variants"].items():
+        for split, s in sorted(r["splits"].items()):
+            lines.append(f"| {name} | {split} | " + " | ".join(
+                f"{s['heads'][h]['balanced_accuracy']:.3f}" if h in s["heads"] else "" for h in heads) + " |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,120 @@
+"""Calibration: the ECE and reliability figures, temperature fitting, the honest (cross-fitted)
+after-figures, and calibrated heads at run time."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from scorer.calibration import (
+    CalibratedHead,
+    apply_temperature,
+    expected_calibration_error,
+    log_loss,
+    reliability,
+)
+from scorer.heads import EnsembleHead, LinearHead
+from training.evaluate import calibrate, fit_temperature
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def _overconfident(n: int = 6000, genres: int = 6, temperature: float = 2.0, seed: int = 0):
+    """Labels drawn from softmax(z); the 'model' reports softmax(z * temperature): over-confident."""
+    rng = np.random.default_rng(seed)
+    z = rng.normal(scale=1.5, size=(n, genres))
+    truth = _softmax(z)
+    y = np.array([rng.choice(genres, p=p) for p in truth])
+    return _softmax(z * temperature), truth, y
+
+
+def test_ece_by_hand():
+    # bin 14 (conf >= 14/15): 0.95 and 0.99, one right -> |0.5 - 0.97| = 0.47, weight 2/4
+    # bin 9 (0.6-0.667): 0.62 and 0.64, both right -> |1 - 0.63| = 0.37, weight 2/4
+    proba = np.array([[0.95, 0.05], [0.01, 0.99], [0.62, 0.38], [0.36, 0.64]])
+    y = np.array([0, 0, 0, 1])
+    assert expected_calibration_error(proba, y) == pytest.approx(0.5 * 0.47 + 0.5 * 0.37)
+    r = reliability(proba, y)
+    assert r["bins"] == 15 and sum(r["count"]) == 4
+    assert r["count"][14] == 2 and r["count"][9] == 2
+    assert r["accuracy"][14] == 0.5 and r["accuracy"][9] == 1.0
+    assert r["confidence"][0] is None  # an empty bin has no figure
+
+
+def test_temperature_one_changes_nothing_and_others_keep_the_top_genre():
+    proba, _, _ = _overconfident(200)
+    np.testing.assert_array_equal(apply_temperature(proba, 1.0), proba.astype(np.float32))
+    for t in (0.5, 2.0, 5.0):
+        out = apply_temperature(proba, t)
+        np.testing.assert_allclose(out.sum(axis=1), 1.0, atol=1e-5)
+        np.testing.assert_array_equal(out.argmax(axis=1), proba.argmax(axis=1))
+    assert (apply_temperature(proba, 2.0).max(axis=1) < proba.max(axis=1) + 1e-7).all()  # softer
+
+
+def test_fit_temperature_recovers_the_overconfidence():
+    proba, truth, y = _overconfident(temperature=2.0)
+    assert fit_temperature(proba, y) == pytest.approx((2.0, 0.0), rel=0.08)
+    timid, _, y2 = _overconfident(temperature=0.5, seed=1)
+    assert fit_temperature(timid, y2) == pytest.approx((0.5, 0.0), rel=0.08)
+    # the truth itself needs no temperature
+    assert fit_temperature(truth, y) == pytest.approx((1.0, 0.0), rel=0.08)
+
+
+def test_calibrate_reports_cross_fitted_figures():
+    proba, truth, y = _overconfident(temperature=2.5)
+    fold_of = np.arange(len(y)) % 5
+    c = calibrate(proba, y, fold_of)
+    assert c["used"] is True
+    assert c["temperature"] == pytest.approx(2.5, rel=0.1)
+    assert c["ece_before"] > 0.1
+    assert c["ece_after"] < 0.03
+    assert c["ece_after"] == pytest.approx(expected_calibration_error(truth, y), abs=0.02)
+    assert c["log_loss_after"] < c["log_loss_before"]
+    assert sum(c["reliability_after"]["count"]) == len(y)
+    # already calibrated: the cross-fitted loss does not improve, so no temperature ships
+    c = calibrate(truth.astype(np.float32), y, fold_of)
+    assert c["log_loss_after"] <= c["log_loss_before"] + 1e-9
+    if not c["used"]:
+        assert c["temperature"] == 1.0
+
+
+def test_calibrated_head_wraps_single_heads_and_ensembles():
+    rng = np.random.default_rng(0)
+    w, b = rng.normal(size=(8, 3)).astype(np.float32), rng.normal(size=3).astype(np.float32)
+    x = rng.normal(size=(20, 8)).astype(np.float32)
+    head = LinearHead("cnn-network", "cnn", w * 2, b)
+    calibrated = CalibratedHead(head, 2.0)
+    assert calibrated.name == "cnn-network" and calibrated.featurizer == "cnn"
+    np.testing.assert_allclose(calibrated.predict_proba(x), apply_temperature(head.predict_proba(x), 2.0), atol=1e-6)
+    # dividing a linear head's log-probabilities by 2 is the same as halving its weights
+    np.testing.assert_allclose(calibrated.predict_proba(x), LinearHead("h", "cnn", w, b / 2).predict_proba(x),
+                               atol=1e-5)
+    ens = EnsembleHead([head, LinearHead("other", "cnn", w, b)])
+    cal_ens = CalibratedHead(ens, 2.0)
+    np.testing.assert_allclose(cal_ens.predict_proba_from({"cnn": x}),
+                               apply_temperature(ens.predict_proba_from({"cnn": x}), 2.0), atol=1e-6)
+    with pytest.raises(ValueError, match="positive"):
+        CalibratedHead(head, 0.0)
+
+
+def test_heads_with_exact_zeros_get_a_uniform_mix():
+    """A kNN-like head: one-hot votes that are right 70% of the time. Temperature alone cannot
+    give a zero a probability; mixing in the uniform distribution can, and the fit finds ~0.3 x 3/2."""
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 3000)
+    pred = np.where(rng.random(3000) < 0.7, y, (y + rng.integers(1, 3, 3000)) % 3)
+    proba = np.eye(3)[pred]
+    t, mix = fit_temperature(proba, y)
+    calibrated = apply_temperature(proba, t, mix)
+    assert calibrated.max(axis=1) == pytest.approx(0.7, abs=0.03)  # the top genre is right 70% of the time
+    assert mix > 0 and calibrated.min() > 0
+    np.testing.assert_array_equal(calibrated.argmax(axis=1), pred)
+    assert expected_calibration_error(calibrated, y) < 0.03 < expected_calibration_error(proba, y)
+
+
+def test_log_loss_floor_keeps_zero_probabilities_finite():
+    proba = np.array([[1.0, 0.0], [0.0, 1.0]])
+    assert np.isfinite(log_loss(proba, np.array([1, 0])))
