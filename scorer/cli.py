@@ -69,9 +69,14 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print the run summary as 
 FinetuneOpt = Annotated[bool, typer.Option(
     "--finetune", help="Fine-tune the pretrained CNN on the labelled covers first (torch: the 'export' extra).")]
 EpochsOpt = Annotated[int, typer.Option(help="--finetune: epochs.", min=1, max=100)]
-ArchOpt = Annotated[str, typer.Option(help="--finetune: the pretrained network, lite0 or lite2.")]
+ArchOpt = Annotated[str, typer.Option(help="--finetune: the pretrained network, lite0, lite1 or lite2.")]
 FreezeOpt = Annotated[int, typer.Option(
     help="--finetune: the stem and this many first blocks keep their ImageNet weights (0: train all).")]
+AugmentOpt = Annotated[str, typer.Option(
+    help="--finetune: store (crops, flips, and JPEG re-compression, rescaling and colour jitter that erase which "
+         "store a cover came from) or basic (crops and flips).")]
+WeightingOpt = Annotated[str, typer.Option(
+    help="--finetune: balanced (every genre weighs the same in the loss) or none (every cover does).")]
 
 
 def _file_command(name: str, runner: str, input_help: str, doc: str) -> None:
@@ -253,6 +258,8 @@ def evaluate(
     epochs: EpochsOpt = 4,
     arch: ArchOpt = "lite0",
     freeze_blocks: FreezeOpt = 3,
+    augment: AugmentOpt = "store",
+    class_weighting: WeightingOpt = "balanced",
     group_by: GroupByOpt = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of tables.")] = False,
     concurrency: ConcurrencyOpt = 64,
@@ -269,7 +276,7 @@ def evaluate(
     fetch = _fetch_options(allow_private_hosts, concurrency, per_host, timeout, retries, cache=True)
     try:
         if finetune:
-            recipe = _recipe(epochs, arch, freeze_blocks, seed, featurizer)
+            recipe = _recipe(epochs, arch, freeze_blocks, seed, featurizer, augment, class_weighting)
             result = training.evaluate_finetuned(data, recipe, folds=folds, seed=seed, log=_log, fetch=fetch,
                                                  group_by=group_by)
         else:
@@ -298,6 +305,8 @@ def train(
     epochs: EpochsOpt = 4,
     arch: ArchOpt = "lite0",
     freeze_blocks: FreezeOpt = 3,
+    augment: AugmentOpt = "store",
+    class_weighting: WeightingOpt = "balanced",
     group_by: GroupByOpt = None,
     concurrency: ConcurrencyOpt = 64,
     per_host: PerHostOpt = 16,
@@ -314,7 +323,7 @@ def train(
     fetch = _fetch_options(allow_private_hosts, concurrency, per_host, timeout, retries, cache=True)
     try:
         if finetune:
-            recipe = _recipe(epochs, arch, freeze_blocks, seed, featurizer)
+            recipe = _recipe(epochs, arch, freeze_blocks, seed, featurizer, augment, class_weighting)
             manifest = training.train_finetuned(data, out, recipe, name=name, log=_log, fetch=fetch,
                                                 group_by=group_by)
         else:
@@ -334,7 +343,7 @@ def report(
     folds: Annotated[int, typer.Option(help="Labelled: cross-validation folds.", min=2, max=20)] = 5,
     seed: Annotated[int, typer.Option(help="Seed for every sample, the folds and the heads.")] = 0,
     heads: Annotated[Optional[str], typer.Option(
-        help="Labelled: head kinds to cross-validate, e.g. knn,mlp [default: knn,xgboost,mlp].")] = None,
+        help="Labelled: head kinds to cross-validate, e.g. knn,mlp [default: knn,xgboost,mlp,logreg].")] = None,
     per_genre: Annotated[Optional[int], typer.Option(
         help="Labelled: use at most this many covers per genre (seeded sample) for a quick report.", min=2)] = None,
     grid: Annotated[int, typer.Option(help="Labelled: covers per genre in the sight-check grid.", min=1,
@@ -407,7 +416,8 @@ def _training(module: str = "pipeline"):
         fail(f"training needs the 'train' extra: pip install 'scorer[train]' ({e})")
 
 
-def _recipe(epochs: int, arch: str, freeze_blocks: int, seed: int, featurizer: Path | None):
+def _recipe(epochs: int, arch: str, freeze_blocks: int, seed: int, featurizer: Path | None, augment: str,
+            class_weighting: str):
     """The fine-tuning recipe; bad values fail here, before any work."""
     if featurizer is not None:
         fail("--featurizer and --finetune do not go together: --finetune starts from the pretrained network "
@@ -417,7 +427,8 @@ def _recipe(epochs: int, arch: str, freeze_blocks: int, seed: int, featurizer: P
     except ImportError as e:
         fail(f"--finetune needs the 'train' and 'export' extras: pip install 'scorer[train,export]' ({e})")
     try:
-        return Recipe(arch=arch, epochs=epochs, freeze_blocks=freeze_blocks, seed=seed)
+        return Recipe(arch=arch, epochs=epochs, freeze_blocks=freeze_blocks, seed=seed, augment=augment,
+                      class_weighting=class_weighting)
     except ValueError as e:
         fail(str(e))
 

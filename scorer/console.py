@@ -48,15 +48,18 @@ def print_evaluation(result: dict) -> None:
         c.print(f"groups: {grouping['groups']} ({nd['clusters']} near-duplicate clusters of {nd['covers_in_clusters']}"
                 f" covers" + (f"; {grouping['artists']['known']} artists" if grouping.get("artists") else "") + ")")
     calibration = (result.get("calibration") or {}).get("heads") or {}
-    t = Table("head", "accuracy", "balanced acc.", "ECE", "ECE calibrated", *[f"recall {g}" for g in genres])
+    t = Table("head", "accuracy", "balanced acc.", "ECE", "ECE calibrated")
     best = result.get("best_head")
     ranked = sorted(result["heads"].items(), key=lambda kv: -kv[1]["balanced_accuracy"])
     for name, m in ranked:
-        label = f"{name} *" if name == best else name
         cal = calibration.get(name)
-        t.add_row(label, f"{m['accuracy']:.3f}", f"{m['balanced_accuracy']:.3f}",
-                  f"{cal['ece_before']:.3f}" if cal else "", f"{cal['ece_after']:.3f}" if cal else "",
-                  *[f"{m['recall'][g]:.2f}" for g in genres])
+        t.add_row(f"{name} *" if name == best else name, f"{m['accuracy']:.3f}", f"{m['balanced_accuracy']:.3f}",
+                  f"{cal['ece_before']:.3f}" if cal else "", f"{cal['ece_after']:.3f}" if cal else "")
+    c.print(t)
+    top = [name for name, _ in ranked[:4]]
+    t = Table("recall", *top, title="recall per genre (the best heads)", title_justify="left")
+    for g in genres:
+        t.add_row(g, *[f"{result['heads'][n]['recall'][g]:.2f}" for n in top])
     c.print(t)
     for i, missing in enumerate(result.get("missing_genres") or []):
         if missing:
@@ -66,27 +69,20 @@ def print_evaluation(result: dict) -> None:
     for i, weights in enumerate(result.get("blend_weights") or []):
         if weights:
             c.print(f"blend weights, fold {i + 1}: " + ", ".join(f"{n} {w:.2f}" for n, w in weights.items()))
-    show = [best] if best else []
-    if result.get("by_source"):
-        t = Table("input", "covers", "head", "balanced acc.", "ECE", "recall", title="per input (out-of-fold)",
-                  title_justify="left")
+    if best and result.get("by_source"):
+        c.print(f"per input, {best} (out-of-fold):")
         for source, r in result["by_source"].items():
-            for name in show:
-                h = r["heads"][name]
-                t.add_row(source, str(r["covers"]), name, f"{h['balanced_accuracy']:.3f}", f"{h['ece']:.3f}",
-                          ", ".join(f"{g} {v:.2f}" for g, v in h["recall"].items()))
-        c.print(t)
-    if result.get("cross_source"):
-        t = Table("split", "test covers", "head", "balanced acc.", "in CV", "gap", "recall (in CV)", "ECE",
-                  title="cross-source: trained without the test input's covers of these genres", title_justify="left")
+            h = r["heads"][best]
+            c.print(f"  {source} ({r['covers']} covers): balanced accuracy {h['balanced_accuracy']:.3f}, "
+                    f"ECE {h['ece']:.3f}; recall " + ", ".join(f"{g} {v:.2f}" for g, v in h["recall"].items()))
+    if best and result.get("cross_source"):
+        c.print(f"cross-source, {best}: trained without the test input's covers of the genres both have")
         for name, r in result["cross_source"].items():
-            for head in show:
-                h = r["heads"][head]
-                t.add_row(name.removeprefix("cross:"), str(r["test_covers"]), head, f"{h['balanced_accuracy']:.3f}",
-                          f"{h['in_cv_balanced_accuracy']:.3f}", f"{h['gap']:+.3f}",
-                          ", ".join(f"{g} {h['recall'][g]:.2f} ({h['in_cv_recall'][g]:.2f})" for g in h["recall"]),
-                          f"{h['ece']:.3f}")
-        c.print(t)
+            h = r["heads"][best]
+            c.print(f"  {name.removeprefix('cross:')} ({r['test_covers']} covers of {', '.join(r['genres'])}): "
+                    f"balanced accuracy {h['balanced_accuracy']:.3f} against {h['in_cv_balanced_accuracy']:.3f} in "
+                    f"CV (gap {h['gap']:+.3f}), ECE {h['ece']:.3f}; recall "
+                    + ", ".join(f"{g} {h['recall'][g]:.2f} ({h['in_cv_recall'][g]:.2f} in CV)" for g in h["recall"]))
     c.print("confusion matrices (rows: true genre, columns: predicted)")
     for name, m in ranked:
         cm = Table("true \\ pred", *genres, title=name, title_justify="left")

@@ -215,7 +215,8 @@ def test_evaluate_finetunes_inside_each_fold(labels_csv):
         assert abs(np.mean(m["accuracy_per_fold"]) - m["accuracy"]) < 1e-3  # two folds of 20 covers
         assert 0.0 <= m["balanced_accuracy"] <= 1.0
     ids = cv["featurizers"]["cnn"]
-    assert len(ids) == 2 and ids[0] != ids[1]  # one network per fold, each fine-tuned on its own rows
+    assert list(ids) == ["fold1", "fold2"] and ids["fold1"] != ids["fold2"]  # a network per fold, on its own rows
+    assert "cross_source" not in cv  # one input: nothing to cross
     assert cv["finetuning"]["epochs"] == 1
     assert len(cv["blend_weights"]) == 2 and all(abs(sum(w.values()) - 1) < 1e-3 for w in cv["blend_weights"])
     flip = cv["variants"]["flip"]

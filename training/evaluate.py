@@ -121,7 +121,7 @@ def cross_source_splits(y: np.ndarray, genres: list[str], sources: list[str] | N
     if not sources or len(set(sources)) < 2:
         return []
     y, src = np.asarray(y), np.asarray(sources)
-    names = list(dict.fromkeys(sources))
+    names = sorted(set(sources))
     out = []
     for b in names:
         counts_b = np.bincount(y[src == b], minlength=len(genres))
@@ -378,7 +378,7 @@ def by_source(oof: dict[str, np.ndarray], y: np.ndarray, genres: list[str], sour
     """Per input set: each head's out-of-fold figures on that set's covers alone (its own genres)."""
     src = np.asarray(sources)
     out = {}
-    for s in dict.fromkeys(sources):
+    for s in sorted(set(sources)):
         rows = src == s
         present = [g for g in range(len(genres)) if (y[rows] == g).any()]
         heads = {}

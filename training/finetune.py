@@ -174,7 +174,8 @@ class WeightedLoss:
     """Label-smoothed cross-entropy where each cover weighs as its genre does.
 
     torch's own ``weight=`` also weighs the smoothing mass that every cover spreads over the other
-    genres, which pushes every cover towards the rarest genre; here the weight is the cover's."""
+    genres (pytorch/pytorch#104776), which pushes every cover towards the rarest genre; here the
+    weight is the cover's."""
 
     def __init__(self, genre_weight, label_smoothing: float):
         import torch
