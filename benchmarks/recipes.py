@@ -28,6 +28,7 @@ VARIANTS = {
     "unweighted": {"class_weighting": "none"},
     "freeze0": {"freeze_blocks": 0},
     "epochs6": {"epochs": 6},
+    "freeze0-epochs6": {"freeze_blocks": 0, "epochs": 6},
 }
 
 

@@ -41,6 +41,7 @@ def test_info_shows_the_shipped_model():
     assert "rap, hiphop_rap" in result.output and "edm, electronica, dance" in result.output
     cal = model.manifest["calibration"]["heads"][model.default_head]
     assert f"{cal['ece_before']:.3f}" in result.output and f"{cal['ece_after']:.3f}" in result.output
+    assert cal["ece_after"] <= 0.05  # the default head's out-of-fold ECE, after calibration
     for source, r in model.manifest["cv"]["by_source"].items():
         assert f"on {source} covers ({r['covers']}): balanced accuracy " \
                f"{r['heads'][model.default_head]['balanced_accuracy']:.3f}" in result.output

@@ -97,6 +97,9 @@ def main() -> None:
     ap.add_argument("--finetune", action="store_true", help="ship a fine-tuned CNN if it wins under CV")
     ap.add_argument("--cv", type=Path, help="--finetune: figures of `scorer evaluate --finetune --json`")
     ap.add_argument("--epochs", type=int, default=4)
+    ap.add_argument("--frozen-cv", type=Path,
+                    help="--finetune: the frozen featurizer's `scorer evaluate --json` on these covers, when the bar "
+                         "needs it: read if the file exists, else computed and written there")
     args = ap.parse_args()
     if not args.finetune:
         manifest = train_dataset(args.data, args.out, folds=args.folds, seed=0, name=args.name,
@@ -113,7 +116,7 @@ def main() -> None:
     else:
         recipe = Recipe(epochs=args.epochs)
         cv = evaluate_finetuned(args.data, recipe, args.folds, log=log, group_by=args.group_by)
-    bar = the_bar(args.out, args.data, args.group_by, args.folds, cv)
+    bar = the_bar(args.out, args.data, args.group_by, args.folds, cv, args.frozen_cv)
     tuned_best = cv["heads"][best_head(cv)]["balanced_accuracy"]
     log(f"best balanced accuracy: to beat {bar['balanced_accuracy']:.3f} ({bar['what']}), "
         f"this fine-tuning {tuned_best:.3f} ({best_head(cv)})")
@@ -133,7 +136,8 @@ def main() -> None:
     print(f"{args.out}: {manifest['version']} (fine-tuned), default head {manifest['default_head']}")
 
 
-def the_bar(out: Path, data: list[Path], group_by: str | None, folds: int, cv: dict) -> dict:
+def the_bar(out: Path, data: list[Path], group_by: str | None, folds: int, cv: dict,
+            frozen_file: Path | None = None) -> dict:
     """What a fine-tuning must beat: the shipped model's best CV figure when it was trained on these
     covers (frozen, or an earlier fine-tuning, which beat a frozen figure), else the frozen
     featurizer's, cross-validated here on the same covers and groups."""
@@ -145,9 +149,16 @@ def the_bar(out: Path, data: list[Path], group_by: str | None, folds: int, cv: d
         figure = shipped_cv["heads"][best]["balanced_accuracy"]
         frozen = shipped_cv.get("beat_frozen") or {"head": best, "balanced_accuracy": figure}
         return {"balanced_accuracy": figure, "frozen": frozen, "what": "the shipped model, same covers"}
-    log("the shipped model was trained on other covers: cross-validating the frozen featurizer on these")
-    frozen_cv = evaluate_dataset(data, folds=folds, log=log, group_by=group_by,
-                                 featurizer=REPO / "models" / "featurizer" / "efficientnet-lite0.onnx")
+    if frozen_file and frozen_file.is_file():
+        frozen_cv = json.loads(frozen_file.read_text())
+        if frozen_cv.get("dataset", {}).get("sha256") != fingerprint:
+            raise SystemExit(f"--frozen-cv {frozen_file}: measured on other covers")
+    else:
+        log("the shipped model was trained on other covers: cross-validating the frozen featurizer on these")
+        frozen_cv = evaluate_dataset(data, folds=folds, log=log, group_by=group_by,
+                                     featurizer=REPO / "models" / "featurizer" / "efficientnet-lite0.onnx")
+        if frozen_file:
+            frozen_file.write_text(json.dumps(frozen_cv) + "\n")
     best = best_head(frozen_cv)
     figure = frozen_cv["heads"][best]["balanced_accuracy"]
     return {"balanced_accuracy": figure, "frozen": {"head": best, "balanced_accuracy": figure},

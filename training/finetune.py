@@ -227,10 +227,15 @@ def finetune(examples: list[Example], genres: list[str], recipe: Recipe, work_di
     opt = torch.optim.AdamW([{"params": body, "lr": recipe.lr}, {"params": head, "lr": recipe.lr * 10}],
                             weight_decay=recipe.weight_decay)
     steps = -(-len(examples) // recipe.batch_size)
-    # a quarter of the steps warm up; very small sets need two at least, or the schedule divides by 0
-    warmup = min(0.5, max(0.25, 2.0 / (steps * recipe.epochs)))
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[recipe.lr, recipe.lr * 10], epochs=recipe.epochs,
-                                                steps_per_epoch=steps, pct_start=warmup)
+    if steps * recipe.epochs >= 3:
+        # a quarter of the steps warm up; very small sets need two at least, or the schedule divides by 0
+        warmup = min(0.5, max(0.25, 2.0 / (steps * recipe.epochs)))
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[recipe.lr, recipe.lr * 10], epochs=recipe.epochs,
+                                                    steps_per_epoch=steps, pct_start=warmup)
+    else:  # one or two steps in all: no room to warm up and anneal, so the peak rates throughout
+        for group, peak in zip(opt.param_groups, (recipe.lr, recipe.lr * 10)):
+            group["lr"] = peak
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
     genre_weight = torch.ones(len(genres))
     if recipe.class_weighting == "balanced":
         from .heads import class_weights
