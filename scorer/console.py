@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -127,11 +128,13 @@ def print_model(model) -> None:
     if cv:
         int8 = model.variants.get("int8", {}).get("cv") or {}
         cal = (m.get("calibration") or {}).get("heads") or {}
-        columns = ["head", "accuracy", "balanced acc."] + (["int8 change"] if int8 else []) \
-            + (["temperature", "ECE", "ECE calibrated"] if cal else [])
+        # short headings: the table must fit an 80-column terminal or log without cutting names
+        columns = ["head", "acc.", "bal. acc."] + (["int8 Δ"] if int8 else []) \
+            + (["temp.", "ECE", "ECE cal."] if cal else [])
         inside = ", CNN fine-tuned inside each fold" if cv.get("finetuned_in_each_fold") else ""
         grouped = " grouped" if cv.get("grouped") else ""
-        t = Table(*columns, title=f"{cv['folds']}-fold{grouped} CV{inside}")
+        t = Table(*columns, title=f"{cv['folds']}-fold{grouped} CV{inside}", box=box.SIMPLE_HEAD)
+        t.columns[0].no_wrap = True
         for name, h in sorted(cv["heads"].items(), key=lambda kv: -kv[1]["balanced_accuracy"]):
             change = [f"{int8[name]['change']:+.3f}"] if name in int8 else ([""] if int8 else [])
             calib = []
