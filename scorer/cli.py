@@ -255,9 +255,9 @@ def evaluate(
     seed: Annotated[int, typer.Option(help="Seed for the fold split and the heads.")] = 0,
     featurizer: FeaturizerOpt = None,
     finetune: FinetuneOpt = False,
-    epochs: EpochsOpt = 4,
+    epochs: EpochsOpt = 6,  # the shipped recipe (training.finetune.Recipe)
     arch: ArchOpt = "lite0",
-    freeze_blocks: FreezeOpt = 3,
+    freeze_blocks: FreezeOpt = 0,
     augment: AugmentOpt = "store",
     class_weighting: WeightingOpt = "balanced",
     group_by: GroupByOpt = None,
@@ -302,9 +302,9 @@ def train(
     name: Annotated[str, typer.Option(help="Model name recorded in the manifest.")] = "custom",
     featurizer: FeaturizerOpt = None,
     finetune: FinetuneOpt = False,
-    epochs: EpochsOpt = 4,
+    epochs: EpochsOpt = 6,  # the shipped recipe (training.finetune.Recipe)
     arch: ArchOpt = "lite0",
-    freeze_blocks: FreezeOpt = 3,
+    freeze_blocks: FreezeOpt = 0,
     augment: AugmentOpt = "store",
     class_weighting: WeightingOpt = "balanced",
     group_by: GroupByOpt = None,

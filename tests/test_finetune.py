@@ -252,3 +252,17 @@ def test_build_default_ships_only_what_beats_the_shipped_model(tmp_path):
     assert run.returncode == 0, run.stderr
     assert "does not beat the shipped model" in run.stdout and "unchanged" in run.stdout
     assert (out / "manifest.json").read_bytes() == before and sorted(p.name for p in out.iterdir()) == ["manifest.json"]
+
+
+def test_command_defaults_are_the_shipped_recipe():
+    """`scorer train/evaluate --finetune` without flags train what the shipped model was measured with."""
+    import inspect
+
+    from scorer import cli
+
+    recipe = Recipe()
+    for command in (cli.evaluate, cli.train):
+        params = inspect.signature(command).parameters
+        assert {k: params[k].default for k in ("epochs", "arch", "freeze_blocks", "augment", "class_weighting")} \
+            == {"epochs": recipe.epochs, "arch": recipe.arch, "freeze_blocks": recipe.freeze_blocks,
+                "augment": recipe.augment, "class_weighting": recipe.class_weighting}, command.__name__
