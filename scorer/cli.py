@@ -64,6 +64,9 @@ BatchOpt = Annotated[Optional[int], typer.Option(
 PrecisionOpt = Annotated[Optional[str], typer.Option(
     help="Featurizer precision: fp32 or int8 [default: the model's choice, see `scorer info`].",
     show_default=False)]
+TtaOpt = Annotated[Optional[str], typer.Option(
+    help="Test-time augmentation: flip (each cover's features averaged with its mirror image's: the network runs "
+         "twice per cover) or none [default: the model's choice, see `scorer info`].", show_default=False)]
 WorkersOpt = Annotated[int, typer.Option(help="Decode threads.", min=1, max=256)]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the run summary as JSON.")]
 FinetuneOpt = Annotated[bool, typer.Option(
@@ -92,6 +95,7 @@ def _file_command(name: str, runner: str, input_help: str, doc: str) -> None:
         model: ModelOpt = None,
         batch_size: BatchOpt = None,
         precision: PrecisionOpt = None,
+        tta: TtaOpt = None,
         workers: WorkersOpt = 4,
         concurrency: ConcurrencyOpt = 64,
         per_host: PerHostOpt = 16,
@@ -115,7 +119,7 @@ def _file_command(name: str, runner: str, input_help: str, doc: str) -> None:
 
         fetch = _fetch_options(allow_private_hosts, concurrency, per_host, timeout, retries, cache)
         options = dict(keep=keep, head=head, min_prob=min_prob, model_dir=model, batch_size=batch_size,
-                       precision=precision, workers=workers, fetch=fetch)
+                       precision=precision, tta=tta, workers=workers, fetch=fetch)
         dataset = not out.lower().endswith((".parquet", ".pq"))
         try:
             if dataset and Path(out).suffix.lower() in (".csv", ".tsv", ".json", ".jsonl", ".txt", ".xlsx"):
@@ -182,6 +186,7 @@ def playlist(
         help="Where the signed-in token is kept (default ~/.config/scorer/spotify-token.json).")] = None,
     batch_size: BatchOpt = None,
     precision: PrecisionOpt = None,
+    tta: TtaOpt = None,
     workers: WorkersOpt = 4,
     concurrency: ConcurrencyOpt = 64,
     per_host: PerHostOpt = 16,
@@ -208,7 +213,7 @@ def playlist(
     try:
         result = run_playlist(playlist, out, keep=keep, head=head, min_prob=min_prob, model_dir=model, user=user,
                               save_as=save_playlist, token_cache=token_cache, batch_size=batch_size,
-                              precision=precision, workers=workers, fetch=fetch)
+                              precision=precision, tta=tta, workers=workers, fetch=fetch)
     except UsageError as e:
         fail(str(e))
     except SpotifyAccessError as e:

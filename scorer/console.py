@@ -120,8 +120,13 @@ def print_model(model) -> None:
     if cnn.get("finetuning"):
         r = cnn["finetuning"]["recipe"]
         c.print(f"CNN fine-tuned on these covers: {r['arch']}, {r['epochs']} epochs, "
-                f"{r.get('class_weighting', 'none')} genre weights, {r.get('augment', 'basic')} augmentation"
-                + (" · flip test-time augmentation" if cnn.get("tta") == "flip" else ""))
+                f"{r.get('class_weighting', 'none')} genre weights, {r.get('augment', 'basic')} augmentation")
+    flip = ((m.get("cv") or {}).get("flip_tta_change") or {}).get(model.default_head)
+    if cnn.get("tta") == "flip" or flip is not None:
+        c.print(f"test-time augmentation (--tta none|flip): {cnn.get('tta', 'none')} by default")
+        if flip is not None:
+            c.print(f"  flip under CV: {model.default_head} {flip:+.3f} balanced accuracy, "
+                    "for twice the network's time")
     if m.get("blend"):
         c.print("blend: " + ", ".join(f"{n} {w:.2f}" for n, w in m["blend"]["weights"].items()))
     cv = m.get("cv")

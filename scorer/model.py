@@ -17,6 +17,8 @@ ENSEMBLE = "ensemble"
 BLEND = "blend"
 #: the precisions a featurizer can ship in (``int8``: static QDQ, see ``training/quantize.py``)
 PRECISIONS = ("fp32", "int8")
+#: test-time augmentations: ``flip`` runs the CNN twice per cover (the cover and its mirror image)
+TTAS = ("none", "flip")
 
 
 SHIPPED_FEATURIZER = "featurizer/efficientnet-lite0.onnx"
@@ -60,7 +62,7 @@ class Model:
     """Genres, featurizers and heads of one trained model."""
 
     def __init__(self, directory: Path | str | None = None, threads: int | None = None,
-                 precision: str | None = None):
+                 precision: str | None = None, tta: str | None = None):
         self.dir = resolve_model_dir(directory)
         manifest_path = self.dir / "manifest.json"
         if not manifest_path.exists():
@@ -77,8 +79,12 @@ class Model:
         if self.precision not in self.variants:
             raise ValueError(f"precision {self.precision!r} is not shipped with {self.dir}; "
                              f"it has: {', '.join(self.variants)}")
-        # outputs record the precision, and incremental runs rescore when it changes
-        self.version: str = f"{self.manifest['version']}+{self.precision}"
+        #: test-time augmentation: ``flip`` (features averaged with the mirrored cover's) or ``none``
+        self.tta: str = tta or cnn.get("tta", "none")
+        if self.tta not in TTAS:
+            raise ValueError(f"test-time augmentation {self.tta!r}: use one of {', '.join(TTAS)}")
+        # outputs record precision and TTA, and incremental runs rescore when either changes
+        self.version: str = f"{self.manifest['version']}+{self.precision}" + ("+flip" if self.tta == "flip" else "")
         self._heads: dict[str, Head] = {}
 
     @property
@@ -103,9 +109,9 @@ class Model:
 
     @cached_property
     def cnn(self) -> OnnxFeaturizer | FlipAveraged:
-        """The CNN featurizer, with flip test-time augmentation when the model was chosen with it."""
+        """The CNN featurizer, flip-averaged with ``tta="flip"``."""
         featurizer = OnnxFeaturizer(self.cnn_path, threads=self.threads)
-        return FlipAveraged(featurizer) if self.manifest["featurizers"]["cnn"].get("tta") == "flip" else featurizer
+        return FlipAveraged(featurizer) if self.tta == "flip" else featurizer
 
     @cached_property
     def colour(self) -> ColourFeaturizer:

@@ -36,7 +36,7 @@ def run_playlist(playlist: str, out: Path | None = None, keep: str | None = None
                  min_prob: float | None = None, model_dir: Path | None = None, user: bool = False,
                  save_as: str | None = None, token_cache: Path | None = None, batch_size: int | None = None,
                  workers: int = 4, precision: str | None = None, show_progress: bool | None = None,
-                 fetch: FetchOptions | None = None) -> PlaylistResult:
+                 fetch: FetchOptions | None = None, tta: str | None = None) -> PlaylistResult:
     """Score every track's album cover. Arguments are checked before Spotify is asked anything.
 
     Raises :class:`UsageError` for bad arguments and ``SpotifyAccessError`` when Spotify refuses."""
@@ -44,7 +44,7 @@ def run_playlist(playlist: str, out: Path | None = None, keep: str | None = None
     check_out(out)
     if save_as is not None and not save_as.strip():
         raise UsageError("--save-playlist needs a name for the new playlist")
-    model = open_model(model_dir, head, precision)
+    model = open_model(model_dir, head, precision, tta)
     keep_filter = KeepFilter.parse(keep, model.genres, min_prob, model.aliases)
     head_name = head or model.default_head
     sp = make_client(user=user or save_as is not None, cache_path=token_cache)

@@ -30,8 +30,9 @@ class ScoreStage:
     """One per Ray worker: the model and the fetcher live as long as the worker."""
 
     def __init__(self, model_dir: str | None, head: str, keep: list[str], min_prob: float | None,
-                 fetch: FetchOptions, base_dir: str, batch_size: int | None, workers: int, precision: str):
-        model = open_model(Path(model_dir) if model_dir else None, head, precision)
+                 fetch: FetchOptions, base_dir: str, batch_size: int | None, workers: int, precision: str,
+                 tta: str = "none"):
+        model = open_model(Path(model_dir) if model_dir else None, head, precision, tta)
         self.fetcher = CoverFetcher(fetch, base_dir=Path(base_dir))
         keep_filter = KeepFilter.parse(",".join(keep), model.genres, min_prob, model.aliases)
         self.scorer = Scorer(model, head, keep_filter, self.fetcher, batch_size=batch_size, workers=workers)
@@ -55,14 +56,14 @@ def read_dataset(input: Path):
 def run_ray(input: Path, out: str, keep: str | None = None, head: str | None = None, min_prob: float | None = None,
             model_dir: Path | None = None, batch_size: int | None = None, workers: int = 4,
             precision: str | None = None, fetch: FetchOptions | None = None, shard_rows: int = 10_000,
-            actors: int | None = None, **_ignored) -> Summary:
+            actors: int | None = None, tta: str | None = None, **_ignored) -> Summary:
     """Score ``input`` into the dataset ``out`` on Ray. Everything is checked before Ray starts."""
     try:
         import ray
         import ray.data
     except ImportError as e:
         raise UsageError("--engine ray needs the ray extra: pip install 'scorer[ray]'") from e
-    model = open_model(model_dir, head, precision)
+    model = open_model(model_dir, head, precision, tta)
     keep_filter = KeepFilter.parse(keep, model.genres, min_prob, model.aliases)
     head_name = head or model.default_head
     schema, _ = iter_catalog(input, 1)
@@ -77,7 +78,7 @@ def run_ray(input: Path, out: str, keep: str | None = None, head: str | None = N
                                    keep=list(keep_filter.genres), min_prob=keep_filter.min_prob,
                                    fetch=fetch or FetchOptions(), base_dir=str(Path(input).resolve().parent),
                                    batch_size=batch_size, workers=workers,
-                                   precision=model.precision))
+                                   precision=model.precision, tta=model.tta))
     scored.write_parquet(out, mode="overwrite")
     summary = Summary()
     written = ray.data.read_parquet(out).select_columns(["status", "genre", "kept"])

@@ -9,7 +9,7 @@ import pyarrow as pa
 
 from .fetch import CoverFetcher, FetchOptions
 from .filters import KeepFilter, UsageError
-from .model import ENSEMBLE, PRECISIONS, Model
+from .model import ENSEMBLE, PRECISIONS, TTAS, Model
 from .progress import progress
 from .score import Scorer, Summary, check_passthrough
 from .sinks import ParquetSink
@@ -20,11 +20,14 @@ from .sources.catalog import iter_catalog
 CHUNK_ROWS = 4096
 
 
-def open_model(model_dir: Path | None, head: str | None, precision: str | None = None) -> Model:
+def open_model(model_dir: Path | None, head: str | None, precision: str | None = None,
+               tta: str | None = None) -> Model:
     if precision is not None and precision not in PRECISIONS:
         raise UsageError(f"--precision {precision}: use one of {', '.join(PRECISIONS)}")
+    if tta is not None and tta not in TTAS:
+        raise UsageError(f"--tta {tta}: use one of {', '.join(TTAS)}")
     try:
-        model = Model(model_dir, precision=precision)
+        model = Model(model_dir, precision=precision, tta=tta)
     except ValueError as e:
         raise UsageError(str(e)) from e
     if head is not None and head not in model.head_names:
@@ -52,6 +55,7 @@ def run_metadata(model: Model, head_name: str, keep: KeepFilter, **extra) -> dic
         "model": model.manifest,
         "model_version": model.version,
         "precision": model.precision,
+        "tta": model.tta,
         "featurizer_id": model.variants[model.precision]["id"],
         "calibration": dict(zip(("temperature", "mix"), model.calibration(head_name))),
         **extra,
@@ -89,12 +93,12 @@ def run_file(read: Callable[[Path], tuple[pa.Schema, Iterator[pa.Table]]], input
              keep: str | None = None, head: str | None = None, min_prob: float | None = None,
              model_dir: Path | None = None, batch_size: int | None = None, workers: int = 4,
              precision: str | None = None, show_progress: bool | None = None, fetch: FetchOptions | None = None,
-             base_dir: Path | None = None,
+             base_dir: Path | None = None, tta: str | None = None,
              **metadata) -> Summary:
     """Score what ``read`` yields from ``input`` into ``out``. Every argument, and the input's header,
     is checked before the first cover is fetched."""
     check_out(out)
-    model = open_model(model_dir, head, precision)
+    model = open_model(model_dir, head, precision, tta)
     keep_filter = KeepFilter.parse(keep, model.genres, min_prob, model.aliases)
     schema, chunks = read(input)
     check_passthrough(schema.names, model.genres)

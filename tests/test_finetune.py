@@ -174,7 +174,7 @@ def test_finetuned_model_exports_and_scores_through_the_pipeline(small, labels_c
           "blend_weights": [{"cnn-network": 0.6, "colour-xgboost": 0.4}, {"cnn-network": 0.2, "cnn-mlp": 0.8}],
           "heads": {n: {"accuracy": 0.5, "balanced_accuracy": b, "recall": {}, "balanced_accuracy_per_fold": [b]}
                     for n, b in (("cnn-network", 0.45), ("blend", 0.47), ("cnn-mlp", 0.4))},
-          "variants": {"flip": {"balanced_accuracy_change": {"blend": 0.006, "cnn-network": 0.001}},
+          "variants": {"flip": {"balanced_accuracy_change": {"blend": 0.031, "cnn-network": 0.001}},
                        "int8": {"heads": {"blend": {"balanced_accuracy": 0.465},
                                           "cnn-network": {"balanced_accuracy": 0.452}},
                                 "balanced_accuracy_change": {"blend": -0.005, "cnn-network": 0.002}}}}
@@ -186,14 +186,16 @@ def test_finetuned_model_exports_and_scores_through_the_pipeline(small, labels_c
     cv["variants"]["int8"]["balanced_accuracy_change"]["blend"] = -0.02
     assert finetuned_manifest(manifest, cv)["featurizers"]["cnn"]["default_precision"] == "fp32"
     assert shipped["blend"]["weights"] == {"cnn-mlp": 0.4, "cnn-network": 0.4, "colour-xgboost": 0.2}
-    cv["variants"]["flip"]["balanced_accuracy_change"]["blend"] = 0.004
+    cv["variants"]["flip"]["balanced_accuracy_change"]["blend"] = 0.029  # twice the cost must buy 0.03
     assert "tta" not in finetuned_manifest(manifest, cv)["featurizers"]["cnn"]
     (model_dir / "manifest.json").write_text(json.dumps(shipped))
     model = Model(model_dir)
     assert isinstance(model.cnn, FlipAveraged) and "blend" in model.head_names
     info = CliRunner().invoke(app, ["info", "--model", str(model_dir)])
     assert info.exit_code == 0, info.output
-    assert "flip test-time augmentation" in info.output and "blend: cnn-mlp 0.40" in info.output
+    assert "test-time augmentation (--tta none|flip): flip by default" in info.output
+    assert "flip under CV: blend +0.031 balanced accuracy" in info.output
+    assert "blend: cnn-mlp 0.40" in info.output
     assert "CNN fine-tuned inside each fold" in info.output
     blend = model.predict(images, model.head())
     parts = {n: model.predict(images, model.head(n)) for n in shipped["blend"]["weights"]}
@@ -201,6 +203,11 @@ def test_finetuned_model_exports_and_scores_through_the_pipeline(small, labels_c
     assert np.abs(blend - expected).max() < 1e-5
     mirrored = np.ascontiguousarray(images[:, :, ::-1])
     assert np.abs(model.cnn(images) - model.cnn(mirrored)).max() < 1e-4  # flip-averaged: mirror-invariant
+    assert model.tta == "flip" and model.version.endswith("+int8+flip")
+    # --tta none turns it off: another version, so incremental datasets rescore
+    plain = Model(model_dir, tta="none")
+    assert not isinstance(plain.cnn, FlipAveraged) and plain.version == model.version.removesuffix("+flip")
+    assert np.abs(plain.cnn(images) - plain.cnn(mirrored)).max() > 1e-3
 
 
 def test_evaluate_finetunes_inside_each_fold(labels_csv):
@@ -257,10 +264,13 @@ def test_build_default_ships_only_what_beats_the_shipped_model(tmp_path):
 def test_command_defaults_are_the_shipped_recipe():
     """`scorer train/evaluate --finetune` without flags train what the shipped model was measured with."""
     import inspect
+    from dataclasses import asdict
 
     from scorer import cli
 
     recipe = Recipe()
+    # the shipped network was trained with it too
+    assert Model().manifest["featurizers"]["cnn"]["finetuning"]["recipe"] == asdict(recipe)
     for command in (cli.evaluate, cli.train):
         params = inspect.signature(command).parameters
         assert {k: params[k].default for k in ("epochs", "arch", "freeze_blocks", "augment", "class_weighting")} \

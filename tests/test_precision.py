@@ -140,3 +140,29 @@ def test_precision_option_end_to_end(sample_covers, tmp_path):
     bad = CliRunner().invoke(app, ["catalog", str(src), "--out", str(tmp_path / "x.parquet"), "--precision", "fp16"])
     assert bad.exit_code == 2 and "fp32, int8" in bad.output
     assert not (tmp_path / "x.parquet").exists()
+
+
+@pytest.mark.shared_data
+def test_tta_option_end_to_end(sample_covers, tmp_path):
+    """--tta flip runs the network on each cover and its mirror image; the output records it."""
+    src = tmp_path / "covers.csv"
+    with open(src, "w", newline="") as f:
+        csv.writer(f).writerows([["cover_url"], *([str(p)] for p in sample_covers[:4])])
+    shipped = Model()
+    runs = {}
+    for tta in ("none", "flip"):
+        out = tmp_path / f"{tta}.parquet"
+        r = CliRunner().invoke(app, ["catalog", str(src), "--out", str(out), "--tta", tta, "--no-cache"])
+        assert r.exit_code == 0, r.output
+        runs[tta] = pq.read_table(out).to_pandas()
+        meta = json.loads(pq.read_schema(out).metadata[b"scorer"])
+        assert meta["tta"] == tta
+        suffix = "+flip" if tta == "flip" else ""
+        assert (runs[tta].model_version == f"{shipped.manifest['version']}+{shipped.precision}{suffix}").all()
+        assert (runs[tta].status == "ok").all()
+    probs = [runs[t].filter(like="p_").to_numpy() for t in ("none", "flip")]
+    assert 0 < np.abs(probs[0] - probs[1]).max() < 0.5
+
+    bad = CliRunner().invoke(app, ["catalog", str(src), "--out", str(tmp_path / "x.parquet"), "--tta", "rotate"])
+    assert bad.exit_code == 2 and "--tta rotate: use one of none, flip" in bad.output
+    assert not (tmp_path / "x.parquet").exists()
