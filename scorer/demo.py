@@ -92,5 +92,8 @@ def run_demo(folder: Path, keep: str | None) -> None:
     for r in pq.read_table(out).to_pylist():
         prob = "" if r["status"] != "ok" else f"{r['genre_prob']:.2f}"
         t.add_row(r["title"], r["status"], r["genre"] or "", prob, "yes" if r["kept"] else "")
-    Console(highlight=False, soft_wrap=True).print(t)
+    console = Console(highlight=False, soft_wrap=True)
+    console.print(t)
     print_summary(summary, out)
+    console.print("These covers are drawn here (shapes in a palette named like a genre), not album art: the "
+                  "genres are what the model makes of them, not a test of it. Its measured figures: `scorer info`.")

@@ -17,6 +17,7 @@ def test_demo_scores_every_row(tmp_path):
     assert (df.status == "ok").sum() == 3 * len(PALETTES)
     assert df.loc[df.id == "demo-missing", "status"].item() == "not_found"
     assert "rows in" in result.output and "kept" in result.output
+    assert "not album art" in result.output and "scorer info" in result.output  # no one reads it as a test
     kept = df[df.kept]
     assert set(kept.genre) <= {"rock", "pop"}
     assert ((df.status == "ok") & df.genre.isin(["rock", "pop"])).sum() == len(kept)
