@@ -172,7 +172,8 @@ _file_command("links", "run_links", "Link file: <cover URL><TAB><genre>/<album_i
 @app.command()
 def playlist(
     playlist: Annotated[str, typer.Argument(
-        help="Playlist ID, spotify:playlist:ID, or https://open.spotify.com/playlist/ID link.")],
+        help="Spotify: playlist ID, spotify:playlist:ID or https://open.spotify.com/playlist/ID. Deezer: "
+             "https://www.deezer.com/[xx/]playlist/ID or deezer:playlist:ID.")],
     keep: KeepOpt = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Also write the rows to Parquet.")] = None,
     head: HeadOpt = None,
@@ -196,9 +197,10 @@ def playlist(
     allow_private_hosts: AllowPrivateOpt = False,
     json_summary: JsonOpt = False,
 ) -> None:
-    """Score a Spotify playlist by its album covers and keep the genres you like.
+    """Score a Spotify or Deezer playlist by its album covers and keep the genres you like.
 
-    App credentials come from SPOTIPY_CLIENT_ID and SPOTIPY_CLIENT_SECRET (developer.spotify.com).
+    Spotify: app credentials come from SPOTIPY_CLIENT_ID and SPOTIPY_CLIENT_SECRET (developer.spotify.com).
+    Deezer: public playlists, no credentials.
     """
     _single_threaded_blas()
     import logging
@@ -207,6 +209,7 @@ def playlist(
     from .playlist import run_playlist
 
     logging.getLogger("spotipy.client").setLevel(logging.CRITICAL)  # its HTTP errors become our messages
+    from .sources.deezer import DeezerAccessError
     from .sources.spotify import SpotifyAccessError
 
     fetch = _fetch_options(allow_private_hosts, concurrency, per_host, timeout, retries, cache)
@@ -216,7 +219,7 @@ def playlist(
                               precision=precision, tta=tta, workers=workers, fetch=fetch)
     except UsageError as e:
         fail(str(e))
-    except SpotifyAccessError as e:
+    except (SpotifyAccessError, DeezerAccessError) as e:
         fail(str(e), code=1)
     if json_summary:
         typer.echo(json.dumps({**result.summary.as_dict(), "playlist": result.playlist,

@@ -82,6 +82,7 @@ def test_playlist_prints_the_table_and_writes_parquet(spotify, cdn, tmp_path):
     rows = pq.read_table(out).to_pylist()
     assert len(rows) == 60  # one row per playlist entry
     assert [r["position"] for r in rows] == list(range(60))
+    assert {r["source"] for r in rows} == {"spotify"}
     by_status = {r["position"]: r["status"] for r in rows if r["status"] != "ok"}
     assert by_status == {10: "local_file", 20: "not_a_track", 30: "not_a_track"}
     ok = [r for r in rows if r["status"] == "ok"]

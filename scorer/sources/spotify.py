@@ -15,13 +15,13 @@ import os
 import re
 import secrets
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from ..errors import RowError
 from ..filters import UsageError
+from .tracks import Track
 
 if TYPE_CHECKING:
     import spotipy
@@ -134,23 +134,6 @@ def pick_cover(images: list[dict], size: int = 224) -> str | None:
 
 
 # -------------------------------------------------------------------------------------------- tracks
-
-
-@dataclass
-class Track:
-    """One playlist entry; ``error`` is set when it cannot be scored (its row then carries that status).
-
-    ``position`` is the 0-based index in the playlist, as Spotify counts it."""
-
-    position: int
-    track_id: str | None
-    title: str | None
-    artist: str | None
-    album: str | None
-    album_id: str | None
-    cover_url: str | None
-    added_at: str | None
-    error: RowError | None = None
 
 
 def _track(position: int, entry: dict | None) -> Track:

@@ -1,0 +1,27 @@
+"""What every playlist service yields: one :class:`Track` per playlist entry."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import RowError
+
+#: the columns a playlist's rows carry, whatever the service
+TRACK_COLUMNS = ("position", "track_id", "title", "artist", "album", "album_id", "cover_url", "added_at")
+
+
+@dataclass
+class Track:
+    """One playlist entry; ``error`` is set when it cannot be scored (its row then carries that status).
+
+    ``position`` is the 0-based index in the playlist."""
+
+    position: int
+    track_id: str | None
+    title: str | None
+    artist: str | None
+    album: str | None
+    album_id: str | None
+    cover_url: str | None
+    added_at: str | None
+    error: RowError | None = None
