@@ -199,7 +199,8 @@ def playlist(
 ) -> None:
     """Score a Spotify or Deezer playlist by its album covers and keep the genres you like.
 
-    Spotify: app credentials come from SPOTIPY_CLIENT_ID and SPOTIPY_CLIENT_SECRET (developer.spotify.com).
+    Spotify: the app comes from SPOTIPY_CLIENT_ID and SPOTIPY_CLIENT_SECRET (developer.spotify.com); apps
+    created today read only playlists you own or collaborate on, signed in with --user.
     Deezer: public playlists, no credentials.
     """
     _single_threaded_blas()

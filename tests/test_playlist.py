@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 from scorer.cli import app
 from scorer.model import Model
 from scorer.sinks import read_metadata
+from scorer.sources.spotify import USER_SCOPES
 
 SECRET = "app-secret-never-printed-42"
 PLAYLIST = "1AbCdEfGhIjKlMnOpQrStU"
@@ -39,7 +40,8 @@ def cdn(sample_covers):
 
 @pytest.fixture
 def spotify(cdn, monkeypatch, tmp_path):
-    with FakeSpotify(client_secret=SECRET, cover_base=f"{cdn.base}/img") as fake:
+    # an app from before Spotify's 2026 changes: its app credentials still read a public playlist's items
+    with FakeSpotify(client_secret=SECRET, cover_base=f"{cdn.base}/img", owner_only_items=False) as fake:
         monkeypatch.setenv("SCORER_SPOTIFY_API_URL", fake.api_url)
         monkeypatch.setenv("SCORER_SPOTIFY_ACCOUNTS_URL", fake.accounts_url)
         monkeypatch.setenv("SPOTIPY_CLIENT_ID", fake.client_id)
@@ -48,7 +50,7 @@ def spotify(cdn, monkeypatch, tmp_path):
         yield fake
 
 
-def build_playlist(fake: FakeSpotify) -> list[dict]:
+def build_playlist(fake: FakeSpotify, owner: str = "listener") -> list[dict]:
     """60 entries: 24 albums (most with several tracks), a local file, an episode, a removed track."""
     albums = [(f"album-{a}", f"{a:022d}"[-22:].replace("0", "A")) for a in range(24)]
     items = []
@@ -59,7 +61,7 @@ def build_playlist(fake: FakeSpotify) -> list[dict]:
     items.insert(10, fake.entry(fake.local_track("Home demo", "Me", "Tapes"), key="track"))
     items.insert(20, fake.entry(fake.episode("Talk", "A podcast")))
     items.insert(30, None)
-    fake.add_playlist(PLAYLIST, "Road trip", items, owner="listener")
+    fake.add_playlist(PLAYLIST, "Road trip", items, owner=owner)
     fake.rate_limit(PLAYLIST, offset=50, retry_after="1")
     return items
 
@@ -166,3 +168,31 @@ def test_save_playlist_of_kept_tracks(spotify, tmp_path):
     added = [r for r in spotify.requests if r.method == "POST" and r.path.endswith("/items")]
     uris = [u for r in added for u in (r.body["uris"] if isinstance(r.body, dict) else r.body)]
     assert uris == [f"spotify:track:{t}" for t in kept]
+
+
+def test_app_credentials_cannot_read_a_playlist_the_user_does_not_own(spotify, tmp_path):
+    spotify.owner_only_items = True  # Spotify's rule for every app created today (the fake's default)
+    build_playlist(spotify)
+    out = tmp_path / "x.parquet"
+    result = invoke(PLAYLIST, "--keep", "rock", "--out", out, "--allow-private-hosts")
+    assert result.exit_code == 1
+    assert "owns or collaborates on, and app credentials have no user: sign in with --user" in result.output
+    assert "Deezer link" in result.output
+    assert "Traceback" not in result.output and SECRET not in result.output and not out.exists()
+
+
+@pytest.mark.parametrize("role", ["owner", "collaborator"])
+def test_user_sign_in_reads_a_playlist_the_user_owns_or_collaborates_on(spotify, tmp_path, role):
+    spotify.owner_only_items = True
+    items = build_playlist(spotify, owner=spotify.user["id"] if role == "owner" else "someone")
+    if role == "collaborator":
+        spotify.playlists[PLAYLIST].collaborators = (spotify.user["id"],)
+    cache = tmp_path / "token.json"
+    cache.write_text(json.dumps(spotify.issue_user_token(USER_SCOPES)))
+    cache.chmod(0o600)
+    out = tmp_path / "mine.parquet"
+    result = invoke(PLAYLIST, "--keep", "rock", "--user", "--token-cache", cache, "--out", out,
+                    "--allow-private-hosts")
+    assert result.exit_code == 0, result.output
+    assert "Road trip" in result.output
+    assert pq.read_table(out).num_rows == len(items)

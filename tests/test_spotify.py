@@ -57,7 +57,9 @@ def _no_proxy(monkeypatch):
 
 @pytest.fixture
 def fake(monkeypatch, tmp_path):
-    with FakeSpotify(client_secret=SECRET, cover_base="http://127.0.0.1:9/cdn") as server:
+    # an app from before Spotify's 2026 changes (app credentials read public playlists' items); the tests of
+    # the Development Mode rule, which the fake follows by default, turn it on
+    with FakeSpotify(client_secret=SECRET, cover_base="http://127.0.0.1:9/cdn", owner_only_items=False) as server:
         monkeypatch.setenv("SCORER_SPOTIFY_API_URL", server.api_url.rstrip("/"))  # the slash is added for us
         monkeypatch.setenv("SCORER_SPOTIFY_ACCOUNTS_URL", server.accounts_url)
         monkeypatch.setenv("SPOTIPY_CLIENT_ID", server.client_id)

@@ -234,8 +234,9 @@ def _api_error(e: Any, playlist_id: str | None) -> SpotifyAccessError:
                f"SPOTIPY_CLIENT_SECRET, or sign in again with --user")
     elif status == 403:
         msg = (f"Spotify refused access to {what} (403: {said}). Apps in Spotify's Development Mode may only read "
-               f"the tracks of playlists the signed-in user owns or collaborates on: sign in with --user, and "
-               f"copy someone else's playlist into one of your own; saving needs --user too")
+               f"the tracks of playlists the signed-in user owns or collaborates on, and app credentials have no "
+               f"user: sign in with --user, and copy someone else's playlist into one of your own, or give its "
+               f"Deezer link if it is on Deezer (no sign-in); saving needs --user too")
     elif status == 429:
         why = str(e.reason) if e.reason else said
         if "429" in why or "Retry-After" in why or not e.reason:

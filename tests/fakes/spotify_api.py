@@ -1,7 +1,9 @@
 """A fake Spotify Web API and Accounts service: a real aiohttp server on 127.0.0.1, in a background thread.
 
 It speaks the protocol as Spotify documents it since the February 2026 changes: playlist entries under
-``/playlists/{id}/items`` (the old ``/tracks`` path answers 403), entries holding the track under ``item``
+``/playlists/{id}/items`` (the old ``/tracks`` path answers 403) served, as to every Development Mode app,
+only to a signed-in user who owns or collaborates on the playlist (403 otherwise, and always to app
+credentials; ``owner_only_items=False`` plays an app from before the changes), entries holding the track under ``item``
 (some configured under the deprecated ``track``), pages of at most 50, editorial playlists (IDs starting
 ``37i9dQZF1``) answering 404, tokens from ``/api/token`` for the client-credentials, PKCE
 authorization-code and refresh-token grants, and every ``/v1`` call checked for a bearer token it issued.
@@ -66,6 +68,7 @@ class _Playlist:
     description: str = ""
     public: bool = True
     snapshot: int = 1
+    collaborators: tuple[str, ...] = ()
     rate_limits: dict[int, list[str]] = field(default_factory=dict)
 
 
@@ -82,14 +85,16 @@ class FakeSpotify:
 
     def __init__(self, client_id: str = "fake-client-id", client_secret: str = "fake-client-secret",
                  cover_base: str = "http://127.0.0.1:9/covers", user_id: str = "fakeuser",
-                 page_default: int = 20, page_max: int = 50, owner_only_items: bool = False):
+                 page_default: int = 20, page_max: int = 50, owner_only_items: bool = True):
         self.client_id = client_id
         self.client_secret = client_secret
         self.cover_base = cover_base.rstrip("/")
         self.user = {"id": user_id, "display_name": user_id.title(), "type": "user", "uri": f"spotify:user:{user_id}"}
         self.page_default = page_default
         self.page_max = page_max
-        #: Development Mode since 2026: items only of playlists the signed-in user owns; else 403.
+        #: Development Mode since 2026 (every app a person can create today): items only of playlists the
+        #: signed-in user owns or collaborates on, else 403; an app-credentials token has no user, so always
+        #: 403. False: an app from before the changes, for which Spotify postponed some of them.
         self.owner_only_items = owner_only_items
         self.playlists: dict[str, _Playlist] = {}
         self._tracks: dict[str, dict] = {}
@@ -191,8 +196,9 @@ class FakeSpotify:
         return {"added_at": added_at, "added_by": {"id": self.user["id"], "type": "user"},
                 "is_local": is_local, "primary_color": None, key: item}
 
-    def add_playlist(self, playlist_id: str, name: str, items: list[dict | None], owner: str = "someone") -> None:
-        self.playlists[playlist_id] = _Playlist(name, owner, list(items))
+    def add_playlist(self, playlist_id: str, name: str, items: list[dict | None], owner: str = "someone",
+                     collaborators: tuple[str, ...] = ()) -> None:
+        self.playlists[playlist_id] = _Playlist(name, owner, list(items), collaborators=collaborators)
 
     def rate_limit(self, playlist_id: str, offset: int, retry_after: str = "1", times: int = 1) -> None:
         """The items page at ``offset`` answers 429 with this Retry-After the next ``times`` times."""
@@ -366,7 +372,7 @@ class FakeSpotify:
         if isinstance(found, web.Response):
             return found
         auth, pl = found
-        if self.owner_only_items and (auth.kind != "user" or pl.owner != self.user["id"]):
+        if self.owner_only_items and (auth.kind != "user" or self.user["id"] not in (pl.owner, *pl.collaborators)):
             return _error(403, "Forbidden")
         try:
             limit = int(request.query.get("limit", self.page_default))
