@@ -14,11 +14,11 @@ import re
 import time
 from datetime import datetime, timezone
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from ..errors import RowError
 from ..filters import UsageError
-from .tracks import Track
+from .tracks import Track, shown, smallest_at_least
 
 NAME = "deezer"
 DEFAULT_API_URL = "https://api.deezer.com/"
@@ -51,49 +51,51 @@ def claims(text: str) -> bool:
     s = text.strip()
     if s.lower().startswith("deezer:"):
         return True
-    host = _host(s)
-    return host in HOSTS or host in SHARE_HOSTS
+    url = _split(s)
+    return url is not None and (url.hostname in HOSTS or url.hostname in SHARE_HOSTS)
 
 
-def _host(s: str) -> str | None:
+def _split(s: str) -> SplitResult | None:
+    """``s`` as a URL (the scheme may be left out); None for text no URL parser should guess at."""
     if any(c.isspace() or not c.isprintable() for c in s):
         return None
     try:
-        return urlsplit(s if "://" in s else f"https://{s}").hostname
+        url = urlsplit(s if "://" in s else f"https://{s}")
+        url.hostname  # noqa: B018 - raises ValueError for a malformed host part
     except ValueError:
         return None
+    return url
 
 
 def parse_playlist_id(text: str) -> str:
     """The numeric playlist ID in a deezer.com link (with or without a language part) or a
     ``deezer:playlist:ID`` URI; a :class:`UsageError` for anything else, before any request."""
     s = text.strip()
-    shown = repr(s if len(s) <= 120 else s[:117] + "...")
+    quoted = shown(s)
     if m := _URI.fullmatch(s):
         kind, rest = m.group(1).lower(), m.group(2)
         if kind == "playlist" and _ID.fullmatch(rest):
             return rest
-        _wrong_kind(shown, kind)
-        raise UsageError(f"not a Deezer playlist: {shown}; give {FORMS}")
-    host = _host(s)
-    if host in SHARE_HOSTS:
-        raise UsageError(f"{shown} is a Deezer share link, which only a browser resolves: open it, then give the "
+        _wrong_kind(quoted, kind)
+        raise UsageError(f"not a Deezer playlist: {quoted}; give {FORMS}")
+    url = _split(s)
+    if url is not None and url.hostname in SHARE_HOSTS:
+        raise UsageError(f"{quoted} is a Deezer share link, which only a browser resolves: open it, then give the "
                          f"deezer.com/playlist/ID address it lands on ({FORMS})")
-    url = urlsplit(s if "://" in s else f"https://{s}")
-    parts = [p for p in url.path.split("/") if p]
-    if parts and _LANG.fullmatch(parts[0]) and parts[0].lower() not in _TYPES:
-        parts = parts[1:]
-    if host in HOSTS and url.scheme in ("http", "https"):
+    if url is not None and url.hostname in HOSTS and url.scheme in ("http", "https"):
+        parts = [p for p in url.path.split("/") if p]
+        if parts and _LANG.fullmatch(parts[0]) and parts[0].lower() not in _TYPES:
+            parts = parts[1:]
         if len(parts) == 2 and parts[0] == "playlist" and _ID.fullmatch(parts[1]):
             return parts[1]
         if parts:
-            _wrong_kind(shown, parts[0].lower())
-    raise UsageError(f"not a Deezer playlist: {shown}; give {FORMS}")
+            _wrong_kind(quoted, parts[0].lower())
+    raise UsageError(f"not a Deezer playlist: {quoted}; give {FORMS}")
 
 
-def _wrong_kind(shown: str, kind: str) -> None:
+def _wrong_kind(quoted: str, kind: str) -> None:
     if kind in _TYPES:
-        raise UsageError(f"that is a Deezer {kind}, not a playlist: {shown}; give {FORMS}")
+        raise UsageError(f"that is a Deezer {kind}, not a playlist: {quoted}; give {FORMS}")
 
 
 def api_url() -> str:
@@ -111,7 +113,6 @@ class DeezerClient:
         self.session = requests.Session()
         self.session.headers["Accept"] = "application/json"
         self.sleep = sleep
-        self.quota_waits = 0  # how often the quota was waited out, for the summary
 
     def get(self, path: str, params: dict[str, Any] | None = None, playlist_id: str | None = None) -> dict:
         import requests
@@ -138,7 +139,6 @@ class DeezerClient:
             code = error.get("code") if isinstance(error, dict) else None
             if code == 4 and quota < QUOTA_WAITS:  # quota: about 50 requests per 5 s
                 quota += 1
-                self.quota_waits += 1
                 self.sleep(QUOTA_WAIT_S)
                 continue
             raise _access_error(error if isinstance(error, dict) else {}, playlist_id)
@@ -161,10 +161,7 @@ def _access_error(error: dict, playlist_id: str | None) -> DeezerAccessError:
 def pick_cover(album: dict, size: int = 224) -> str | None:
     """The smallest album cover at least ``size`` pixels wide, else the largest there is."""
     sized = [(px, album[f]) for f, px in COVER_SIZES if isinstance(album.get(f), str) and album[f]]
-    if not sized:
-        return None
-    big = [s for s in sized if s[0] >= size]
-    return min(big)[1] if big else max(sized)[1]
+    return smallest_at_least(sized, size) if sized else None
 
 
 def _added_at(value: Any) -> str | None:

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 from ..errors import RowError
 from ..filters import UsageError
-from .tracks import Track
+from .tracks import Track, shown, smallest_at_least
 
 if TYPE_CHECKING:
     import spotipy
@@ -89,7 +89,7 @@ def parse_playlist_id(text: str) -> str:
             return parts[1]
         if parts:
             _wrong_kind(text, parts[0].lower())
-    raise UsageError(f"not a Spotify playlist: {_shown(text)}; give {_FORMS}")
+    raise UsageError(f"not a Spotify playlist: {shown(text)}; give {_FORMS}")
 
 
 def _link_path(s: str) -> list[str]:
@@ -108,11 +108,7 @@ def _wrong_kind(text: str, kind: str) -> None:
     """Raise the error for a link or URI to something that is not a playlist (a no-op for a malformed one)."""
     if kind in _TYPES:
         article = "an" if kind[0] in "aeio" else "a"
-        raise UsageError(f"that is {article} {kind}, not a playlist: {_shown(text)}; give {_FORMS}")
-
-
-def _shown(text: str) -> str:
-    return repr(text if len(text) <= 120 else text[:117] + "...")
+        raise UsageError(f"that is {article} {kind}, not a playlist: {shown(text)}; give {_FORMS}")
 
 
 def is_editorial(playlist_id: str) -> bool:
@@ -129,8 +125,7 @@ def pick_cover(images: list[dict], size: int = 224) -> str | None:
              if isinstance(im.get("width"), int) and isinstance(im.get("height"), int)]
     if not sized:
         return images[0]["url"]
-    big = [s for s in sized if s[0] >= size]
-    return min(big, key=lambda s: s[0])[1] if big else max(sized, key=lambda s: s[0])[1]
+    return smallest_at_least(sized, size)
 
 
 # -------------------------------------------------------------------------------------------- tracks
@@ -189,7 +184,7 @@ def save_playlist(sp: spotipy.Spotify, name: str, track_ids: list[str], descript
         raise UsageError("the new playlist needs a name")
     bad = [t for t in track_ids if not (isinstance(t, str) and _ID.fullmatch(t))]
     if bad:
-        raise UsageError(f"not Spotify track IDs: {', '.join(map(_shown, bad[:5]))}")
+        raise UsageError(f"not Spotify track IDs: {', '.join(map(shown, bad[:5]))}")
     with _spotify_errors(sp, None):
         created = sp.current_user_playlist_create(name, public=False, description=description)
         for start in range(0, len(track_ids), ADD_CHUNK):

@@ -25,3 +25,15 @@ class Track:
     cover_url: str | None
     added_at: str | None
     error: RowError | None = None
+
+
+def smallest_at_least(sized: list[tuple[int, str]], size: int) -> str:
+    """Of ``(pixels, url)`` pairs (at least one), the smallest image at least ``size`` pixels, else the largest:
+    a cover close to the featurizer's input, not the largest a service has."""
+    big = [s for s in sized if s[0] >= size]
+    return min(big, key=lambda s: s[0])[1] if big else max(sized, key=lambda s: s[0])[1]
+
+
+def shown(text: str) -> str:
+    """``text`` quoted for a message, cut to 120 characters."""
+    return repr(text if len(text) <= 120 else text[:117] + "...")
