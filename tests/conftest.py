@@ -54,3 +54,20 @@ def _isolated_cache(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("SCORER_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
         yield
+
+
+@pytest.fixture
+def no_proxy(monkeypatch):
+    """Loopback requests must never go through a proxy configured on the machine."""
+    for var in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+
+
+@pytest.fixture(scope="module")
+def cdn(sample_covers):
+    """A loopback cover CDN serving the sample covers, one per test module."""
+    from fakes.cdn import CoverCDN
+
+    with CoverCDN(sample_covers) as server:
+        yield server

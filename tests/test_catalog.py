@@ -181,11 +181,8 @@ def cover_server(catalog):
 
 
 @pytest.fixture(autouse=True)
-def _no_proxy(monkeypatch):
-    """Loopback requests must never go through a proxy configured on the machine."""
-    for var in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+def _no_proxy(no_proxy):
+    """Every test here talks to loopback servers."""
 
 
 # ------------------------------------------------------------------------------------------------ tests

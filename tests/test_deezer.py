@@ -10,7 +10,6 @@ import json
 
 import pyarrow.parquet as pq
 import pytest
-from fakes.cdn import CoverCDN
 from fakes.deezer_api import FakeDeezer
 from typer.testing import CliRunner
 
@@ -24,16 +23,8 @@ PLAYLIST = 908622995
 
 
 @pytest.fixture(autouse=True)
-def _no_proxy(monkeypatch):
-    for var in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-
-
-@pytest.fixture(scope="module")
-def cdn(sample_covers):
-    with CoverCDN(sample_covers) as server:
-        yield server
+def _no_proxy(no_proxy):
+    """Every test here talks to loopback servers."""
 
 
 @pytest.fixture

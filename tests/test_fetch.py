@@ -12,7 +12,6 @@ from email.utils import formatdate
 from pathlib import Path
 
 import pytest
-from fakes.cdn import CoverCDN
 
 from scorer.errors import STATUS_CODES, RowError
 from scorer.fetch import CoverCache, CoverFetcher, FetchOptions
@@ -23,12 +22,6 @@ from scorer.fetch.safety import blocked_reason, check_url
 #: Fast settings so that the misbehaving routes settle in seconds.
 FAST = dict(allow_private_hosts=True, cache=False, deadline=2.0, read_timeout=1.0, connect_timeout=1.0,
             retries=2, backoff=0.01)
-
-
-@pytest.fixture(scope="module")
-def cdn(sample_covers):
-    with CoverCDN(sample_covers) as server:
-        yield server
 
 
 def fetch_all(urls: list[str], **options) -> list[bytes | RowError]:

@@ -11,7 +11,6 @@ import time
 
 import pyarrow.parquet as pq
 import pytest
-from fakes.cdn import CoverCDN
 from fakes.spotify_api import FakeSpotify
 from typer.testing import CliRunner
 
@@ -26,16 +25,8 @@ EDITORIAL = "37i9dQZF1DXcBWIGoYBM5M"
 
 
 @pytest.fixture(autouse=True)
-def _no_proxy(monkeypatch):
-    for var in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-
-
-@pytest.fixture(scope="module")
-def cdn(sample_covers):
-    with CoverCDN(sample_covers) as server:
-        yield server
+def _no_proxy(no_proxy):
+    """Every test here talks to loopback servers."""
 
 
 @pytest.fixture

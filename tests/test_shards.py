@@ -28,12 +28,6 @@ REPO = Path(__file__).resolve().parent.parent
 NIGHTLY = REPO / "jobs" / "nightly.sh"
 
 
-@pytest.fixture(scope="module")
-def cdn(sample_covers):
-    with CoverCDN(sample_covers) as server:
-        yield server
-
-
 def write_catalog(path: Path, rows: list[dict]) -> Path:
     with open(path, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))

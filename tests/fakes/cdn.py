@@ -22,6 +22,8 @@ from pathlib import Path
 from aiohttp import web
 from PIL import Image
 
+from .loopback import LoopbackServer
+
 HTML = b"<!doctype html><html><head><title>Album</title></head><body><p>Not an image</p></body></html>\n"
 LAST_MODIFIED = formatdate(1_700_000_000, usegmt=True)
 HUGE = 21 * 1024 * 1024
@@ -173,22 +175,14 @@ class CoverCDN:
 
     # ------------------------------------------------------------------ lifecycle
     def __enter__(self) -> CoverCDN:
-        self._loop = asyncio.new_event_loop()
-        self._runner = web.AppRunner(self.app(), handle_signals=False)
-        self._loop.run_until_complete(self._runner.setup())
-        site = web.TCPSite(self._runner, self.host, self.port, backlog=1024)
-        self._loop.run_until_complete(site.start())
-        self.port = self._runner.addresses[0][1]
+        self._server = LoopbackServer(self.app(), self.host, self.port, name="cover-cdn", backlog=1024,
+                                      cleanup_timeout=30, handle_signals=False)
+        self.port = self._server.port
         self.base = f"http://{self.host}:{self.port}"
-        self._thread = threading.Thread(target=self._loop.run_forever, name="cover-cdn", daemon=True)
-        self._thread.start()
         return self
 
     def __exit__(self, *exc) -> None:
-        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(30)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-        self._loop.close()
+        self._server.stop()
 
 
 def main() -> None:

@@ -16,7 +16,6 @@ with code 200 for a private one, code 4 "Quota limit exceeded" past 50 requests 
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import threading
 import time
@@ -25,6 +24,8 @@ from typing import Any
 from urllib.parse import urlencode
 
 from aiohttp import web
+
+from .loopback import LoopbackServer
 
 QUOTA_REQUESTS, QUOTA_WINDOW_S = 50, 5.0
 
@@ -76,20 +77,12 @@ class FakeDeezer:
     def __enter__(self) -> FakeDeezer:
         app = web.Application(middlewares=[self._quota])
         app.add_routes([web.get("/playlist/{id}", self._playlist), web.get("/playlist/{id}/tracks", self._tracks)])
-        self._loop = asyncio.new_event_loop()
-        self._runner = web.AppRunner(app, access_log=None)
-        self._loop.run_until_complete(self._runner.setup())
-        self._loop.run_until_complete(web.TCPSite(self._runner, "127.0.0.1", 0).start())
-        self.base_url = f"http://127.0.0.1:{self._runner.addresses[0][1]}/"
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._thread.start()
+        self._server = LoopbackServer(app, access_log=None)
+        self.base_url = f"http://127.0.0.1:{self._server.port}/"
         return self
 
     def __exit__(self, *exc: object) -> None:
-        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-        self._loop.close()
+        self._server.stop()
 
     @web.middleware
     async def _quota(self, request: web.Request, handler: Any) -> web.StreamResponse:

@@ -20,7 +20,6 @@ Data is configured in Python::
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import secrets
@@ -32,6 +31,8 @@ from typing import Any
 from urllib.parse import urlencode
 
 from aiohttp import web
+
+from .loopback import LoopbackServer
 
 EDITORIAL_PREFIX = "37i9dQZF1"
 BASE62 = string.digits + string.ascii_letters
@@ -121,20 +122,12 @@ class FakeSpotify:
             web.post("/v1/playlists/{id}/items", self._add_items),
             web.route("*", "/v1/playlists/{id}/tracks", self._removed),
         ])
-        self._loop = asyncio.new_event_loop()
-        self._runner = web.AppRunner(app, access_log=None)
-        self._loop.run_until_complete(self._runner.setup())
-        self._loop.run_until_complete(web.TCPSite(self._runner, "127.0.0.1", 0).start())
-        self.base_url = f"http://127.0.0.1:{self._runner.addresses[0][1]}"
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._thread.start()
+        self._server = LoopbackServer(app, access_log=None)
+        self.base_url = f"http://127.0.0.1:{self._server.port}"
         return self
 
     def __exit__(self, *exc: object) -> None:
-        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-        self._loop.close()
+        self._server.stop()
 
     @property
     def api_url(self) -> str:
