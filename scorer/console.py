@@ -197,3 +197,29 @@ def print_playlist(result, out: Path | None) -> None:
     if result.saved:
         url = (result.saved.get("external_urls") or {}).get("spotify") or result.saved.get("uri") or result.saved["id"]
         c.print(f"saved the kept tracks as “{result.saved.get('name')}”: {url}")
+
+
+def print_build(summary, interrupted: str | None = None) -> None:
+    """The dataset builder's table: covers per genre, and why release groups were left out."""
+    c = _console()
+    t = Table("genre", "covers", "new", "no cover", "two genres", "longer tag", "not studio", "artist cap",
+              "failed", box=None)
+    for genre, g in summary.genres.items():
+        short = g.covers < g.wanted
+        t.add_row(genre, f"{'[yellow]' if short else ''}{g.covers}/{g.wanted}", str(g.new), str(g.no_cover),
+                  str(g.two_genres), str(g.other_tag), str(g.not_studio), str(g.artist_cap),
+                  f"[red]{g.failed}[/]" if g.failed else "0")
+    c.print(t)
+    c.print("left out: tagged with two of these genres · matched only a longer tag (\"indie rock\" for indie) · "
+            f"compilations, live albums and other secondary types · past {summary.per_artist} albums of one artist")
+    for genre, g in summary.genres.items():
+        if g.covers < g.wanted and g.exhausted:
+            c.print(f"[yellow]{genre}[/]: MusicBrainz has no more albums tagged {genre!r} with a usable cover "
+                    f"({g.matches} matched the search)")
+    c.print(f"{summary.searches} MusicBrainz searches, {summary.covers_asked} covers asked for, "
+            f"{summary.busy_waits} busy answers waited out, {summary.seconds:.0f}s")
+    if interrupted:
+        c.print(f"[red]stopped:[/] {interrupted}")
+    elif any(g.failed for g in summary.genres.values()):
+        c.print("covers that failed for a passing reason are asked for again by the next run of the same command")
+    c.print(f"wrote {summary.labels}; next: scorer evaluate {summary.out} --group-by artist_mbid")

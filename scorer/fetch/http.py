@@ -47,6 +47,9 @@ class FetchOptions:
     allow_private_hosts: bool = False
     cache: bool = True
     user_agent: str = f"scorer/{__version__} (album cover genre scorer)"
+    #: ``(origin, seconds)`` pairs: at most one request per that many seconds to that origin
+    #: (``https://host[:port]``), every attempt and redirect hop counted, for services that set a rate
+    paced: tuple[tuple[str, float], ...] = ()
 
 
 class _Retry(Exception):
@@ -64,6 +67,7 @@ class HttpFetcher:
         self.cache = cache
         self._session: aiohttp.ClientSession | None = None
         self._inflight: dict[str, asyncio.Future[bytes]] = {}
+        self._pacers = {_origin(URL(origin)): _Pacer(interval) for origin, interval in options.paced}
 
     async def start(self) -> None:
         o = self.options
@@ -127,6 +131,9 @@ class HttpFetcher:
         seen = {str(target)}
         try:
             for _ in range(o.max_redirects + 1):
+                pacer = self._pacers.get(_origin(target))
+                if pacer is not None:
+                    await pacer.wait()
                 async with self._session.get(target, headers=headers, allow_redirects=False) as r:
                     if r.status in REDIRECT_STATUS:
                         target = self._next_hop(target, r.headers.get("Location"), seen)
@@ -187,6 +194,29 @@ class HttpFetcher:
             self.cache.store(url, data, r.headers.get("ETag"), r.headers.get("Last-Modified"),
                              r.headers.get("Cache-Control"))
         return data
+
+
+class _Pacer:
+    """One request start per ``interval`` seconds, in arrival order, across every task of the loop."""
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self._next = 0.0
+        self._lock: asyncio.Lock | None = None
+
+    async def wait(self) -> None:
+        if self._lock is None:
+            self._lock = asyncio.Lock()  # made inside the running loop
+        async with self._lock:
+            loop = asyncio.get_running_loop()
+            delay = self._next - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            self._next = loop.time() + self.interval
+
+
+def _origin(url: URL) -> tuple[str, str, int | None]:
+    return (url.scheme.lower(), (url.host or "").lower(), url.port)
 
 
 def sniff_image(data: bytes, url: str) -> None:
