@@ -9,8 +9,8 @@ import numpy as np
 
 #: how to get a genre a model lacks (the README section of that name)
 NEW_GENRE_HINT = ("to score a genre this model lacks, train a model on labelled covers of it "
-                  "(scorer train DIR --out MODEL, then --model MODEL; see \"Training on your own covers\" "
-                  "in the README)")
+                  "(scorer dataset musicbrainz --genre G ... --out DIR builds a set; scorer train DIR --out MODEL, "
+                  "then --model MODEL; see \"Training on your own covers\" in the README)")
 
 
 class UsageError(ValueError):

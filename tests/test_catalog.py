@@ -390,7 +390,7 @@ def _case(name: str, inputs: dict[str, Path], out: Path, model: Model) -> tuple[
     return {
         "unknown-genre": ([good, "--out", out, "--keep", "rock,indie"],
                           ["unknown genre(s) in --keep: indie", ", ".join(model.genres), "train a model on labelled "
-                           "covers of it", "Training on your own covers"]),
+                           "covers of it", "scorer dataset musicbrainz", "Training on your own covers"]),
         "unknown-head": ([good, "--out", out, "--head", "cnn-forest"], ["cnn-forest", *model.head_names]),
         "min-prob-range": ([good, "--out", out, "--keep", "rock", "--min-prob", "1.5"],
                            ["--min-prob", "1.5", "between 0 and 1"]),
