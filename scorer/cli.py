@@ -110,6 +110,9 @@ def _file_command(name: str, runner: str, input_help: str, doc: str) -> None:
             help="Dataset mode: local (threads + asyncio, incremental, resumable) or ray (a Ray cluster).")] = "local",
         max_failure_rate: Annotated[Optional[float], typer.Option(
             help="Exit with code 3 when more than this fraction of rows failed (0-1).", min=0.0, max=1.0)] = None,
+        encoding: Annotated[Optional[str], typer.Option(
+            help="Text encoding of a CSV, JSONL or link file, e.g. cp1252 [default: UTF-8, or what a byte-order "
+                 "mark says, or cp1252 when detected; see the README].", show_default=False)] = None,
         json_summary: JsonOpt = False,
     ) -> None:
         _single_threaded_blas()
@@ -118,9 +121,13 @@ def _file_command(name: str, runner: str, input_help: str, doc: str) -> None:
         from .sinks.dataset import RunLocked
 
         fetch = _fetch_options(allow_private_hosts, concurrency, per_host, timeout, retries, cache)
-        options = dict(keep=keep, head=head, min_prob=min_prob, model_dir=model, batch_size=batch_size,
-                       precision=precision, tta=tta, workers=workers, fetch=fetch)
         dataset = not out.lower().endswith((".parquet", ".pq"))
+        try:
+            encoding = _text_encoding(input, encoding)
+        except UsageError as e:
+            fail(str(e))
+        options = dict(keep=keep, head=head, min_prob=min_prob, model_dir=model, batch_size=batch_size,
+                       precision=precision, tta=tta, workers=workers, fetch=fetch, encoding=encoding)
         try:
             if dataset and Path(out).suffix.lower() in (".csv", ".tsv", ".json", ".jsonl", ".txt", ".xlsx"):
                 raise UsageError(f"--out {out}: give a .parquet file name, or a folder for a sharded dataset")
@@ -161,6 +168,18 @@ def _file_command(name: str, runner: str, input_help: str, doc: str) -> None:
     # set after the fact: annotations are evaluated in module scope, where input_help does not exist
     command.__annotations__["input"] = Annotated[Path, typer.Argument(help=input_help)]
     app.command(name)(command)
+
+
+def _text_encoding(input: Path, given: str | None) -> str | None:
+    """The encoding to read a text input with, said on stderr when it was detected rather than UTF-8."""
+    from .sources.text import file_encoding
+
+    if not input.is_file() or input.suffix.lower() in (".parquet", ".pq"):
+        return given  # the reader says what is wrong with it
+    found = file_encoding(input, given)
+    if found.detected:
+        _log(f"note: {input} is not UTF-8; reading it as {found.name}, detected (give --encoding if that is wrong)")
+    return found.name
 
 
 _file_command("catalog", "run_catalog", "CSV, JSONL or Parquet with a cover_url column (URL or local path).",

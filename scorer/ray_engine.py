@@ -23,7 +23,7 @@ from .filters import KeepFilter, UsageError
 from .run import open_model, run_metadata
 from .score import Scorer, Summary, check_passthrough
 from .sinks.dataset import META_DIR, DatasetSink
-from .sources.catalog import FORMATS, csv_convert_options, iter_catalog
+from .sources.catalog import FORMATS, csv_convert_options, csv_read_options, iter_catalog, text_encoding
 
 
 class ScoreStage:
@@ -41,14 +41,18 @@ class ScoreStage:
         return self.scorer.score(batch)
 
 
-def read_dataset(input: Path):
+def read_dataset(input: Path, encoding: str | None = None):
     """The catalog as a Ray dataset, with the local reader's types (CSV columns all text)."""
     import ray.data
 
     fmt = FORMATS[Path(input).suffix.lower()]
     if fmt == "csv":
-        return ray.data.read_csv(str(input), convert_options=csv_convert_options(Path(input)))
+        codec = text_encoding(input, encoding)
+        return ray.data.read_csv(str(input), read_options=csv_read_options(codec),
+                                 convert_options=csv_convert_options(Path(input), codec))
     if fmt == "jsonl":
+        if text_encoding(input, encoding) not in ("utf-8", "utf-8-sig"):
+            raise UsageError(f"{input}: --engine ray reads JSONL in UTF-8 only; convert it, or use --engine local")
         return ray.data.read_json(str(input), lines=True)
     return ray.data.read_parquet(str(input))
 
@@ -56,7 +60,7 @@ def read_dataset(input: Path):
 def run_ray(input: Path, out: str, keep: str | None = None, head: str | None = None, min_prob: float | None = None,
             model_dir: Path | None = None, batch_size: int | None = None, workers: int = 4,
             precision: str | None = None, fetch: FetchOptions | None = None, shard_rows: int = 10_000,
-            actors: int | None = None, tta: str | None = None, **_ignored) -> Summary:
+            actors: int | None = None, tta: str | None = None, encoding: str | None = None, **_ignored) -> Summary:
     """Score ``input`` into the dataset ``out`` on Ray. Everything is checked before Ray starts."""
     try:
         import ray
@@ -66,12 +70,14 @@ def run_ray(input: Path, out: str, keep: str | None = None, head: str | None = N
     model = open_model(model_dir, head, precision, tta)
     keep_filter = KeepFilter.parse(keep, model.genres, min_prob, model.aliases)
     head_name = head or model.default_head
-    schema, _ = iter_catalog(input, 1)
+    schema, _ = iter_catalog(input, 1, encoding)
+    if FORMATS[Path(input).suffix.lower()] == "jsonl" and text_encoding(input, encoding) not in ("utf-8", "utf-8-sig"):
+        raise UsageError(f"{input}: --engine ray reads JSONL in UTF-8 only; convert it, or use --engine local")
     check_passthrough(schema.names, model.genres)
     if not ray.is_initialized():
         ray.init(address=os.environ.get("RAY_ADDRESS"), include_dashboard=False, log_to_driver=False)
     actors = actors or max(1, int(ray.available_resources().get("CPU", 1)) // 2)
-    ds = read_dataset(Path(input).resolve())
+    ds = read_dataset(Path(input).resolve(), encoding)
     scored = ds.map_batches(
         ScoreStage, batch_format="pyarrow", batch_size=min(shard_rows, 4096), concurrency=actors,
         fn_constructor_kwargs=dict(model_dir=str(model_dir) if model_dir else None, head=head_name,

@@ -72,18 +72,18 @@ def score_chunks(chunks: Iterable[pa.Table], out: Path, scorer: Scorer, metadata
     return scorer.summary
 
 
-def run_catalog(input: Path, out: Path, **options) -> Summary:
-    """Score a catalog file (CSV, JSONL, Parquet) into ``out``, streaming it in chunks; ``options`` as
-    for :func:`run_file`."""
-    return run_file(lambda path: iter_catalog(path, CHUNK_ROWS), input, out,
+def run_catalog(input: Path, out: Path, encoding: str | None = None, **options) -> Summary:
+    """Score a catalog file (CSV, JSONL, Parquet) into ``out``, streaming it in chunks; ``encoding`` is the
+    text encoding of a CSV or JSONL file (detected when None); ``options`` as for :func:`run_file`."""
+    return run_file(lambda path: iter_catalog(path, CHUNK_ROWS, encoding), input, out,
                     base_dir=Path(input).resolve().parent, **options)
 
 
-def run_links(input: Path, out: Path, **options) -> Summary:
+def run_links(input: Path, out: Path, encoding: str | None = None, **options) -> Summary:
     """Score a Bandcamp-study link file; each row keeps its ``label`` (the genre in the file)."""
 
     def read(path: Path) -> tuple[pa.Schema, Iterator[pa.Table]]:
-        table = links_table(read_links(path))
+        table = links_table(read_links(path, encoding=encoding))
         return table.schema, iter([table])
 
     return run_file(read, input, out, source="link-file", **options)

@@ -52,7 +52,7 @@ def run_dataset(input: Path, out: str, keep: str | None = None, head: str | None
                 min_prob: float | None = None, model_dir: Path | None = None, batch_size: int | None = None,
                 workers: int = 4, precision: str | None = None, show_progress: bool | None = None,
                 fetch: FetchOptions | None = None, shard_rows: int = 10_000, rescore: bool = False,
-                tta: str | None = None) -> RunReport:
+                tta: str | None = None, encoding: str | None = None) -> RunReport:
     """Score ``input`` into the dataset folder/URI ``out``. Arguments, the catalog's header and the
     output location are checked before anything is fetched."""
     if shard_rows < 1:
@@ -60,7 +60,7 @@ def run_dataset(input: Path, out: str, keep: str | None = None, head: str | None
     model = open_model(model_dir, head, precision, tta)
     keep_filter = KeepFilter.parse(keep, model.genres, min_prob, model.aliases)
     head_name = head or model.default_head
-    schema, chunks = iter_catalog(input, shard_rows)
+    schema, chunks = iter_catalog(input, shard_rows, encoding)
     check_passthrough(schema.names, model.genres)
     sink = DatasetSink(out)
     settings = {"model_version": model.version, "head": head_name, "keep": list(keep_filter.genres),

@@ -15,6 +15,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from ..filters import UsageError
+from .text import file_encoding
 
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl",
            ".parquet": "parquet", ".pq": "parquet"}
@@ -33,19 +34,31 @@ def catalog_format(path: Path) -> str:
     return fmt
 
 
-def read_catalog(path: Path) -> pa.Table:
+def text_encoding(path: Path, encoding: str | None = None) -> str:
+    """The codec a CSV or JSONL catalog is read with: ``encoding`` if given (checked against the whole
+    file), else detected (:mod:`scorer.sources.text`); :class:`UsageError` when it cannot be read."""
+    return file_encoding(Path(path), encoding).name
+
+
+def read_catalog(path: Path, encoding: str | None = None) -> pa.Table:
     """Read the whole catalog; raise :class:`UsageError` for anything we cannot score."""
     path = Path(path)
     fmt = catalog_format(path)
+    codec = text_encoding(path, encoding) if fmt != "parquet" else None
     try:
         if fmt == "csv":
             from pyarrow import csv
 
-            table = csv.read_csv(path, convert_options=csv_convert_options(path))
+            table = csv.read_csv(path, read_options=csv_read_options(codec),
+                                 convert_options=csv_convert_options(path, codec))
         elif fmt == "jsonl":
             from pyarrow import json
 
-            table = json.read_json(path)
+            if codec in (None, "utf-8"):
+                table = json.read_json(path)
+            else:
+                tables = list(_jsonl_batches(path, 1 << 62, codec))
+                table = pa.concat_tables(tables) if tables else pa.table({})
         else:
             import pyarrow.parquet as pq
 
@@ -55,31 +68,45 @@ def read_catalog(path: Path) -> pa.Table:
     return _checked(table, path)
 
 
-def csv_convert_options(path: Path):
+_UTF8 = (None, "utf-8", "utf-8-sig")
+
+
+def csv_read_options(codec: str | None = None, block_size: int | None = None):
+    """Arrow reads UTF-8 (a byte-order mark included) itself; other codecs are transcoded."""
+    from pyarrow import csv
+
+    options = {"block_size": block_size} if block_size else {}
+    return csv.ReadOptions(**options) if codec in _UTF8 else csv.ReadOptions(encoding=codec, **options)
+
+
+def csv_convert_options(path: Path, codec: str | None = None):
     """Every column as text: ids like 007 keep their zeros, and types never surprise."""
     from pyarrow import csv
 
-    return csv.ConvertOptions(column_types=dict.fromkeys(_csv_header(path), pa.string()), strings_can_be_null=False)
+    return csv.ConvertOptions(column_types=dict.fromkeys(_csv_header(path, codec), pa.string()),
+                              strings_can_be_null=False)
 
 
-def _csv_header(path: Path) -> list[str]:
+def _csv_header(path: Path, codec: str | None = None) -> list[str]:
     import csv
 
-    with open(path, newline="", encoding="utf-8-sig") as f:
+    with open(path, newline="", encoding="utf-8-sig" if codec in _UTF8 else codec) as f:
         return next(csv.reader(f), [])
 
 
-def iter_catalog(path: Path, chunk_rows: int = 10_000) -> tuple[pa.Schema, Iterator[pa.Table]]:
+def iter_catalog(path: Path, chunk_rows: int = 10_000, encoding: str | None = None
+                 ) -> tuple[pa.Schema, Iterator[pa.Table]]:
     """The catalog's schema, and its rows as tables of ``chunk_rows``. The header (and first chunk)
     are read and checked at once, so a bad file fails before any work; :class:`UsageError` as
-    :func:`read_catalog`."""
+    :func:`read_catalog`. ``encoding``: see :func:`text_encoding`."""
     path = Path(path)
     fmt = catalog_format(path)
+    codec = text_encoding(path, encoding) if fmt != "parquet" else None
     try:
         if fmt == "csv":
-            batches = _csv_batches(path)
+            batches = _csv_batches(path, codec)
         elif fmt == "jsonl":
-            batches = _jsonl_batches(path, chunk_rows)
+            batches = _jsonl_batches(path, chunk_rows, codec)
         else:
             import pyarrow.parquet as pq
 
@@ -89,7 +116,7 @@ def iter_catalog(path: Path, chunk_rows: int = 10_000) -> tuple[pa.Schema, Itera
     except pa.ArrowInvalid as e:
         raise UsageError(f"{path}: not a valid {fmt.upper()} catalog: {e}") from e
     if first is None:
-        first = read_catalog(path).slice(0, 0)  # an empty catalog: its schema from the whole-file reader
+        first = read_catalog(path, codec).slice(0, 0)  # an empty catalog: its schema from the whole-file reader
     first = _checked(first, path)
     rest = (_checked(t, path) for t in chunks)
     return first.schema, itertools.chain([first], _guard(rest, path, fmt))
@@ -116,21 +143,24 @@ def _guard(chunks: Iterator[pa.Table], path: Path, fmt: str) -> Iterator[pa.Tabl
         raise UsageError(f"{path}: not a valid {fmt.upper()} catalog further on: {e}") from e
 
 
-def _csv_batches(path: Path) -> Iterator[pa.RecordBatch]:
+def _csv_batches(path: Path, codec: str | None = None) -> Iterator[pa.RecordBatch]:
     from pyarrow import csv
 
-    yield from csv.open_csv(path, read_options=csv.ReadOptions(block_size=4 << 20),
-                            convert_options=csv_convert_options(path))
+    yield from csv.open_csv(path, read_options=csv_read_options(codec, 4 << 20),
+                            convert_options=csv_convert_options(path, codec))
 
 
-def _jsonl_batches(path: Path, lines_per_block: int) -> Iterator[pa.Table]:
-    """JSON Lines in blocks of lines; the first block's schema is the catalog's (later fields are dropped)."""
+def _jsonl_batches(path: Path, lines_per_block: int, codec: str | None = None) -> Iterator[pa.Table]:
+    """JSON Lines in blocks of lines; the first block's schema is the catalog's (later fields are dropped).
+    A file in another codec than UTF-8 is read as text and handed to Arrow as UTF-8."""
     from pyarrow import json
 
     schema = None
-    with open(path, "rb") as f:
+    utf8 = codec in (None, "utf-8")  # "utf-8-sig" goes the text way, which drops the byte-order mark
+    with (open(path, "rb") if utf8 else open(path, encoding=codec, newline="")) as f:
         while True:
-            block = b"".join(itertools.islice(f, lines_per_block))
+            lines = list(itertools.islice(f, lines_per_block))
+            block = b"".join(lines) if utf8 else "".join(lines).encode("utf-8")
             if not block.strip():
                 if not block:
                     return

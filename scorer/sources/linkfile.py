@@ -42,13 +42,17 @@ def parse_link_line(line: str) -> Link:
     return Link(url, m["genre"], m["album"], name)
 
 
-def read_links(path: Path, max_errors: int = 5) -> list[Link]:
-    """Every link of the file; :class:`UsageError` listing the first bad lines if any."""
+def read_links(path: Path, max_errors: int = 5, encoding: str | None = None) -> list[Link]:
+    """Every link of the file; :class:`UsageError` listing the first bad lines if any. ``encoding`` as
+    for catalogs (:func:`scorer.sources.text.file_encoding`: detected when None)."""
+    from .text import file_encoding
+
     path = Path(path)
     if not path.is_file():
         raise UsageError(f"{path}: no such file")
     links, bad, n_bad = [], [], 0
-    with open(path, encoding="utf-8-sig", newline="") as f:
+    codec = file_encoding(path, encoding).name
+    with open(path, encoding="utf-8-sig" if codec == "utf-8" else codec, newline="") as f:
         for number, raw in enumerate(f, 1):
             line = raw.rstrip("\n")
             if not line.strip():
