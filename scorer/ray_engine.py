@@ -62,11 +62,9 @@ def run_ray(input: Path, out: str, keep: str | None = None, head: str | None = N
             precision: str | None = None, fetch: FetchOptions | None = None, shard_rows: int = 10_000,
             actors: int | None = None, tta: str | None = None, encoding: str | None = None, **_ignored) -> Summary:
     """Score ``input`` into the dataset ``out`` on Ray. Everything is checked before Ray starts."""
-    try:
-        import ray
-        import ray.data
-    except ImportError as e:
-        raise UsageError("--engine ray needs the ray extra: pip install 'scorer[ray]'") from e
+    import ray  # without the 'ray' extra: ModuleNotFoundError, which scorer.faults turns into the pip install
+    import ray.data
+
     model = open_model(model_dir, head, precision, tta)
     keep_filter = KeepFilter.parse(keep, model.genres, min_prob, model.aliases)
     head_name = head or model.default_head

@@ -79,10 +79,18 @@ class CoverFetcher:
             for _, fut in pending:  # the consumer stopped early
                 fut.cancel()
 
+    async def _shutdown(self) -> None:
+        """Cancel what is still in flight (a consumer that stopped early, Ctrl-C, SIGTERM), then close."""
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self._http.close()
+
     def close(self) -> None:
         if self._loop.is_closed():
             return
-        self._call(self._http.close()).result()
+        self._call(self._shutdown()).result()
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join()
         self._loop.close()

@@ -27,6 +27,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from ..faults import OutputUnavailable, explain
 from ..filters import UsageError
 from .parquet import METADATA_KEY
 
@@ -51,8 +52,14 @@ def open_filesystem(uri: str | Path) -> tuple[pafs.FileSystem, str, bool]:
             fs_, root = fsspec.core.url_to_fs(text)
         except (ValueError, ImportError) as e:
             raise UsageError(f"--out {text}: {e}") from e
+        except OSError as e:  # fsspec connects as it opens (ftp, sftp, ...)
+            raise OutputUnavailable(f"--out {text}: cannot reach it ({_first_line(e)})") from e
         return PyFileSystem(FSSpecHandler(fs_)), root.rstrip("/"), False
     return fs, root.rstrip("/"), isinstance(fs, pafs.LocalFileSystem)
+
+
+def _first_line(e: BaseException) -> str:
+    return (str(e).splitlines() or [type(e).__name__])[0][:200]
 
 
 class DatasetSink:
@@ -67,12 +74,17 @@ class DatasetSink:
         return self.path(PART.format(shard))
 
     def prepare(self) -> None:
-        info = self.fs.get_file_info(self.root)
-        if info.type == pafs.FileType.File:
-            raise UsageError(f"--out {self.uri} is a file; give a folder for the dataset (or a .parquet name)")
-        self.fs.create_dir(self.path(META_DIR, "tmp"), recursive=True)
-        for stale in self.fs.get_file_info(pafs.FileSelector(self.path(META_DIR, "tmp"))):
-            self.fs.delete_file(stale.path)  # parts a killed run left half-written
+        try:
+            info = self.fs.get_file_info(self.root)
+            if info.type == pafs.FileType.File:
+                raise UsageError(f"--out {self.uri} is a file; give a folder for the dataset (or a .parquet name)")
+            self.fs.create_dir(self.path(META_DIR, "tmp"), recursive=True)
+            for stale in self.fs.get_file_info(pafs.FileSelector(self.path(META_DIR, "tmp"))):
+                self.fs.delete_file(stale.path)  # parts a killed run left half-written
+        except OSError as e:
+            if explain(e) is not None:  # permission, space, read-only: said as such
+                raise
+            raise OutputUnavailable(f"--out {self.uri}: cannot reach it ({_first_line(e)})") from e
 
     def read_part(self, shard: int) -> pa.Table | None:
         """A finished part, or None (absent, or unreadable: it is redone)."""
@@ -96,8 +108,20 @@ class DatasetSink:
     def write_part(self, shard: int, table: pa.Table, metadata: dict) -> None:
         tmp = self.path(META_DIR, "tmp", f"{PART.format(shard)}.{uuid.uuid4().hex}")
         table = table.replace_schema_metadata({METADATA_KEY: json.dumps(metadata).encode()})
-        pq.write_table(table, tmp, filesystem=self.fs, compression="zstd")
-        self.fs.move(tmp, self.part_path(shard))
+        with self._removed_on_failure(tmp):
+            pq.write_table(table, tmp, filesystem=self.fs, compression="zstd")
+            self.fs.move(tmp, self.part_path(shard))
+
+    @contextlib.contextmanager
+    def _removed_on_failure(self, tmp: str) -> Iterator[None]:
+        """A full disk, Ctrl-C or SIGTERM while writing leaves no temporary file behind."""
+        try:
+            yield
+        except BaseException:
+            with contextlib.suppress(OSError):
+                if self.fs.get_file_info(tmp).type != pafs.FileType.NotFound:
+                    self.fs.delete_file(tmp)
+            raise
 
     def parts(self) -> list[int]:
         infos = self.fs.get_file_info(pafs.FileSelector(self.root, allow_not_found=True))
@@ -118,9 +142,10 @@ class DatasetSink:
 
     def write_json(self, name: str, data: dict) -> None:
         tmp = self.path(META_DIR, "tmp", f"{name}.{uuid.uuid4().hex}")
-        with self.fs.open_output_stream(tmp) as f:
-            f.write(json.dumps(data, indent=1, default=str).encode())
-        self.fs.move(tmp, self.path(META_DIR, name))
+        with self._removed_on_failure(tmp):
+            with self.fs.open_output_stream(tmp) as f:
+                f.write(json.dumps(data, indent=1, default=str).encode())
+            self.fs.move(tmp, self.path(META_DIR, name))
 
     def read_json(self, name: str) -> dict | None:
         try:

@@ -5,6 +5,7 @@ The genre list and the model manifest travel in the file's key-value metadata un
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -30,6 +31,7 @@ class ParquetSink:
         if self._writer is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd, self._tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
+            os.fchmod(fd, 0o666 & ~current_umask())  # mkstemp makes 0600; outputs honour the umask like any file
             os.close(fd)
             schema = table.schema.with_metadata({METADATA_KEY: json.dumps(self.metadata).encode()})
             self._writer = pq.ParquetWriter(self._tmp, schema, compression="zstd")
@@ -40,16 +42,24 @@ class ParquetSink:
         """Finish the file and move it into place."""
         if self._writer is None:
             raise RuntimeError("nothing was written")
-        self._writer.close()
-        os.replace(self._tmp, self.path)
+        try:
+            self._writer.close()
+            os.replace(self._tmp, self.path)
+        except BaseException:
+            self.abort()
+            raise
         self._writer = self._tmp = None
 
     def abort(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
-        if self._tmp and os.path.exists(self._tmp):
-            os.unlink(self._tmp)
-        self._writer = self._tmp = None
+        """Remove the temporary file, whatever state the writer is in (closing it may fail again on a full disk)."""
+        try:
+            if self._writer is not None:
+                with contextlib.suppress(OSError):
+                    self._writer.close()
+        finally:
+            if self._tmp and os.path.exists(self._tmp):
+                os.unlink(self._tmp)
+            self._writer = self._tmp = None
 
     def __enter__(self) -> ParquetSink:
         return self
@@ -59,6 +69,13 @@ class ParquetSink:
             self.close()
         else:
             self.abort()
+
+
+def current_umask() -> int:
+    """The process's umask (reading it means setting it; set straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def read_metadata(path: Path) -> dict:
