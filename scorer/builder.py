@@ -31,6 +31,7 @@ from PIL import Image
 
 from .errors import RowError
 from .fetch import CoverFetcher, FetchOptions
+from .files import atomic_write
 from .filters import UsageError
 from .progress import progress
 from .sources import musicbrainz
@@ -361,7 +362,7 @@ class _Builder:
         if fmt not in _EXT:
             return None  # training reads these suffixes only
         rel = f"{folder_name(g.name)}/{rg.mbid}{_EXT[fmt]}"
-        _atomic_write(self.out / rel, data)
+        atomic_write(self.out / rel, data)
         return rel
 
     def write_labels(self) -> None:
@@ -370,26 +371,12 @@ class _Builder:
         writer = csv.DictWriter(buf, fieldnames=LABEL_COLUMNS, lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows)
-        _atomic_write(self.out / LABELS, buf.getvalue().encode("utf-8"))
+        atomic_write(self.out / LABELS, buf.getvalue().encode("utf-8"))
 
 
 def _label(path: str, genre: str, rg: ReleaseGroup) -> dict:
     return {"path": path, "genre": genre, "mbid": rg.mbid, "artist": rg.artist, "artist_mbid": rg.artist_mbid,
             "title": rg.title, "year": rg.year}
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write beside ``path`` and rename: a reader sees the old file or the new one, never half of one.
-    Created with open(), so the umask decides the mode, as for any other tool's files."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def build_musicbrainz(genres: Sequence[str], per_genre: int, out: Path | str, contact: str, *,

@@ -228,3 +228,18 @@ def test_every_exit_code_is_documented():
     for code in EXIT_CODES:
         assert f"| {code} |" in table, code
     assert table.count("\n| ") - 1 == len(EXIT_CODES)  # no row the code does not know
+
+
+def test_outputs_and_the_shared_cache_honour_the_umask(sample_covers, tmp_path):
+    with CoverCDN(sample_covers) as cdn:
+        catalog = write_catalog(tmp_path / "c.csv", [f"{cdn.base}/img/m{i}.jpg" for i in range(6)])
+        env = {**os.environ, "SCORER_CACHE_DIR": str(tmp_path / "cache")}
+        for out in (tmp_path / "one.parquet", tmp_path / "dataset"):
+            r = subprocess.run(["sh", "-c", 'umask 027 && exec "$@"', "sh", sys.executable, "-m", "scorer.cli",
+                                "catalog", str(catalog), "--out", str(out), "--allow-private-hosts"],
+                               cwd=REPO, env=env, capture_output=True, text=True, check=False)
+            assert r.returncode == 0, r.stderr
+    written = [tmp_path / "one.parquet", *(tmp_path / "dataset").glob("part-*.parquet"),
+               *(p for p in (tmp_path / "cache" / "covers").rglob("*") if p.is_file())]
+    assert len(written) == 1 + 1 + 12  # the file, one part, 6 blobs and 6 entries
+    assert {p.stat().st_mode & 0o777 for p in written} == {0o640}

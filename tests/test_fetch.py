@@ -18,6 +18,7 @@ from scorer.fetch import CoverCache, CoverFetcher, FetchOptions
 from scorer.fetch.cache import FOREVER, freshness
 from scorer.fetch.http import retry_after
 from scorer.fetch.safety import blocked_reason, check_url
+from scorer.files import current_umask
 
 #: Fast settings so that the misbehaving routes settle in seconds.
 FAST = dict(allow_private_hosts=True, cache=False, deadline=2.0, read_timeout=1.0, connect_timeout=1.0,
@@ -196,8 +197,9 @@ def test_cache_revalidates_instead_of_refetching(cdn, tmp_path):
     served = cdn.statuses - before
     assert sum(n for (_, s), n in served.items() if s == 304) == 5  # ETag revalidation, no bodies
     assert sum(n for (_, s), n in served.items() if s == 200) == 0
-    blobs = list((tmp_path / "covers" / "blobs").rglob("*"))
-    assert not [p for p in blobs if p.name.startswith(".tmp")]  # atomic writes leave no temporaries
+    files = [p for p in (tmp_path / "covers").rglob("*") if p.is_file()]
+    assert len(files) == 10 and not [p for p in files if p.name.startswith(".")]  # 5 blobs, 5 entries; no temporaries
+    assert {p.stat().st_mode & 0o777 for p in files} == {0o666 & ~current_umask()}  # the umask, not mkstemp's 0600
 
 
 def test_cache_is_content_addressed_and_survives_damage(tmp_path):

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
+import io
 from pathlib import Path
 
 import numpy as np
 
 from scorer.engine import batched, decoded, stack_images
 from scorer.fetch import CoverFetcher, FetchOptions, default_cache_root
+from scorer.files import atomic_write
 from scorer.progress import progress
 
 from .dataset import Example
@@ -35,12 +35,9 @@ class FeatureCache:
             return None
 
     def put(self, sha: str, vector: np.ndarray) -> None:
-        target = self.path(sha)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".tmp")
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, vector)
-        os.replace(tmp, target)
+        buf = io.BytesIO()
+        np.save(buf, vector)
+        atomic_write(self.path(sha), buf.getvalue())
 
 
 def extract(examples: list[Example], featurizers: dict, cache_root: Path | None = None,

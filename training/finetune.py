@@ -25,7 +25,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -36,6 +35,7 @@ import numpy as np
 
 from scorer.decode import IMAGE_SIZE, decode_image
 from scorer.featurize.cnn import default_threads
+from scorer.files import temp_beside
 
 from .dataset import Example, sha256_file
 from .export_featurizer import ARCHS, compare, load_torch_model, onnx_export, wrap
@@ -304,11 +304,13 @@ def finetune(examples: list[Example], genres: list[str], recipe: Recipe, work_di
 def _save_atomic(state: dict, path: Path) -> None:
     import torch
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(fd)
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    tmp = temp_beside(path)
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def export_finetuned(ft: Finetuned, out_dir: Path, check: np.ndarray, stem: str | None = None,

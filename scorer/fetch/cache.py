@@ -14,10 +14,11 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from ..files import atomic_write
 
 #: URLs whose content is fixed by the URL itself: a hit never goes to the network.
 IMMUTABLE_URL = re.compile(r"^https?://i\.scdn\.co/image/[0-9a-f]+$", re.IGNORECASE)
@@ -104,23 +105,11 @@ class CoverCache:
         """Rewrite ``entry`` (after a 304, with the new freshness)."""
         if cache_control is not None:
             entry.fresh_until = freshness(entry.url, cache_control, time.time())
-        _atomic_write(self._entry_path(entry.url), json.dumps(asdict(entry)).encode())
+        atomic_write(self._entry_path(entry.url), json.dumps(asdict(entry)).encode())
 
     def put_blob(self, data: bytes) -> str:
         sha = hashlib.sha256(data).hexdigest()
         path = self.blob_path(sha)
         if not path.exists():
-            _atomic_write(path, data)
+            atomic_write(path, data)
         return sha
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -8,11 +8,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from ..files import temp_beside
 
 METADATA_KEY = b"scorer"
 
@@ -30,9 +31,7 @@ class ParquetSink:
     def write(self, table: pa.Table) -> None:
         if self._writer is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd, self._tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
-            os.fchmod(fd, 0o666 & ~current_umask())  # mkstemp makes 0600; outputs honour the umask like any file
-            os.close(fd)
+            self._tmp = temp_beside(self.path)
             schema = table.schema.with_metadata({METADATA_KEY: json.dumps(self.metadata).encode()})
             self._writer = pq.ParquetWriter(self._tmp, schema, compression="zstd")
         self._writer.write_table(table.replace_schema_metadata(self._writer.schema.metadata))
@@ -69,13 +68,6 @@ class ParquetSink:
             self.close()
         else:
             self.abort()
-
-
-def current_umask() -> int:
-    """The process's umask (reading it means setting it; set straight back)."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 def read_metadata(path: Path) -> dict:
