@@ -91,16 +91,20 @@ PerHostOpt = Annotated[int, typer.Option(help="Connections to any one host.", mi
 TimeoutOpt = Annotated[float, typer.Option(
     "--timeout", help="Seconds one request may take in all (connect and read stalls time out sooner).", min=0.1)]
 RetriesOpt = Annotated[int, typer.Option(help="Retries for connection errors, timeouts, 5xx and 429.", min=0, max=20)]
+NoLocalOpt = Annotated[bool, typer.Option(
+    "--no-local-files", envvar="SCORER_NO_LOCAL_FILES",
+    help="Refuse local paths and file:// URLs in the input (status local_file_refused): for catalogs from others, "
+         "which could otherwise learn which files exist here.")]
 CacheOpt = Annotated[bool, typer.Option(
     "--cache/--no-cache", help="Keep fetched covers in the on-disk cache ($SCORER_CACHE_DIR/covers).")]
 
 
 def _fetch_options(allow_private_hosts: bool, concurrency: int, per_host: int, timeout: float, retries: int,
-                   cache: bool):
+                   cache: bool, local_files: bool = True):
     from .fetch import FetchOptions
 
     return FetchOptions(concurrency=concurrency, per_host=per_host, deadline=timeout, retries=retries,
-                        allow_private_hosts=allow_private_hosts, cache=cache,
+                        allow_private_hosts=allow_private_hosts, cache=cache, local_files=local_files,
                         connect_timeout=min(10.0, timeout), read_timeout=min(20.0, timeout))
 
 
@@ -160,6 +164,7 @@ def _file_command(name: str, runner: str, input_help: str, doc: str) -> None:
         retries: RetriesOpt = 3,
         cache: CacheOpt = True,
         allow_private_hosts: AllowPrivateOpt = False,
+        no_local_files: NoLocalOpt = False,
         shard_rows: Annotated[int, typer.Option(help="Rows per part file in dataset mode.", min=1)] = 10_000,
         rescore: Annotated[bool, typer.Option(
             "--rescore", help="Dataset mode: score every row again instead of carrying unchanged ones.")] = False,
@@ -177,7 +182,8 @@ def _file_command(name: str, runner: str, input_help: str, doc: str) -> None:
         from .filters import UsageError
         from .sinks.dataset import RunLocked
 
-        fetch = _fetch_options(allow_private_hosts, concurrency, per_host, timeout, retries, cache)
+        fetch = _fetch_options(allow_private_hosts, concurrency, per_host, timeout, retries, cache,
+                               local_files=not no_local_files)
         dataset = not out.lower().endswith((".parquet", ".pq"))
         try:
             encoding = _text_encoding(input, encoding)

@@ -24,6 +24,7 @@ STATUS_CODES = {
     "local_file": "a playlist entry for a local file: it has no Spotify album cover",
     "not_a_track": "a playlist entry that is not a music track (a podcast episode, or removed from Spotify)",
     "no_cover": "the album has no cover image",
+    "local_file_refused": "a local path or file:// URL, refused by --no-local-files (SCORER_NO_LOCAL_FILES=1)",
 }
 
 

@@ -243,3 +243,20 @@ def test_outputs_and_the_shared_cache_honour_the_umask(sample_covers, tmp_path):
                *(p for p in (tmp_path / "cache" / "covers").rglob("*") if p.is_file())]
     assert len(written) == 1 + 1 + 12  # the file, one part, 6 blobs and 6 entries
     assert {p.stat().st_mode & 0o777 for p in written} == {0o640}
+
+
+def test_no_local_files_refuses_every_path_without_touching_the_disk(sample_covers, tmp_path, monkeypatch):
+    with CoverCDN(sample_covers) as cdn:
+        refs = [str(sample_covers[0]), "file://" + str(sample_covers[1]), "/etc/passwd", "../../no/such/file",
+                "missing.jpg", f"{cdn.base}/img/n0.jpg"]
+        catalog = write_catalog(tmp_path / "c.csv", refs)
+        out = tmp_path / "s.parquet"
+        for args, env in ((["--no-local-files"], {}), ([], {"SCORER_NO_LOCAL_FILES": "1"})):
+            r = run("catalog", catalog, "--out", out, "--allow-private-hosts", *args, env=env)
+            assert r.returncode == 0, r.stderr
+            df = pd.read_parquet(out)
+            assert list(df.status) == ["local_file_refused"] * 5 + ["ok"]
+            assert df.error.iloc[0] == df.error.iloc[2]  # the same words whether the file exists or not
+        r = run("catalog", catalog, "--out", out, "--allow-private-hosts")
+        # what the refusal hides: which files exist, and which are images
+        assert list(pd.read_parquet(out).status) == ["ok", "ok", "not_an_image", "not_found", "not_found", "ok"]

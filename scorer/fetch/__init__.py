@@ -52,6 +52,8 @@ class CoverFetcher:
             return await self._http.fetch(ref)
         if scheme and scheme != "file" and len(scheme) > 1 and "/" not in scheme:  # "c:" is a drive
             raise RowError("bad_url", f"unsupported URL scheme {scheme!r}: use a local path or an http(s) URL")
+        if not self.options.local_files:
+            raise RowError("local_file_refused", "local paths and file:// URLs are refused here (--no-local-files)")
         path = local_path(ref, self.base_dir)
         return await asyncio.to_thread(read_local, path, self.options.max_bytes)
 

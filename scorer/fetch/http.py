@@ -50,6 +50,9 @@ class FetchOptions:
     #: ``(origin, seconds)`` pairs: at most one request per that many seconds to that origin
     #: (``https://host[:port]``), every attempt and redirect hop counted, for services that set a rate
     paced: tuple[tuple[str, float], ...] = ()
+    #: False: local paths and file:// URLs are refused (``local_file_refused``) without touching the disk, so a
+    #: catalog from someone else cannot learn which files exist on this machine
+    local_files: bool = True
 
 
 class _Retry(Exception):
