@@ -97,14 +97,23 @@ NoLocalOpt = Annotated[bool, typer.Option(
          "which could otherwise learn which files exist here.")]
 CacheOpt = Annotated[bool, typer.Option(
     "--cache/--no-cache", help="Keep fetched covers in the on-disk cache ($SCORER_CACHE_DIR/covers).")]
+CacheSizeOpt = Annotated[Optional[str], typer.Option(
+    "--cache-max-size", help="Bound of the cover cache, e.g. 20GB; the least recently used covers go first "
+                             "[default: $SCORER_CACHE_MAX_SIZE or 10GB].", show_default=False)]
 
 
 def _fetch_options(allow_private_hosts: bool, concurrency: int, per_host: int, timeout: float, retries: int,
-                   cache: bool, local_files: bool = True):
+                   cache: bool, local_files: bool = True, cache_max_size: str | None = None):
     from .fetch import FetchOptions
+    from .fetch.cache import default_max_bytes, parse_size
 
+    try:
+        max_bytes = parse_size(cache_max_size) if cache_max_size is not None else default_max_bytes()
+    except ValueError as e:
+        fail(f"--cache-max-size: {e}" if cache_max_size is not None else str(e))
     return FetchOptions(concurrency=concurrency, per_host=per_host, deadline=timeout, retries=retries,
                         allow_private_hosts=allow_private_hosts, cache=cache, local_files=local_files,
+                        cache_max_bytes=max_bytes,
                         connect_timeout=min(10.0, timeout), read_timeout=min(20.0, timeout))
 
 
@@ -139,6 +148,9 @@ FreezeOpt = Annotated[int, typer.Option(
 AugmentOpt = Annotated[str, typer.Option(
     help="--finetune: store (crops, flips, and JPEG re-compression, rescaling and colour jitter that erase which "
          "store a cover came from) or basic (crops and flips).")]
+KeepCheckpointsOpt = Annotated[bool, typer.Option(
+    "--keep-checkpoints", help="--finetune: keep each network's checkpoint in the cache after its export "
+                               "(by default it is deleted then; it only serves to resume a stopped run).")]
 WeightingOpt = Annotated[str, typer.Option(
     help="--finetune: balanced (every genre weighs the same in the loss) or none (every cover does).")]
 
@@ -163,6 +175,7 @@ def _file_command(name: str, runner: str, input_help: str, doc: str) -> None:
         timeout: TimeoutOpt = 60.0,
         retries: RetriesOpt = 3,
         cache: CacheOpt = True,
+        cache_max_size: CacheSizeOpt = None,
         allow_private_hosts: AllowPrivateOpt = False,
         no_local_files: NoLocalOpt = False,
         shard_rows: Annotated[int, typer.Option(help="Rows per part file in dataset mode.", min=1)] = 10_000,
@@ -183,7 +196,7 @@ def _file_command(name: str, runner: str, input_help: str, doc: str) -> None:
         from .sinks.dataset import RunLocked
 
         fetch = _fetch_options(allow_private_hosts, concurrency, per_host, timeout, retries, cache,
-                               local_files=not no_local_files)
+                               local_files=not no_local_files, cache_max_size=cache_max_size)
         dataset = not out.lower().endswith((".parquet", ".pq"))
         try:
             encoding = _text_encoding(input, encoding)
@@ -276,6 +289,7 @@ def playlist(
     timeout: TimeoutOpt = 60.0,
     retries: RetriesOpt = 3,
     cache: CacheOpt = True,
+    cache_max_size: CacheSizeOpt = None,
     allow_private_hosts: AllowPrivateOpt = False,
     json_summary: JsonOpt = False,
 ) -> None:
@@ -295,7 +309,8 @@ def playlist(
     from .sources.deezer import DeezerAccessError
     from .sources.spotify import SpotifyAccessError
 
-    fetch = _fetch_options(allow_private_hosts, concurrency, per_host, timeout, retries, cache)
+    fetch = _fetch_options(allow_private_hosts, concurrency, per_host, timeout, retries, cache,
+                           cache_max_size=cache_max_size)
     try:
         result = run_playlist(playlist, out, keep=keep, head=head, min_prob=min_prob, model_dir=model, user=user,
                               save_as=save_playlist, token_cache=token_cache, batch_size=batch_size,
@@ -334,6 +349,7 @@ def dataset_musicbrainz(
              "of your own (SCORER_MUSICBRAINZ_URL, SCORER_COVERART_URL).", min=0.0)] = 1.0,
     timeout: TimeoutOpt = 60.0,
     cache: CacheOpt = True,
+    cache_max_size: CacheSizeOpt = None,
     allow_private_hosts: AllowPrivateOpt = False,
     json_summary: JsonOpt = False,
 ) -> None:
@@ -346,7 +362,7 @@ def dataset_musicbrainz(
     from .builder import BuildInterrupted, build_musicbrainz
     from .filters import UsageError
 
-    fetch = _fetch_options(allow_private_hosts, 4, 4, timeout, 5, cache)
+    fetch = _fetch_options(allow_private_hosts, 4, 4, timeout, 5, cache, cache_max_size=cache_max_size)
     summary, stopped, code = None, None, 0
     try:
         summary = build_musicbrainz(genre, per_genre, out, contact, per_artist=per_artist, fetch=fetch,
@@ -365,6 +381,63 @@ def dataset_musicbrainz(
         print_build(summary, stopped)
     if code:
         raise typer.Exit(code)
+
+
+cache_app = typer.Typer(help="The on-disk cache: covers, training features, fine-tuning state.",
+                        no_args_is_help=True)
+app.add_typer(cache_app, name="cache")
+
+
+@cache_app.command("info")
+def cache_info(json_summary: JsonOpt = False) -> None:
+    """Where the cache is, and how big each part of it is."""
+    from .fetch.cache import cache_report
+
+    report = cache_report()
+    if json_summary:
+        typer.echo(json.dumps(report))
+        return
+    from .console import print_cache
+
+    print_cache(report)
+
+
+@cache_app.command("prune")
+def cache_prune(
+    max_size: Annotated[Optional[str], typer.Option(
+        "--max-size", help="Prune the covers to this size [default: the bound, $SCORER_CACHE_MAX_SIZE or 10GB].",
+        show_default=False)] = None,
+) -> None:
+    """Delete the least recently used covers until the cover cache is within its bound."""
+    from .fetch.cache import CoverCache, default_max_bytes, parse_size
+
+    try:
+        bound = parse_size(max_size) if max_size is not None else default_max_bytes()
+    except ValueError as e:
+        fail(f"--max-size: {e}")
+    cache = CoverCache.default(bound)
+    left = cache.prune(bound)
+    typer.echo(f"pruned {cache.pruned.files} files ({_size(cache.pruned.bytes)}); {_size(left)} of covers left in "
+               f"{cache.root} (bound {_size(bound)})")
+
+
+@cache_app.command("clear")
+def cache_clear(
+    everything: Annotated[bool, typer.Option(
+        "--all", help="Also the checkpoints and saved splits that let fine-tuning runs resume.")] = False,
+) -> None:
+    """Delete the cached covers and training features (they are fetched and computed again when needed)."""
+    from .fetch.cache import clear_cache, default_cache_root
+
+    gone = clear_cache(everything=everything)
+    typer.echo(f"deleted {gone.files} files ({_size(gone.bytes)}) from {default_cache_root()}")
+
+
+def _size(n: int) -> str:
+    for unit, scale in (("GB", 1000**3), ("MB", 1000**2), ("kB", 1000)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} B"
 
 
 @app.command()
@@ -406,6 +479,7 @@ def evaluate(
     augment: AugmentOpt = "store",
     class_weighting: WeightingOpt = "balanced",
     group_by: GroupByOpt = None,
+    keep_checkpoints: KeepCheckpointsOpt = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of tables.")] = False,
     concurrency: ConcurrencyOpt = 64,
     per_host: PerHostOpt = 16,
@@ -423,7 +497,7 @@ def evaluate(
         if finetune:
             recipe = _recipe(epochs, arch, freeze_blocks, seed, featurizer, augment, class_weighting)
             result = training.evaluate_finetuned(data, recipe, folds=folds, seed=seed, log=_log, fetch=fetch,
-                                                 group_by=group_by)
+                                                 group_by=group_by, keep_checkpoints=keep_checkpoints)
         else:
             result = training.evaluate_dataset(data, folds=folds, seed=seed, featurizer=featurizer,
                                                log=None if json_out else _log, fetch=fetch, group_by=group_by)
@@ -453,6 +527,7 @@ def train(
     augment: AugmentOpt = "store",
     class_weighting: WeightingOpt = "balanced",
     group_by: GroupByOpt = None,
+    keep_checkpoints: KeepCheckpointsOpt = False,
     concurrency: ConcurrencyOpt = 64,
     per_host: PerHostOpt = 16,
     timeout: TimeoutOpt = 60.0,
@@ -470,7 +545,7 @@ def train(
         if finetune:
             recipe = _recipe(epochs, arch, freeze_blocks, seed, featurizer, augment, class_weighting)
             manifest = training.train_finetuned(data, out, recipe, name=name, log=_log, fetch=fetch,
-                                                group_by=group_by)
+                                                group_by=group_by, keep_checkpoints=keep_checkpoints)
         else:
             manifest = training.train_dataset(data, out, folds=folds, seed=seed, name=name, featurizer=featurizer,
                                               log=_log, fetch=fetch, group_by=group_by)

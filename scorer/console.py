@@ -223,3 +223,14 @@ def print_build(summary, interrupted: str | None = None) -> None:
     elif any(g.failed for g in summary.genres.values()):
         c.print("covers that failed for a passing reason are asked for again by the next run of the same command")
     c.print(f"wrote {summary.labels}; next: scorer evaluate {summary.out} --group-by artist_mbid")
+
+
+def print_cache(report: dict) -> None:
+    """``scorer cache info``: a line per part of the cache."""
+    c = _console()
+    t = Table("part", "files", "size", "what", box=None)
+    for name, part in report["parts"].items():
+        t.add_row(name, str(part["files"]), f"{part['bytes'] / 1e6:.1f} MB", part["what"])
+    c.print(f"cache: {report['root']} ({report['bytes'] / 1e6:.1f} MB)")
+    c.print(t)
+    c.print(f"covers are kept to {report['covers_max_bytes'] / 1e9:g} GB (--cache-max-size, SCORER_CACHE_MAX_SIZE)")

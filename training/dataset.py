@@ -180,7 +180,8 @@ def _from_csv(path: Path, group_by: str | None = None) -> tuple[list[tuple], Cou
 def _from_links(path: Path, fetch: FetchOptions) -> tuple[list[tuple[Path, str]], Counter]:
     """Fetch every cover of a link file into the cover cache; covers that fail are left out and counted."""
     links = read_links(path)
-    cache = CoverCache.default()  # the files must outlive the run: training reads them by path
+    # the files must outlive the run, as training reads them by path: this run does not prune the cache
+    cache = CoverCache(CoverCache.default().root, max_bytes=None)
     pairs, failed = [], Counter()
     with CoverFetcher(fetch, cache=cache) as fetcher, progress("fetching", total=len(links)) as advance:
         for link, got in fetcher.stream(links, lambda x: x.url):

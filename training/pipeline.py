@@ -257,8 +257,8 @@ def calibration_manifest(cv: dict) -> dict:
 # ------------------------------------------------------------------------------------------ fine-tuning
 
 
-def _finetune(examples: list, genres: list[str], recipe, out_dir: Path, log: Log, quantize: bool = True
-              ) -> tuple[OnnxFeaturizer, OnnxFeaturizer | None, Fitted]:
+def _finetune(examples: list, genres: list[str], recipe, out_dir: Path, log: Log, quantize: bool = True,
+              keep_checkpoints: bool = False) -> tuple[OnnxFeaturizer, OnnxFeaturizer | None, Fitted]:
     """Fine-tune on ``examples`` (resuming from the checkpoint in the cache), export to ``out_dir``:
     the fine-tuned featurizer, its int8 quantization (calibrated on these covers' pixels; with
     ``quantize``), and the network's own genre layer as a head."""
@@ -268,13 +268,16 @@ def _finetune(examples: list, genres: list[str], recipe, out_dir: Path, log: Log
     from .quantize import load_batch, quantize_beside
 
     key = hashlib.sha256((data_fingerprint(examples, genres) + json.dumps(asdict(recipe))).encode()).hexdigest()
-    ft = finetune(examples, genres, recipe, work_dir=default_cache_root() / "finetune" / key[:16], log=log)
+    work_dir = default_cache_root() / "finetune" / key[:16]
+    ft = finetune(examples, genres, recipe, work_dir=work_dir, log=log)
     order = np.random.default_rng(recipe.seed).permutation(len(examples))
     covers = [Path(examples[i].path) for i in order[:CALIBRATION + CHECK]]
     n_check = min(CHECK, max(1, len(covers) // 4))
     check, calibration = load_batch(covers[-n_check:]), covers[:-n_check]
     path = export_finetuned(ft, out_dir, check[:8], training_set={
         "images": len(examples), "sha256": data_fingerprint(examples, genres)})
+    if not keep_checkpoints:  # the network is exported: its checkpoint (tens of MB) only served a resume
+        shutil.rmtree(work_dir, ignore_errors=True)
     int8 = None
     if quantize:
         if log:
@@ -302,7 +305,7 @@ def _resume_dir(dataset: Dataset, recipe, folds: int, seed: int, blend_share: fl
 def evaluate_finetuned(data: Data, recipe, folds: int = 5, seed: int = 0, log: Log = None,
                        fetch: FetchOptions | None = None, blend_share: float = BLEND_SHARE,
                        group_by: str | None = None, cross_source: bool = True,
-                       only: set[str] | None = None) -> dict:
+                       only: set[str] | None = None, keep_checkpoints: bool = False) -> dict:
     """Cross-validation that fine-tunes inside each fold: the network, and the heads fitted on its
     features, only ever see that fold's training rows. With several inputs, the cross-source
     splits (:func:`training.evaluate.cross_source_splits`) fine-tune a network each too.
@@ -327,7 +330,7 @@ def evaluate_finetuned(data: Data, recipe, folds: int = 5, seed: int = 0, log: L
                     f"({len(train) - len(fit)} held back to choose the blend)")
             cnn, int8, network = _finetune([dataset.examples[j] for j in fit], dataset.genres, recipe,
                                            Path(tmp) / split.name.replace("→", "-").replace(":", "-"), log,
-                                           quantize=split.is_fold)
+                                           quantize=split.is_fold, keep_checkpoints=keep_checkpoints)
             featurizer_ids[split.name] = cnn.id
             x = extract(dataset.examples, {"cnn": cnn}, label=f"featurizing ({split.name})")["cnn"]
             variants = {}
@@ -374,7 +377,8 @@ def _held_back(train: np.ndarray, y: np.ndarray, share: float, seed: int,
 
 
 def train_finetuned(data: Data, out: Path, recipe, name: str = "custom", log: Log = None,
-                    fetch: FetchOptions | None = None, group_by: str | None = None) -> dict:
+                    fetch: FetchOptions | None = None, group_by: str | None = None,
+                    keep_checkpoints: bool = False) -> dict:
     """Fine-tune on every labelled cover, then train the heads on the fine-tuned features.
 
     No CV here: the network has seen every cover, so CV of the heads on its features would be
@@ -383,7 +387,8 @@ def train_finetuned(data: Data, out: Path, recipe, name: str = "custom", log: Lo
     """
     dataset = load(data, log, fetch, group_by)
     with tempfile.TemporaryDirectory(prefix="scorer-finetune-") as tmp:
-        cnn, _, network = _finetune(dataset.examples, dataset.genres, recipe, Path(tmp), log)
+        cnn, _, network = _finetune(dataset.examples, dataset.genres, recipe, Path(tmp), log,
+                                    keep_checkpoints=keep_checkpoints)
         return train_dataset(data, out, folds=0, seed=recipe.seed, name=name, featurizer=cnn.path, log=log,
                              fetch=fetch, extra_heads={"cnn-network": network}, default_head="cnn-network",
                              group_by=group_by)

@@ -32,7 +32,7 @@ class CoverFetcher:
         self.options = options or FetchOptions()
         self.base_dir = base_dir
         if cache is None and self.options.cache:
-            cache = CoverCache.default()
+            cache = CoverCache.default(self.options.cache_max_bytes)
         self.cache = cache
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="scorer-fetch", daemon=True)

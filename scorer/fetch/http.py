@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import random
 import warnings
@@ -46,6 +47,7 @@ class FetchOptions:
     max_redirects: int = 5
     allow_private_hosts: bool = False
     cache: bool = True
+    cache_max_bytes: int | None = None  # the cover cache's bound; None: $SCORER_CACHE_MAX_SIZE or 10 GB
     user_agent: str = f"scorer/{__version__} (album cover genre scorer)"
     #: ``(origin, seconds)`` pairs: at most one request per that many seconds to that origin
     #: (``https://host[:port]``), every attempt and redirect hop counted, for services that set a rate
@@ -194,8 +196,9 @@ class HttpFetcher:
         data = bytes(body)
         sniff_image(data, url)
         if self.cache:
-            self.cache.store(url, data, r.headers.get("ETag"), r.headers.get("Last-Modified"),
-                             r.headers.get("Cache-Control"))
+            with contextlib.suppress(OSError):  # a cache that cannot be written (full, read-only) costs refetches only
+                self.cache.store(url, data, r.headers.get("ETag"), r.headers.get("Last-Modified"),
+                                 r.headers.get("Cache-Control"))
         return data
 
 
