@@ -6,6 +6,14 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
+from needs import in_ci, missing
+
+# A 2-core CI machine running other tests is slow now and then: no per-example deadline there (a slow
+# example is not a failure), every example printed so a failure can be replayed.
+settings.register_profile("ci", deadline=None, print_blob=True, suppress_health_check=[HealthCheck.too_slow])
+if in_ci():
+    settings.load_profile("ci")
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("SCORER_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -16,10 +24,7 @@ SPOTIFY = SHARED / "covers-spotify"
 def _shared(folder: Path) -> Path:
     """A shared data folder. Required in CI (CI=true): a missing folder fails there, never skips."""
     if not (folder / "labels.csv").exists():
-        msg = f"real covers not found at {folder} (set SCORER_SHARED_DATA to the shared data folder)"
-        if os.environ.get("CI"):
-            pytest.fail(msg)
-        pytest.skip(msg)
+        missing(f"real covers not found at {folder} (set SCORER_SHARED_DATA to the shared data folder)")
     return folder
 
 

@@ -160,3 +160,14 @@ def test_cv_resumes_after_a_crash_and_gives_the_same_figures(tmp_path):
     cross_validate({}, y, GENRES, folds=4, seed=1, heads=("logreg",), fold_features=fold_features(None),
                    resume_dir=tmp_path)
     assert calls == ["fold1", "fold2", "fold3", "fold4"]
+
+
+def test_best_head_is_the_highest_balanced_accuracy():
+    from training.evaluate import best_head
+
+    cv = {"heads": {"cnn-knn": {"balanced_accuracy": 0.41, "accuracy": 0.60},
+                    "cnn-logreg": {"balanced_accuracy": 0.44, "accuracy": 0.50},
+                    "ensemble": {"balanced_accuracy": 0.43, "accuracy": 0.70}}}
+    assert best_head(cv) == "cnn-logreg"  # by balanced accuracy, not accuracy
+    cv["heads"]["blend"] = {"balanced_accuracy": 0.44, "accuracy": 0.9}
+    assert best_head(cv) == "cnn-logreg"  # a tie keeps the first

@@ -64,9 +64,7 @@ MISBEHAVING = {
 def test_every_misbehaving_route_ends_in_its_status(cdn):
     urls = [cdn.base + path for path in MISBEHAVING]
     before = cdn.hits.copy()
-    start = time.monotonic()
     results = fetch_all(urls)
-    elapsed = time.monotonic() - start
     got = {path: status(r) for path, r in zip(MISBEHAVING, results)}
     assert got == MISBEHAVING
     for r in results:
@@ -78,8 +76,6 @@ def test_every_misbehaving_route_ends_in_its_status(cdn):
     assert hits["/bad/flaky"] == 2 and hits["/bad/busy"] == 2
     assert hits["/bad/html"] == 1 and hits["/bad/bomb.png"] == 1  # garbage is not retried
     assert "169.254.169.254" in results[list(MISBEHAVING).index("/bad/metadata")].message
-    # stalls are cut by the deadline (2 s a try); everything ran concurrently
-    assert elapsed < 20, elapsed
 
 
 def test_decoded_pipeline_statuses(cdn):
@@ -104,10 +100,10 @@ def test_retry_after_is_honoured(cdn):
 
 
 def test_retry_after_over_the_limit_gives_up_at_once(cdn):
-    start = time.monotonic()
+    before = cdn.hits.copy()
     [r] = fetch_all([cdn.base + "/bad/busy?k=long&after=3600"], max_retry_after=5)
     assert status(r) == "http_429" and "3600" in r.message
-    assert time.monotonic() - start < 2
+    assert (cdn.hits - before)["/bad/busy"] == 1  # no second try: it did not wait at all
 
 
 def test_retry_after_parsing():
@@ -251,3 +247,19 @@ def test_catalog_over_every_misbehaving_route(cdn, tmp_path):
     assert len(rows) == len(expected)
     assert {r["route"]: r["status"] for r in rows} == expected
     assert all((r["status"] == "ok") == (r["genre"] is not None) for r in rows)
+
+
+def test_a_fresh_cached_cover_is_not_asked_for_again(cdn, tmp_path):
+    """Cache-Control: max-age from the server: within it a rerun sends no request at all; past it (max-age=0)
+    the cover is revalidated."""
+    cache = CoverCache(tmp_path / "covers")
+    fresh = [f"{cdn.base}/img/fresh{i}.jpg?max_age=86400" for i in range(4)]
+    stale = [f"{cdn.base}/img/stale{i}.jpg?max_age=0" for i in range(3)]
+    for _ in range(2):
+        with CoverFetcher(FetchOptions(**{**FAST, "cache": True}), cache=cache) as fetcher:
+            before = cdn.statuses.copy()
+            got = [r for _, r in fetcher.stream(fresh + stale, lambda u: u)]
+        assert all(isinstance(r, bytes) for r in got)
+    served = cdn.statuses - before  # the second run only
+    assert sum(n for (path, _), n in served.items() if path.startswith("/img/fresh")) == 0
+    assert sum(n for (path, s), n in served.items() if path.startswith("/img/stale") and s == 304) == 3

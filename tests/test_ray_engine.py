@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 
+import needs
 import numpy as np
 import pandas as pd
 import pytest
@@ -14,10 +14,7 @@ from typer.testing import CliRunner
 from scorer.cli import app
 from scorer.model import Model
 
-if os.environ.get("CI"):
-    import ray  # in CI the ray extra is installed: a missing ray fails here, it never skips
-else:
-    ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install 'scorer[ray]')")
+ray = needs.module("ray", "the ray extra is not installed (pip install 'scorer[ray]')")
 
 
 @pytest.fixture(scope="module")

@@ -131,7 +131,6 @@ def test_evaluate_on_a_csv_subset(covers_dir, tmp_path):
     report = json.loads(first.output.strip().splitlines()[-1])
     assert report["images"] == 150 and report["folds"] == 3
     for name, h in report["heads"].items():
-        assert 0.0 <= h["accuracy"] <= 1.0, name
         assert len(h["balanced_accuracy_per_fold"]) == 3
         # three folds of 50 covers: the pooled accuracy is the mean of the folds'
         assert abs(np.mean(h["accuracy_per_fold"]) - h["accuracy"]) < 1e-3, name

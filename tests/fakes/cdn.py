@@ -2,8 +2,9 @@
 
 ``/img/<name>`` serves a real cover chosen by a hash of ``name`` (so the Bandcamp link file's URL
 paths work once their host is rewritten), as JPEG, or PNG/WebP when ``name`` ends so, with ETag,
-Last-Modified and conditional GETs. ``/bad/...`` routes behave as broken CDNs do. Run as a module
-to serve covers for benchmarks: ``python -m tests.fakes.cdn --covers DIR --latency-ms 50``.
+Last-Modified and conditional GETs, and with ``?max_age=N`` a ``Cache-Control: max-age``.
+``/bad/...`` routes behave as broken CDNs do. Run as a module to serve covers for benchmarks:
+``python -m tests.fakes.cdn --covers DIR --latency-ms 50``.
 """
 
 from __future__ import annotations
@@ -88,9 +89,13 @@ class CoverCDN:
     async def img(self, request: web.Request) -> web.StreamResponse:
         data, ctype = self.body(request.match_info["name"])
         etag = '"' + hashlib.sha256(data).hexdigest()[:16] + '"'
+        # ?max_age=N: sent with Cache-Control, as image CDNs do (Cloudfront, Fastly: max-age of a day or more)
+        cache = {"Cache-Control": f"public, max-age={int(request.query['max_age'])}"} \
+            if "max_age" in request.query else {}
         if request.headers.get("If-None-Match") == etag:
-            return web.Response(status=304, headers={"ETag": etag})
-        return web.Response(body=data, content_type=ctype, headers={"ETag": etag, "Last-Modified": LAST_MODIFIED})
+            return web.Response(status=304, headers={"ETag": etag, **cache})
+        return web.Response(body=data, content_type=ctype,
+                            headers={"ETag": etag, "Last-Modified": LAST_MODIFIED, **cache})
 
     async def bad(self, request: web.Request) -> web.StreamResponse:  # noqa: PLR0911, PLR0912 - one route each
         kind = request.match_info["kind"]
