@@ -6,6 +6,7 @@ from __future__ import annotations
 STATUS_CODES = {
     "ok": "scored",
     "missing_url": "the row has no cover_url",
+    "bad_row": "the input line could not be parsed: the error says which line, and why",
     "not_found": "local file does not exist",
     "unreadable": "local file could not be read",
     "bad_url": "cover_url is neither a local path nor an http(s) URL",

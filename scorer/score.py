@@ -17,6 +17,7 @@ from .errors import RowError
 from .fetch import CoverFetcher
 from .filters import KeepFilter, UsageError
 from .model import Model
+from .sources.rows import ROW_ERROR
 
 OUTPUT_COLUMNS = ("status", "error", "genre", "genre_prob", "kept", "head", "model_version", "scored_at")
 
@@ -131,6 +132,10 @@ class Scorer:
         start = time.perf_counter()
         urls = [u or "" for u in table.column("cover_url").to_pylist()]
         preset = preset or [None] * len(urls)
+        if ROW_ERROR in table.column_names:  # rows the reader could not parse: bad_row, and the column goes
+            broken = table.column(ROW_ERROR).to_pylist()
+            preset = [RowError("bad_row", b) if b is not None else p for b, p in zip(broken, preset)]
+            table = table.drop_columns([ROW_ERROR])
         verdicts: dict[str, Verdict] = {}
         todo = []
         for url in dict.fromkeys(u for u, p in zip(urls, preset) if p is None):

@@ -29,6 +29,7 @@ from .run import open_model, run_metadata
 from .score import Scorer, Summary, append_scores, check_passthrough, peak_rss_mb
 from .sinks.dataset import DatasetSink, fingerprint
 from .sources.catalog import iter_catalog
+from .sources.rows import ROW_ERROR
 
 
 @dataclass
@@ -123,8 +124,10 @@ def score_shard(scorer: Scorer, chunk: pa.Table, previous: pa.Table | None) -> t
         return scorer.score(chunk), 0
     fresh_rows = [k for k, u in enumerate(urls) if u not in carry]
     fresh = scorer.score(chunk.take(pa.array(fresh_rows, pa.int64())))
-    kept = carried(scorer, chunk.take(pa.array(carried_rows, pa.int64())),
-                   previous.take(pa.array([carry[urls[k]] for k in carried_rows], pa.int64())))
+    rows = chunk.take(pa.array(carried_rows, pa.int64()))
+    if ROW_ERROR in rows.column_names:  # carried rows parsed (they have a cover); the marker is not output
+        rows = rows.drop_columns([ROW_ERROR])
+    kept = carried(scorer, rows, previous.take(pa.array([carry[urls[k]] for k in carried_rows], pa.int64())))
     combined = pa.concat_tables([fresh, kept.cast(fresh.schema)])
     order = np.empty(len(urls), dtype=np.int64)
     order[np.array(fresh_rows + carried_rows, dtype=np.int64)] = np.arange(len(urls))

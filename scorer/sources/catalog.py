@@ -7,7 +7,6 @@ unchanged file: the nightly job's shards are built on that.
 
 from __future__ import annotations
 
-import io
 import itertools
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -15,6 +14,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from ..filters import UsageError
+from .rows import ROW_ERROR, csv_tables, jsonl_tables, parquet_tables
 from .text import file_encoding
 
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl",
@@ -41,31 +41,10 @@ def text_encoding(path: Path, encoding: str | None = None) -> str:
 
 
 def read_catalog(path: Path, encoding: str | None = None) -> pa.Table:
-    """Read the whole catalog; raise :class:`UsageError` for anything we cannot score."""
-    path = Path(path)
-    fmt = catalog_format(path)
-    codec = text_encoding(path, encoding) if fmt != "parquet" else None
-    try:
-        if fmt == "csv":
-            from pyarrow import csv
-
-            table = csv.read_csv(path, read_options=csv_read_options(codec),
-                                 convert_options=csv_convert_options(path, codec))
-        elif fmt == "jsonl":
-            from pyarrow import json
-
-            if codec in (None, "utf-8"):
-                table = json.read_json(path)
-            else:
-                tables = list(_jsonl_batches(path, 1 << 62, codec))
-                table = pa.concat_tables(tables) if tables else pa.table({})
-        else:
-            import pyarrow.parquet as pq
-
-            table = pq.read_table(path)
-    except pa.ArrowInvalid as e:
-        raise UsageError(f"{path}: not a valid {fmt.upper()} catalog: {e}") from e
-    return _checked(table, path)
+    """Read the whole catalog (with :data:`~scorer.sources.rows.ROW_ERROR` marking broken rows);
+    :class:`UsageError` for a file we cannot read at all."""
+    _, chunks = iter_catalog(path, 1 << 20, encoding)
+    return pa.concat_tables(list(chunks))
 
 
 _UTF8 = (None, "utf-8", "utf-8-sig")
@@ -96,36 +75,43 @@ def _csv_header(path: Path, codec: str | None = None) -> list[str]:
 
 def iter_catalog(path: Path, chunk_rows: int = 10_000, encoding: str | None = None
                  ) -> tuple[pa.Schema, Iterator[pa.Table]]:
-    """The catalog's schema, and its rows as tables of ``chunk_rows``. The header (and first chunk)
-    are read and checked at once, so a bad file fails before any work; :class:`UsageError` as
-    :func:`read_catalog`. ``encoding``: see :func:`text_encoding`."""
+    """The catalog's schema, and its rows as tables of ``chunk_rows`` (with the hidden column
+    :data:`~scorer.sources.rows.ROW_ERROR` besides its own). The header (and first chunk)
+    are read and checked at once, so a file that cannot be read at all fails before any work with a
+    :class:`UsageError`; a broken row further on is a row of its own (:mod:`scorer.sources.rows`).
+    ``encoding``: see :func:`text_encoding`."""
     path = Path(path)
     fmt = catalog_format(path)
     codec = text_encoding(path, encoding) if fmt != "parquet" else None
+    codec = "utf-8-sig" if codec == "utf-8" else codec  # a byte-order mark is not part of the first name
     try:
         if fmt == "csv":
-            batches = _csv_batches(path, codec)
+            batches = csv_tables(path, codec, chunk_rows)
         elif fmt == "jsonl":
-            batches = _jsonl_batches(path, chunk_rows, codec)
+            batches = jsonl_tables(path, codec, chunk_rows)
         else:
-            import pyarrow.parquet as pq
-
-            batches = pq.ParquetFile(path).iter_batches(batch_size=chunk_rows)
+            batches = parquet_tables(path, chunk_rows)
         chunks = _rechunk(batches, chunk_rows)
         first = next(chunks, None)
-    except pa.ArrowInvalid as e:
-        raise UsageError(f"{path}: not a valid {fmt.upper()} catalog: {e}") from e
-    if first is None:
-        first = read_catalog(path, codec).slice(0, 0)  # an empty catalog: its schema from the whole-file reader
+        if first is None:
+            raise UsageError(f"{path}: no rows and no columns")
+    except (pa.ArrowException, OSError) as e:
+        raise UsageError(f"{path}: not a valid {fmt.upper()} catalog: {str(e).splitlines()[0][:300]}") from e
+    errors = first.column(ROW_ERROR)
+    if first.num_rows and errors.null_count == 0:
+        raise UsageError(f"{path}: not one row of the first {first.num_rows} can be read as {fmt.upper()} "
+                         f"(first: {errors[0].as_py()})")
     first = _checked(first, path)
     rest = (_checked(t, path) for t in chunks)
-    return first.schema, itertools.chain([first], _guard(rest, path, fmt))
+    schema = first.schema.remove(first.schema.get_field_index(ROW_ERROR))  # the catalog's own columns
+    return schema, itertools.chain([first], rest)
 
 
 def _checked(table: pa.Table, path: Path) -> pa.Table:
     """``table`` with a text ``cover_url`` (an all-empty column becomes text: its rows are ``missing_url``)."""
     if URL_COLUMN not in table.column_names:
-        raise UsageError(f"{path}: no {URL_COLUMN!r} column (found: {', '.join(table.column_names) or 'none'}); "
+        found = [c for c in table.column_names if c != ROW_ERROR]
+        raise UsageError(f"{path}: no {URL_COLUMN!r} column (found: {', '.join(found) or 'none'}); "
                          f"each row needs a cover_url with an http(s) URL or a local path")
     url_type = table.schema.field(URL_COLUMN).type
     if pa.types.is_null(url_type) or pa.types.is_large_string(url_type):
@@ -136,54 +122,24 @@ def _checked(table: pa.Table, path: Path) -> pa.Table:
     return table
 
 
-def _guard(chunks: Iterator[pa.Table], path: Path, fmt: str) -> Iterator[pa.Table]:
-    try:
-        yield from chunks
-    except pa.ArrowInvalid as e:  # a damaged row far into the file
-        raise UsageError(f"{path}: not a valid {fmt.upper()} catalog further on: {e}") from e
-
-
-def _csv_batches(path: Path, codec: str | None = None) -> Iterator[pa.RecordBatch]:
-    from pyarrow import csv
-
-    yield from csv.open_csv(path, read_options=csv_read_options(codec, 4 << 20),
-                            convert_options=csv_convert_options(path, codec))
-
-
-def _jsonl_batches(path: Path, lines_per_block: int, codec: str | None = None) -> Iterator[pa.Table]:
-    """JSON Lines in blocks of lines; the first block's schema is the catalog's (later fields are dropped).
-    A file in another codec than UTF-8 is read as text and handed to Arrow as UTF-8."""
-    from pyarrow import json
-
-    schema = None
-    utf8 = codec in (None, "utf-8")  # "utf-8-sig" goes the text way, which drops the byte-order mark
-    with (open(path, "rb") if utf8 else open(path, encoding=codec, newline="")) as f:
-        while True:
-            lines = list(itertools.islice(f, lines_per_block))
-            block = b"".join(lines) if utf8 else "".join(lines).encode("utf-8")
-            if not block.strip():
-                if not block:
-                    return
-                continue
-            options = json.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore") if schema \
-                else json.ParseOptions()
-            table = json.read_json(io.BytesIO(block), parse_options=options)
-            schema = schema or table.schema
-            yield table
-
-
 def _rechunk(batches: Iterable[pa.RecordBatch | pa.Table], rows: int) -> Iterator[pa.Table]:
     """Tables of exactly ``rows`` rows (the last one shorter) from batches of any size."""
     pending: list[pa.Table] = []
     have = 0
+    empty: pa.Table | None = None  # an empty catalog yields one empty table, for its schema
+    gave = False
     for b in batches:
         t = b if isinstance(b, pa.Table) else pa.Table.from_batches([b])
+        empty = empty if empty is not None else t.slice(0, 0)
         pending.append(t)
         have += t.num_rows
         while have >= rows:
             whole = pa.concat_tables(pending)
             yield whole.slice(0, rows).combine_chunks()
+            gave = True
             rest = whole.slice(rows)
             pending, have = ([rest] if rest.num_rows else []), rest.num_rows
     if have:
         yield pa.concat_tables(pending).combine_chunks()
+    elif not gave and empty is not None:
+        yield empty
