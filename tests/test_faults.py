@@ -260,3 +260,40 @@ def test_no_local_files_refuses_every_path_without_touching_the_disk(sample_cove
         r = run("catalog", catalog, "--out", out, "--allow-private-hosts")
         # what the refusal hides: which files exist, and which are images
         assert list(pd.read_parquet(out).status) == ["ok", "ok", "not_an_image", "not_found", "not_found", "ok"]
+
+
+def test_chaos_ten_kills_in_a_row_then_the_same_dataset(sample_covers, tmp_path):
+    """A dataset run SIGKILLed at 10 random moments in a row (each rerun resuming from the last), then
+    let finish: the dataset equals an uninterrupted run's, and no temporary part is left."""
+    import random
+
+    rng = random.Random(16)
+    with CoverCDN(sample_covers, latency=0.02) as cdn:
+        catalog = write_catalog(tmp_path / "c.csv", [f"{cdn.base}/img/x{i}.jpg" for i in range(500)])
+
+        def command(out: Path) -> list[str]:
+            return [sys.executable, "-m", "scorer.cli", "catalog", str(catalog), "--out", str(out), "--shard-rows",
+                    "50", "--allow-private-hosts", "--no-cache", "--concurrency", "2", "--per-host", "2", "--json"]
+
+        whole = tmp_path / "whole"
+        assert subprocess.run(command(whole), cwd=REPO, capture_output=True, check=False).returncode == 0
+        chaos = tmp_path / "chaos"
+        kills = 0
+        while kills < 10:
+            before = sum(cdn.hits.values())
+            proc = subprocess.Popen(command(chaos), cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            wait_for = rng.randint(1, 60)  # covers fetched before the kill: a random moment of the work
+            deadline = time.monotonic() + 60
+            while sum(cdn.hits.values()) - before < wait_for and proc.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.005)
+            if proc.poll() is not None:
+                break  # it finished before this kill: nothing left to interrupt
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            kills += 1
+        assert kills >= 5, kills  # the run was interrupted again and again
+        r = run(*command(chaos)[3:])
+        assert r.returncode == 0, r.stderr
+        cols = ["id", "cover_url", "status", "genre", "kept"]
+        assert pd.read_parquet(chaos)[cols].equals(pd.read_parquet(whole)[cols])
+        assert list((chaos / "_scorer" / "tmp").iterdir()) == []

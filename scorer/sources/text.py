@@ -61,6 +61,8 @@ def file_encoding(path: Path, given: str | None = None) -> Encoding:
         head = f.read(4)
     for bom, name in _BOMS:
         if head.startswith(bom):
+            if (bad := _first_bad(path, name)) is not None:  # a mark, then bytes that are not that encoding
+                raise UsageError(_message(path, f"{name} (as its byte-order mark says)", bad, given=True))
             return Encoding(name)
     bad = _first_bad(path, "utf-8")
     if bad is None:
