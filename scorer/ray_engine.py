@@ -19,11 +19,11 @@ from pathlib import Path
 import pyarrow as pa
 
 from .fetch import CoverFetcher, FetchOptions
-from .filters import KeepFilter, UsageError
+from .filters import KeepFilter
 from .run import open_model, run_metadata
 from .score import Scorer, Summary, check_passthrough
 from .sinks.dataset import META_DIR, DatasetSink
-from .sources.catalog import FORMATS, csv_convert_options, csv_read_options, iter_catalog, text_encoding
+from .sources.catalog import FORMATS, iter_catalog
 
 
 class ScoreStage:
@@ -41,20 +41,16 @@ class ScoreStage:
         return self.scorer.score(batch)
 
 
-def read_dataset(input: Path, encoding: str | None = None):
-    """The catalog as a Ray dataset, with the local reader's types (CSV columns all text)."""
+def read_dataset(input: Path, encoding: str | None = None, shard_rows: int = 10_000):
+    """The catalog as a Ray dataset. CSV and JSONL go through the local engine's reader on the driver
+    (:func:`~scorer.sources.catalog.iter_catalog`: the same columns and types, and a broken line is a
+    ``bad_row`` row, not the end of the run); Parquet is read by Ray's workers."""
     import ray.data
 
-    fmt = FORMATS[Path(input).suffix.lower()]
-    if fmt == "csv":
-        codec = text_encoding(input, encoding)
-        return ray.data.read_csv(str(input), read_options=csv_read_options(codec),
-                                 convert_options=csv_convert_options(Path(input), codec))
-    if fmt == "jsonl":
-        if text_encoding(input, encoding) not in ("utf-8", "utf-8-sig"):
-            raise UsageError(f"{input}: --engine ray reads JSONL in UTF-8 only; convert it, or use --engine local")
-        return ray.data.read_json(str(input), lines=True)
-    return ray.data.read_parquet(str(input))
+    if FORMATS[Path(input).suffix.lower()] == "parquet":
+        return ray.data.read_parquet(str(input))
+    _, chunks = iter_catalog(input, shard_rows, encoding)
+    return ray.data.from_arrow(list(chunks))
 
 
 def run_ray(input: Path, out: str, keep: str | None = None, head: str | None = None, min_prob: float | None = None,
@@ -69,13 +65,11 @@ def run_ray(input: Path, out: str, keep: str | None = None, head: str | None = N
     keep_filter = KeepFilter.parse(keep, model.genres, min_prob, model.aliases)
     head_name = head or model.default_head
     schema, _ = iter_catalog(input, 1, encoding)
-    if FORMATS[Path(input).suffix.lower()] == "jsonl" and text_encoding(input, encoding) not in ("utf-8", "utf-8-sig"):
-        raise UsageError(f"{input}: --engine ray reads JSONL in UTF-8 only; convert it, or use --engine local")
     check_passthrough(schema.names, model.genres)
     if not ray.is_initialized():
         ray.init(address=os.environ.get("RAY_ADDRESS"), include_dashboard=False, log_to_driver=False)
     actors = actors or max(1, int(ray.available_resources().get("CPU", 1)) // 2)
-    ds = read_dataset(Path(input).resolve(), encoding)
+    ds = read_dataset(Path(input).resolve(), encoding, shard_rows)
     scored = ds.map_batches(
         ScoreStage, batch_format="pyarrow", batch_size=min(shard_rows, 4096), concurrency=actors,
         fn_constructor_kwargs=dict(model_dir=str(model_dir) if model_dir else None, head=head_name,

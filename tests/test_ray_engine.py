@@ -27,7 +27,8 @@ def local_ray():
 def test_ray_and_local_engines_agree(local_ray, sample_covers, tmp_path):
     with CoverCDN(sample_covers) as cdn:
         rows = [f"{i:04d},Album {i},{cdn.base}/img/r{i % 25}.jpg" for i in range(90)]
-        rows += [f"9001,Gone,{cdn.base}/bad/gone", "9002,Nothing,", f"9003,Page,{cdn.base}/bad/html"]
+        rows += [f"9001,Gone,{cdn.base}/bad/gone", "9002,Nothing,", f"9003,Page,{cdn.base}/bad/html",
+                 '9004,"Half"quoted,x']
         src = tmp_path / "catalog.csv"
         src.write_text("id,title,cover_url\n" + "\n".join(rows) + "\n")
         outputs = {}
@@ -38,11 +39,13 @@ def test_ray_and_local_engines_agree(local_ray, sample_covers, tmp_path):
                                               "--no-cache", "--json"])
             assert result.exit_code == 0, result.output
             summary = json.loads(result.stdout.strip().splitlines()[-1])
-            assert summary["rows"] == 93 and summary["scored"] == 90
+            assert summary["rows"] == 94 and summary["scored"] == 90
             outputs[engine] = pd.read_parquet(out).sort_values("id").reset_index(drop=True)
     local, distributed = outputs["local"], outputs["ray"]
     assert json.loads((tmp_path / "ray" / "_scorer" / "summary.json").read_text())["engine"] == "ray"
-    assert len(distributed) == len(local) == 93
+    assert len(distributed) == len(local) == 94
+    assert distributed.error[distributed.status == "bad_row"].tolist() == [
+        "line 95: bad quoting (',' expected after '\"')"]
     assert list(distributed.columns) == list(local.columns)
     for col in ("id", "title", "cover_url", "status", "genre", "kept", "head", "model_version"):
         assert distributed[col].tolist() == local[col].tolist(), col
