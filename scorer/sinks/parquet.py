@@ -6,6 +6,7 @@ The genre list and the model manifest travel in the file's key-value metadata un
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 from pathlib import Path
@@ -34,7 +35,10 @@ class ParquetSink:
             self._tmp = temp_beside(self.path)
             schema = table.schema.with_metadata({METADATA_KEY: json.dumps(self.metadata).encode()})
             self._writer = pq.ParquetWriter(self._tmp, schema, compression="zstd")
-        self._writer.write_table(table.replace_schema_metadata(self._writer.schema.metadata))
+        try:
+            self._writer.write_table(table.replace_schema_metadata(self._writer.schema.metadata))
+        except OSError as e:
+            raise _naming(e, self.path) from e
         self.rows += table.num_rows
 
     def close(self) -> None:
@@ -44,6 +48,9 @@ class ParquetSink:
         try:
             self._writer.close()
             os.replace(self._tmp, self.path)
+        except OSError as e:
+            self.abort()
+            raise _naming(e, self.path) from e
         except BaseException:
             self.abort()
             raise
@@ -68,6 +75,15 @@ class ParquetSink:
             self.close()
         else:
             self.abort()
+
+
+def _naming(e: OSError, path: Path) -> OSError:
+    """pyarrow's OSErrors name neither the file nor (as an attribute) the errno: both, for the message."""
+    if e.filename:
+        return e
+    code = e.errno or next((n for n, words in ((errno.ENOSPC, "No space left"), (errno.EACCES, "Permission denied"),
+                                               (errno.EROFS, "Read-only file system")) if words in str(e)), None)
+    return OSError(code, os.strerror(code) if code else str(e).splitlines()[0], str(path))
 
 
 def read_metadata(path: Path) -> dict:
