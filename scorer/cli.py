@@ -29,13 +29,9 @@ class _Commands(TyperGroup):
         except (typer.Exit, typer.Abort, SystemExit, GeneratorExit):
             raise
         except BaseException as e:
-            import click
-
             from .faults import explain
 
-            if isinstance(e, click.ClickException):
-                raise
-            found = explain(e)
+            found = explain(e)  # None for click's own exceptions too: click reports those itself
             if found is None or (ctx.obj or {}).get("debug"):
                 raise
             message, code = found

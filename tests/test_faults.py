@@ -86,6 +86,12 @@ def test_a_missing_extra_names_the_install_that_adds_it(sample_covers, tmp_path,
     assert f"pip install 'scorer[{extra}]'" in line and f"no module {module!r}" in line
 
 
+def test_the_handler_needs_nothing_the_runtime_install_lacks(sample_covers, tmp_path):
+    # typer vendors click: a runtime-only install has no click module, and the fault handler must not need one
+    r = run("evaluate", labelled(tmp_path, sample_covers[:16]), block=("sklearn", "click"))
+    assert r.returncode == 78 and "pip install 'scorer[train]'" in one_line(r.stderr)
+
+
 def test_debug_shows_the_traceback(sample_covers, tmp_path):
     r = run("--debug", "evaluate", labelled(tmp_path, sample_covers[:16]), "--folds", "2", block=("imagehash",))
     assert r.returncode == 1 and "Traceback" in r.stderr and "ModuleNotFoundError" in r.stderr
