@@ -76,15 +76,26 @@ def _missing(e: ModuleNotFoundError) -> tuple[str, int] | None:
             f"pip install 'scorer[{extra}]'", 78)
 
 
+#: pyarrow's OSErrors carry no errno attribute, only the system's words in their message
+_WORDS = ((errno.ENOSPC, "No space left on device"), (errno.EACCES, "Permission denied"),
+          (errno.EPERM, "Operation not permitted"), (errno.EROFS, "Read-only file system"))
+
+
+def errno_of(e: OSError) -> int | None:
+    """The errno of ``e``, from its attribute or, for pyarrow's, from the words of its message."""
+    return e.errno or next((code for code, words in _WORDS if words in str(e)), None)
+
+
 def _os_error(e: OSError) -> tuple[str, int] | None:
     text = str(e)
     # Python names the file; pyarrow puts it in its message instead
     what = f": {e.filename}" if e.filename else f" ({text.splitlines()[0][:300]})" if text else ""
-    if e.errno in (errno.ENOSPC, errno.EDQUOT) or "No space left on device" in text:
+    code = errno_of(e)
+    if code in (errno.ENOSPC, errno.EDQUOT):
         return (f"no space left on the device{what}; free some, or write --out elsewhere (a file being written "
                 "was removed; an earlier output is left as it was)", 74)
-    if e.errno in (errno.EACCES, errno.EPERM) or "Permission denied" in text or "Operation not permitted" in text:
+    if code in (errno.EACCES, errno.EPERM):
         return f"permission denied{what}; check who owns it, or choose another path", 77
-    if e.errno == errno.EROFS or "Read-only file system" in text:
+    if code == errno.EROFS:
         return f"read-only file system{what}; write --out elsewhere", 73
     return None

@@ -124,14 +124,23 @@ class CoverCache:
         return cls(default_cache_root() / "covers", max_bytes if max_bytes is not None else default_max_bytes())
 
     # ------------------------------------------------------------------ the bound
-    def usage(self) -> Usage:
-        files = size = 0
+    def _files(self) -> list[tuple[float, int, str]]:
+        """``(mtime, size, path)`` of every cached file; dot-files are the prune lock and files another run is
+        still writing (renamed into place soon), neither of them the cache's to count or delete."""
+        files = []
         for dirpath, _, names in os.walk(self.root):
             for name in names:
+                if name.startswith("."):
+                    continue
+                path = os.path.join(dirpath, name)
                 with contextlib.suppress(OSError):
-                    size += os.stat(os.path.join(dirpath, name)).st_size
-                    files += 1
-        return Usage(files, size)
+                    st = os.stat(path)
+                    files.append((st.st_mtime, st.st_size, path))
+        return files
+
+    def usage(self) -> Usage:
+        files = self._files()
+        return Usage(len(files), sum(f[1] for f in files))
 
     def _reserve(self, n: int) -> bool:
         """Make room for ``n`` more bytes; False when they can never fit (then they are not cached)."""
@@ -153,15 +162,7 @@ class CoverCache:
         self.root.mkdir(parents=True, exist_ok=True)
         with open(self.root / ".prune.lock", "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            files = []
-            for dirpath, _, names in os.walk(self.root):
-                for name in names:
-                    path = os.path.join(dirpath, name)
-                    if name.startswith("."):
-                        continue  # the lock, and files another run is writing (renamed into place soon)
-                    with contextlib.suppress(OSError):
-                        st = os.stat(path)
-                        files.append((st.st_mtime, st.st_size, path))
+            files = self._files()
             total = sum(f[1] for f in files)
             gone = freed = 0
             for _, size, path in sorted(files):

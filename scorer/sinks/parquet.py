@@ -6,7 +6,6 @@ The genre list and the model manifest travel in the file's key-value metadata un
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import os
 from pathlib import Path
@@ -14,6 +13,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ..faults import errno_of
 from ..files import temp_beside
 
 METADATA_KEY = b"scorer"
@@ -81,8 +81,7 @@ def _naming(e: OSError, path: Path) -> OSError:
     """pyarrow's OSErrors name neither the file nor (as an attribute) the errno: both, for the message."""
     if e.filename:
         return e
-    code = e.errno or next((n for n, words in ((errno.ENOSPC, "No space left"), (errno.EACCES, "Permission denied"),
-                                               (errno.EROFS, "Read-only file system")) if words in str(e)), None)
+    code = errno_of(e)
     return OSError(code, os.strerror(code) if code else str(e).splitlines()[0], str(path))
 
 

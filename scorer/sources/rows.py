@@ -38,11 +38,6 @@ def _table(columns: list[str], types: dict[str, pa.DataType], rows: list[dict | 
 
 
 # ------------------------------------------------------------------------------------------ CSV
-def csv_header(path: Path, codec: str) -> list[str]:
-    with open(path, encoding=codec, newline="") as f:
-        return next(csv.reader(f), [])
-
-
 def csv_tables(path: Path, codec: str, chunk_rows: int) -> Iterator[pa.Table]:
     """``codec``: a Python codec (``utf-8-sig`` drops a byte-order mark)."""
     csv.field_size_limit(MAX_FIELD)
@@ -154,12 +149,14 @@ def jsonl_tables(path: Path, codec: str, chunk_rows: int) -> Iterator[pa.Table]:
         for line, obj, parse_error in pending:
             row, error = None, parse_error
             if obj is not None:
-                try:
-                    row = {c: _fits(obj.get(c), types[c]) for c in columns}
-                except ValueError:
-                    bad = next(c for c in columns if _refuses(obj.get(c), types[c]))
-                    error = (f"line {line}: {bad!r} is {_said(obj[bad])}; the column holds {said[types[bad]]} "
-                             "(from the first lines)")
+                row = {}
+                for c in columns:
+                    try:
+                        row[c] = _fits(obj.get(c), types[c])
+                    except ValueError:
+                        row, error = None, (f"line {line}: {c!r} is {_said(obj[c])}; the column holds "
+                                            f"{said[types[c]]} (from the first lines)")
+                        break
             rows.append(row)
             errors.append(error)
         pending.clear()
@@ -182,14 +179,6 @@ def jsonl_tables(path: Path, codec: str, chunk_rows: int) -> Iterator[pa.Table]:
                 yield settle()
     if pending or columns is None:
         yield settle()
-
-
-def _refuses(value: Any, arrow: pa.DataType) -> bool:
-    try:
-        _fits(value, arrow)
-    except ValueError:
-        return True
-    return False
 
 
 def _json_reason(e: ValueError) -> str:
