@@ -242,7 +242,7 @@ def _file_command(name: str, runner: str, input_help: str, doc: str) -> None:
     app.command(name)(command)
 
 
-def _text_encoding(input: Path, given: str | None) -> str | None:
+def _text_encoding(input: Path, given: str | None):
     """The encoding to read a text input with, said on stderr when it was detected rather than UTF-8."""
     from .sources.text import file_encoding
 
@@ -251,7 +251,7 @@ def _text_encoding(input: Path, given: str | None) -> str | None:
     found = file_encoding(input, given)
     if found.detected:
         _log(f"note: {input} is not UTF-8; reading it as {found.name}, detected (give --encoding if that is wrong)")
-    return found.name
+    return found  # the readers take it as found, without reading the file again
 
 
 _file_command("catalog", "run_catalog", "CSV, JSONL or Parquet with a cover_url column (URL or local path).",

@@ -24,6 +24,7 @@ from .run import open_model, run_metadata
 from .score import Scorer, Summary, check_passthrough
 from .sinks.dataset import META_DIR, DatasetSink
 from .sources.catalog import FORMATS, iter_catalog
+from .sources.text import Encoding, file_encoding
 
 
 class ScoreStage:
@@ -41,7 +42,7 @@ class ScoreStage:
         return self.scorer.score(batch)
 
 
-def read_dataset(input: Path, encoding: str | None = None, shard_rows: int = 10_000):
+def read_dataset(input: Path, encoding: str | Encoding | None = None, shard_rows: int = 10_000):
     """The catalog as a Ray dataset. CSV and JSONL go through the local engine's reader on the driver
     (:func:`~scorer.sources.catalog.iter_catalog`: the same columns and types, and a broken line is a
     ``bad_row`` row, not the end of the run); Parquet is read by Ray's workers."""
@@ -56,7 +57,8 @@ def read_dataset(input: Path, encoding: str | None = None, shard_rows: int = 10_
 def run_ray(input: Path, out: str, keep: str | None = None, head: str | None = None, min_prob: float | None = None,
             model_dir: Path | None = None, batch_size: int | None = None, workers: int = 4,
             precision: str | None = None, fetch: FetchOptions | None = None, shard_rows: int = 10_000,
-            actors: int | None = None, tta: str | None = None, encoding: str | None = None, **_ignored) -> Summary:
+            actors: int | None = None, tta: str | None = None, encoding: str | Encoding | None = None,
+            **_ignored) -> Summary:
     """Score ``input`` into the dataset ``out`` on Ray. Everything is checked before Ray starts."""
     import ray  # without the 'ray' extra: ModuleNotFoundError, which scorer.faults turns into the pip install
     import ray.data
@@ -64,6 +66,8 @@ def run_ray(input: Path, out: str, keep: str | None = None, head: str | None = N
     model = open_model(model_dir, head, precision, tta)
     keep_filter = KeepFilter.parse(keep, model.genres, min_prob, model.aliases)
     head_name = head or model.default_head
+    if FORMATS[Path(input).suffix.lower()] != "parquet":
+        encoding = file_encoding(Path(input), encoding)  # once: both readers below take it as found
     schema, _ = iter_catalog(input, 1, encoding)
     check_passthrough(schema.names, model.genres)
     if not ray.is_initialized():

@@ -15,6 +15,7 @@ from .score import Scorer, Summary, check_passthrough
 from .sinks import ParquetSink
 from .sources import links_table, read_links
 from .sources.catalog import iter_catalog
+from .sources.text import Encoding
 
 #: Rows read from a catalog at a time in single-file mode.
 CHUNK_ROWS = 4096
@@ -72,14 +73,14 @@ def score_chunks(chunks: Iterable[pa.Table], out: Path, scorer: Scorer, metadata
     return scorer.summary
 
 
-def run_catalog(input: Path, out: Path, encoding: str | None = None, **options) -> Summary:
+def run_catalog(input: Path, out: Path, encoding: str | Encoding | None = None, **options) -> Summary:
     """Score a catalog file (CSV, JSONL, Parquet) into ``out``, streaming it in chunks; ``encoding`` is the
     text encoding of a CSV or JSONL file (detected when None); ``options`` as for :func:`run_file`."""
     return run_file(lambda path: iter_catalog(path, CHUNK_ROWS, encoding), input, out,
                     base_dir=Path(input).resolve().parent, **options)
 
 
-def run_links(input: Path, out: Path, encoding: str | None = None, **options) -> Summary:
+def run_links(input: Path, out: Path, encoding: str | Encoding | None = None, **options) -> Summary:
     """Score a Bandcamp-study link file; each row keeps its ``label`` (the genre in the file)."""
 
     def read(path: Path) -> tuple[pa.Schema, Iterator[pa.Table]]:

@@ -30,6 +30,7 @@ from .score import Scorer, Summary, append_scores, check_passthrough, peak_rss_m
 from .sinks.dataset import DatasetSink, fingerprint
 from .sources.catalog import iter_catalog
 from .sources.rows import ROW_ERROR
+from .sources.text import Encoding
 
 
 @dataclass
@@ -53,7 +54,7 @@ def run_dataset(input: Path, out: str, keep: str | None = None, head: str | None
                 min_prob: float | None = None, model_dir: Path | None = None, batch_size: int | None = None,
                 workers: int = 4, precision: str | None = None, show_progress: bool | None = None,
                 fetch: FetchOptions | None = None, shard_rows: int = 10_000, rescore: bool = False,
-                tta: str | None = None, encoding: str | None = None) -> RunReport:
+                tta: str | None = None, encoding: str | Encoding | None = None) -> RunReport:
     """Score ``input`` into the dataset folder/URI ``out``. Arguments, the catalog's header and the
     output location are checked before anything is fetched."""
     if shard_rows < 1:

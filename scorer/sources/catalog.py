@@ -15,7 +15,7 @@ import pyarrow as pa
 
 from ..filters import UsageError
 from .rows import ROW_ERROR, csv_tables, jsonl_tables, parquet_tables
-from .text import file_encoding
+from .text import Encoding, file_encoding
 
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl",
            ".parquet": "parquet", ".pq": "parquet"}
@@ -34,46 +34,20 @@ def catalog_format(path: Path) -> str:
     return fmt
 
 
-def text_encoding(path: Path, encoding: str | None = None) -> str:
+def text_encoding(path: Path, encoding: str | Encoding | None = None) -> str:
     """The codec a CSV or JSONL catalog is read with: ``encoding`` if given (checked against the whole
     file), else detected (:mod:`scorer.sources.text`); :class:`UsageError` when it cannot be read."""
     return file_encoding(Path(path), encoding).name
 
 
-def read_catalog(path: Path, encoding: str | None = None) -> pa.Table:
+def read_catalog(path: Path, encoding: str | Encoding | None = None) -> pa.Table:
     """Read the whole catalog (with :data:`~scorer.sources.rows.ROW_ERROR` marking broken rows);
     :class:`UsageError` for a file we cannot read at all."""
     _, chunks = iter_catalog(path, 1 << 20, encoding)
     return pa.concat_tables(list(chunks))
 
 
-_UTF8 = (None, "utf-8", "utf-8-sig")
-
-
-def csv_read_options(codec: str | None = None, block_size: int | None = None):
-    """Arrow reads UTF-8 (a byte-order mark included) itself; other codecs are transcoded."""
-    from pyarrow import csv
-
-    options = {"block_size": block_size} if block_size else {}
-    return csv.ReadOptions(**options) if codec in _UTF8 else csv.ReadOptions(encoding=codec, **options)
-
-
-def csv_convert_options(path: Path, codec: str | None = None):
-    """Every column as text: ids like 007 keep their zeros, and types never surprise."""
-    from pyarrow import csv
-
-    return csv.ConvertOptions(column_types=dict.fromkeys(_csv_header(path, codec), pa.string()),
-                              strings_can_be_null=False)
-
-
-def _csv_header(path: Path, codec: str | None = None) -> list[str]:
-    import csv
-
-    with open(path, newline="", encoding="utf-8-sig" if codec in _UTF8 else codec) as f:
-        return next(csv.reader(f), [])
-
-
-def iter_catalog(path: Path, chunk_rows: int = 10_000, encoding: str | None = None
+def iter_catalog(path: Path, chunk_rows: int = 10_000, encoding: str | Encoding | None = None
                  ) -> tuple[pa.Schema, Iterator[pa.Table]]:
     """The catalog's schema, and its rows as tables of ``chunk_rows`` (with the hidden column
     :data:`~scorer.sources.rows.ROW_ERROR` besides its own). The header (and first chunk)

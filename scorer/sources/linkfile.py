@@ -13,6 +13,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from ..filters import UsageError
+from .text import Encoding, file_encoding
 
 LINK_SUFFIXES = (".tsv",)
 _NAME = re.compile(r"^(?P<genre>[^/\s]+)/(?P<album>[^/\s]+?)(?P<ext>\.[A-Za-z0-9]+)?$")
@@ -42,11 +43,9 @@ def parse_link_line(line: str) -> Link:
     return Link(url, m["genre"], m["album"], name)
 
 
-def read_links(path: Path, max_errors: int = 5, encoding: str | None = None) -> list[Link]:
+def read_links(path: Path, max_errors: int = 5, encoding: str | Encoding | None = None) -> list[Link]:
     """Every link of the file; :class:`UsageError` listing the first bad lines if any. ``encoding`` as
     for catalogs (:func:`scorer.sources.text.file_encoding`: detected when None)."""
-    from .text import file_encoding
-
     path = Path(path)
     if not path.is_file():
         raise UsageError(f"{path}: no such file")

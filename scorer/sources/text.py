@@ -46,8 +46,12 @@ class _Bad:
     reason: str
 
 
-def file_encoding(path: Path, given: str | None = None) -> Encoding:
-    """How to read ``path`` as text; :class:`UsageError` when it cannot be read as any (see module doc)."""
+def file_encoding(path: Path, given: str | Encoding | None = None) -> Encoding:
+    """How to read ``path`` as text; :class:`UsageError` when it cannot be read as any (see module doc).
+    An :class:`Encoding` this function already returned for the file is taken as it is: the file is not
+    read again."""
+    if isinstance(given, Encoding):
+        return given
     if given:
         try:
             name = codecs.lookup(given).name
