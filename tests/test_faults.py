@@ -123,20 +123,21 @@ def scorer(*args):
 """
 
 
-def test_a_full_disk_says_so_and_keeps_the_old_output(sample_covers, tmp_path):
+@pytest.mark.parametrize("free_kb", [40, 1])  # full while rows are written; full before the file's header fits
+def test_a_full_disk_says_so_and_keeps_the_old_output(sample_covers, tmp_path, free_kb):
     catalog = write_catalog(tmp_path / "c.csv", [str(p) for p in sample_covers] * 40)  # 1,600 rows
     result = in_namespace(SCORE + f"""
 small = Path({str(tmp_path / "small")!r}); small.mkdir()
 subprocess.run(["mount", "-t", "tmpfs", "-o", "size=160k", "tmpfs", str(small)], check=True)
 (small / "scored.parquet").write_bytes(b"yesterday's output")
-with open(small / "filler", "wb") as f:  # leave about 40 KB
-    f.write(b"x" * (118 * 1024))
+with open(small / "filler", "wb") as f:  # leave about free_kb KB
+    f.write(b"x" * ((156 - {free_kb}) * 1024))  # 160 KB, less a page for the old output
 code, err = scorer("catalog", {str(catalog)!r}, "--out", small / "scored.parquet", "--json")
 print(json.dumps({{"code": code, "err": err, "files": sorted(p.name for p in small.iterdir()),
                   "old": (small / "scored.parquet").read_bytes().decode()}}))
 """, tmp_path)
     assert result["code"] == 74
-    assert "no space left on the device" in one_line(result["err"])
+    assert f"no space left on the device: {tmp_path / 'small' / 'scored.parquet'};" in one_line(result["err"])
     assert result["files"] == ["filler", "scored.parquet"]  # no temporary file left
     assert result["old"] == "yesterday's output"
 

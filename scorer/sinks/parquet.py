@@ -30,12 +30,12 @@ class ParquetSink:
         self.rows = 0
 
     def write(self, table: pa.Table) -> None:
-        if self._writer is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._tmp = temp_beside(self.path)
-            schema = table.schema.with_metadata({METADATA_KEY: json.dumps(self.metadata).encode()})
-            self._writer = pq.ParquetWriter(self._tmp, schema, compression="zstd")
         try:
+            if self._writer is None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._tmp = temp_beside(self.path)
+                schema = table.schema.with_metadata({METADATA_KEY: json.dumps(self.metadata).encode()})
+                self._writer = pq.ParquetWriter(self._tmp, schema, compression="zstd")  # writes the header: can fail
             self._writer.write_table(table.replace_schema_metadata(self._writer.schema.metadata))
         except OSError as e:
             raise _naming(e, self.path) from e
