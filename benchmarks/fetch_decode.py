@@ -12,7 +12,7 @@ import json
 import time
 from pathlib import Path
 
-from scorer.score import peak_rss_mb
+from scorer.scoring import peak_rss_mb
 
 
 def fetch_decode(links: Path, concurrency: int = 64, per_host: int = 16) -> dict:

@@ -29,10 +29,9 @@ from pathlib import Path
 
 from PIL import Image
 
-from .errors import RowError
+from .errors import RowError, UsageError
 from .fetch import CoverFetcher, FetchOptions
 from .files import atomic_write
-from .filters import UsageError
 from .progress import progress
 from .sources import musicbrainz
 from .sources.musicbrainz import (

@@ -8,7 +8,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from .score import Summary
+from .scoring import Summary
 
 
 def _console() -> Console:

@@ -57,7 +57,7 @@ def decoded(items: Iterable[T], ref: Callable[[T], str], fetcher: CoverFetcher,
     Fetching streams ahead on the fetcher's event loop; decoding runs on ``workers`` threads.
     """
 
-    def work(fetched: tuple[T, bytes | RowError]) -> np.ndarray:
+    def work(fetched: tuple[T, object]) -> np.ndarray:
         data = fetched[1]
         if isinstance(data, RowError):
             raise data

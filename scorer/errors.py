@@ -1,4 +1,6 @@
-"""Error codes every unscored row carries in its ``status`` column, and the exception behind them."""
+"""The errors a caller meets: :class:`UsageError` for a bad argument, and the status codes every unscored row
+carries (with :class:`RowError`, the exception behind them). Imports nothing heavy: ``scorer.UsageError`` is
+cheap to catch."""
 
 from __future__ import annotations
 
@@ -27,6 +29,15 @@ STATUS_CODES = {
     "no_cover": "the album has no cover image",
     "local_file_refused": "a local path or file:// URL, refused by --no-local-files (SCORER_NO_LOCAL_FILES=1)",
 }
+
+
+class UsageError(ValueError):
+    """A bad argument or input, found before any work starts. The message says what is wrong and what is
+    accepted; it is the one the command line prints after ``error:``."""
+
+
+class RunLocked(RuntimeError):
+    """Another run holds the lock of a dataset output (exit code 75: try again later)."""
 
 
 class RowError(Exception):

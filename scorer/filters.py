@@ -7,14 +7,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .errors import UsageError
+
 #: how to get a genre a model lacks (the README section of that name)
 NEW_GENRE_HINT = ("to score a genre this model lacks, train a model on labelled covers of it "
                   "(scorer dataset musicbrainz --genre G ... --out DIR builds a set; scorer train DIR --out MODEL, "
                   "then --model MODEL; see \"Training on your own covers\" in the README)")
-
-
-class UsageError(ValueError):
-    """A bad argument: reported before any work starts."""
 
 
 def genre_key(name: str) -> str:

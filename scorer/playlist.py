@@ -9,11 +9,13 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from .errors import UsageError
 from .fetch import CoverFetcher, FetchOptions
-from .filters import KeepFilter, UsageError
+from .filters import KeepFilter
+from .model import Model
 from .progress import progress
 from .run import check_out, open_model, run_metadata
-from .score import Scorer, Summary
+from .scoring import Scorer, Summary
 from .sinks import ParquetSink
 from .sources import deezer, spotify
 from .sources.tracks import TRACK_COLUMNS, Track
@@ -48,7 +50,7 @@ def resolve(playlist: str) -> tuple[str, str]:
 
 
 def run_playlist(playlist: str, out: Path | None = None, keep: str | None = None, head: str | None = None,
-                 min_prob: float | None = None, model_dir: Path | None = None, user: bool = False,
+                 min_prob: float | None = None, model_dir: Model | Path | str | None = None, user: bool = False,
                  save_as: str | None = None, token_cache: Path | None = None, batch_size: int | None = None,
                  workers: int = 4, precision: str | None = None, show_progress: bool | None = None,
                  fetch: FetchOptions | None = None, tta: str | None = None) -> PlaylistResult:

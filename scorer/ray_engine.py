@@ -2,7 +2,7 @@
 
 Ray reads the catalog (in parallel, by file blocks), an actor pool runs :class:`ScoreStage` —
 which loads the model and opens a cover fetcher once per worker, then calls the very
-:meth:`scorer.score.Scorer.score` the local engine uses — and Ray writes the Parquet dataset.
+:meth:`scorer.scoring.Scorer.score` the local engine uses — and Ray writes the Parquet dataset.
 Install with ``pip install 'scorer[ray]'``; run with ``scorer catalog … --out DIR --engine ray``
 (``RAY_ADDRESS`` picks the cluster; without it a local Ray starts), or submit
 ``jobs/ray_job.py`` with ``ray job submit``.
@@ -20,8 +20,9 @@ import pyarrow as pa
 
 from .fetch import CoverFetcher, FetchOptions
 from .filters import KeepFilter
+from .model import Model
 from .run import open_model, run_metadata
-from .score import Scorer, Summary, check_passthrough
+from .scoring import Scorer, Summary, check_passthrough
 from .sinks.dataset import META_DIR, DatasetSink
 from .sources.catalog import FORMATS, iter_catalog
 from .sources.text import Encoding, file_encoding
@@ -55,7 +56,7 @@ def read_dataset(input: Path, encoding: str | Encoding | None = None, shard_rows
 
 
 def run_ray(input: Path, out: str, keep: str | None = None, head: str | None = None, min_prob: float | None = None,
-            model_dir: Path | None = None, batch_size: int | None = None, workers: int = 4,
+            model_dir: Model | Path | str | None = None, batch_size: int | None = None, workers: int = 4,
             precision: str | None = None, fetch: FetchOptions | None = None, shard_rows: int = 10_000,
             actors: int | None = None, tta: str | None = None, encoding: str | Encoding | None = None,
             **_ignored) -> Summary:
@@ -76,7 +77,7 @@ def run_ray(input: Path, out: str, keep: str | None = None, head: str | None = N
     ds = read_dataset(Path(input).resolve(), encoding, shard_rows)
     scored = ds.map_batches(
         ScoreStage, batch_format="pyarrow", batch_size=min(shard_rows, 4096), concurrency=actors,
-        fn_constructor_kwargs=dict(model_dir=str(model_dir) if model_dir else None, head=head_name,
+        fn_constructor_kwargs=dict(model_dir=str(model.dir), head=head_name,
                                    keep=list(keep_filter.genres), min_prob=keep_filter.min_prob,
                                    fetch=fetch or FetchOptions(), base_dir=str(Path(input).resolve().parent),
                                    batch_size=batch_size, workers=workers,

@@ -7,11 +7,12 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from .errors import UsageError
 from .fetch import CoverFetcher, FetchOptions
-from .filters import KeepFilter, UsageError
+from .filters import KeepFilter
 from .model import ENSEMBLE, PRECISIONS, TTAS, Model
 from .progress import progress
-from .score import Scorer, Summary, check_passthrough
+from .scoring import Scorer, Summary, check_passthrough
 from .sinks import ParquetSink
 from .sources import links_table, read_links
 from .sources.catalog import iter_catalog
@@ -21,16 +22,21 @@ from .sources.text import Encoding
 CHUNK_ROWS = 4096
 
 
-def open_model(model_dir: Path | None, head: str | None, precision: str | None = None,
+def open_model(model_dir: Model | Path | str | None, head: str | None, precision: str | None = None,
                tta: str | None = None) -> Model:
+    """The model to score with (a loaded :class:`Model` is used as it is unless ``precision`` or ``tta`` ask
+    for another variant of it); :class:`UsageError` for anything wrong, checked before any work."""
     if precision is not None and precision not in PRECISIONS:
         raise UsageError(f"--precision {precision}: use one of {', '.join(PRECISIONS)}")
     if tta is not None and tta not in TTAS:
         raise UsageError(f"--tta {tta}: use one of {', '.join(TTAS)}")
-    try:
-        model = Model(model_dir, precision=precision, tta=tta)
-    except ValueError as e:
-        raise UsageError(str(e)) from e
+    if isinstance(model_dir, Model) and precision in (None, model_dir.precision) and tta in (None, model_dir.tta):
+        model = model_dir
+    else:
+        try:
+            model = Model(model_dir.dir if isinstance(model_dir, Model) else model_dir, precision=precision, tta=tta)
+        except (ValueError, FileNotFoundError) as e:
+            raise UsageError(str(e)) from None
     if head is not None and head not in model.head_names:
         raise UsageError(f"unknown head {head!r}; this model has: {', '.join(model.head_names)}")
     return model
@@ -92,7 +98,7 @@ def run_links(input: Path, out: Path, encoding: str | Encoding | None = None, **
 
 def run_file(read: Callable[[Path], tuple[pa.Schema, Iterator[pa.Table]]], input: Path, out: Path,
              keep: str | None = None, head: str | None = None, min_prob: float | None = None,
-             model_dir: Path | None = None, batch_size: int | None = None, workers: int = 4,
+             model_dir: Model | Path | str | None = None, batch_size: int | None = None, workers: int = 4,
              precision: str | None = None, show_progress: bool | None = None, fetch: FetchOptions | None = None,
              base_dir: Path | None = None, tta: str | None = None,
              **metadata) -> Summary:

@@ -22,11 +22,13 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from .errors import UsageError
 from .fetch import CoverFetcher, FetchOptions
-from .filters import KeepFilter, UsageError
+from .filters import KeepFilter
+from .model import Model
 from .progress import progress
 from .run import open_model, run_metadata
-from .score import Scorer, Summary, append_scores, check_passthrough, peak_rss_mb
+from .scoring import Scorer, Summary, append_scores, check_passthrough, peak_rss_mb
 from .sinks.dataset import DatasetSink, fingerprint
 from .sources.catalog import iter_catalog
 from .sources.rows import ROW_ERROR
@@ -51,9 +53,10 @@ class RunReport:
 
 
 def run_dataset(input: Path, out: str, keep: str | None = None, head: str | None = None,
-                min_prob: float | None = None, model_dir: Path | None = None, batch_size: int | None = None,
-                workers: int = 4, precision: str | None = None, show_progress: bool | None = None,
-                fetch: FetchOptions | None = None, shard_rows: int = 10_000, rescore: bool = False,
+                min_prob: float | None = None, model_dir: Model | Path | str | None = None,
+                batch_size: int | None = None, workers: int = 4, precision: str | None = None,
+                show_progress: bool | None = None, fetch: FetchOptions | None = None, shard_rows: int = 10_000,
+                rescore: bool = False,
                 tta: str | None = None, encoding: str | Encoding | None = None) -> RunReport:
     """Score ``input`` into the dataset folder/URI ``out``. Arguments, the catalog's header and the
     output location are checked before anything is fetched."""

@@ -67,7 +67,7 @@ def test_peak_rss_is_the_process_own_not_its_parents():
     """``ru_maxrss`` survives exec: a job started by a big parent would report the parent's peak."""
     big = bytearray(400 * 1024 * 1024)
     big[::4096] = b"\x01" * len(big[::4096])  # touch every page
-    code = "from scorer.score import peak_rss_mb; print(peak_rss_mb())"
+    code = "from scorer.scoring import peak_rss_mb; print(peak_rss_mb())"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert 5 < float(out.stdout) < 300
     del big

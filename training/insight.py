@@ -15,9 +15,9 @@ import numpy as np
 
 import scorer
 from scorer.decode import IMAGE_SIZE, decode_image
+from scorer.errors import UsageError
 from scorer.featurize import ColourFeaturizer, OnnxFeaturizer
 from scorer.fetch import FetchOptions
-from scorer.filters import UsageError
 from scorer.insight.occlusion import occlusion_map, overlay
 from scorer.insight.page import Page, ReportDir, Section, check_out_dir, esc, filter_bar, table
 from scorer.insight.project import check_projection, project

@@ -5,6 +5,8 @@
 so memory stays flat however long the input. ``ref(item)`` is an http(s) URL, a ``file://``
 URL or a local path. HTTP runs on an aiohttp event loop in a background thread (see
 :mod:`scorer.fetch.http` for limits, retries and safety); local files are read on threads.
+Images a caller already holds (``scorer.score`` takes bytes, PIL images and numpy arrays) are
+registered in :attr:`CoverFetcher.memory` under a ``memory:`` ref and handed on as they are.
 """
 
 from __future__ import annotations
@@ -23,7 +25,10 @@ from .http import MAX_BYTES, FetchOptions, HttpFetcher
 from .local import local_path, read_local
 
 T = TypeVar("T")
-Result = bytes | RowError
+#: bytes fetched or read, or (from :attr:`CoverFetcher.memory`) an image object the decoder takes as it is
+Result = object
+#: the scheme of refs to :attr:`CoverFetcher.memory`; never a cover URL of a catalog (unknown there: bad_url)
+MEMORY = "memory:"
 
 
 class CoverFetcher:
@@ -34,6 +39,8 @@ class CoverFetcher:
         if cache is None and self.options.cache:
             cache = CoverCache.default(self.options.cache_max_bytes)
         self.cache = cache
+        #: ``{"memory:…": image}``: covers already in memory, filled and emptied by the caller
+        self.memory: dict[str, object] = {}
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="scorer-fetch", daemon=True)
         self._thread.start()
@@ -43,10 +50,12 @@ class CoverFetcher:
     def _call(self, coro) -> Future:
         return asyncio.run_coroutine_threadsafe(coro, self._loop)
 
-    async def get(self, ref: str) -> bytes:
+    async def get(self, ref: str) -> object:
         ref = (ref or "").strip()
         if not ref:
             raise RowError("missing_url", "cover_url is empty")
+        if ref.startswith(MEMORY) and ref in self.memory:
+            return self.memory[ref]
         scheme = ref.split(":", 1)[0].lower() if ":" in ref else ""
         if scheme in ("http", "https"):
             return await self._http.fetch(ref)
@@ -104,4 +113,4 @@ class CoverFetcher:
         self.close()
 
 
-__all__ = ["MAX_BYTES", "CoverCache", "CoverFetcher", "FetchOptions", "default_cache_root"]
+__all__ = ["MAX_BYTES", "MEMORY", "CoverCache", "CoverFetcher", "FetchOptions", "default_cache_root"]

@@ -20,9 +20,8 @@ import pyarrow.parquet as pq
 
 from ..calibration import expected_calibration_error, reliability
 from ..decode import decode_image
-from ..errors import RowError
+from ..errors import RowError, UsageError
 from ..fetch import CoverCache, CoverFetcher, FetchOptions
-from ..filters import UsageError
 from ..sinks.dataset import META_DIR
 from ..sinks.parquet import METADATA_KEY
 from .page import Page, ReportDir, Section, esc, filter_bar, genre_colour, prob_bars, select_filter, table

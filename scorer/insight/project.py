@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..filters import UsageError
+from ..errors import UsageError
 
 PROJECTIONS = ("pca", "tsne", "umap")
 

@@ -27,8 +27,8 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from ..errors import RunLocked, UsageError
 from ..faults import OutputUnavailable, explain
-from ..filters import UsageError
 from .parquet import METADATA_KEY
 
 PART = "part-{:05d}.parquet"
@@ -180,10 +180,6 @@ class DatasetSink:
             yield
         finally:
             os.close(fd)  # closing releases the lock, also when the process is killed
-
-
-class RunLocked(RuntimeError):
-    """Another run holds the output's lock."""
 
 
 def fingerprint(table: pa.Table) -> str:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from ..filters import UsageError
+from ..errors import UsageError
 from .rows import ROW_ERROR, csv_tables, jsonl_tables, parquet_tables
 from .text import Encoding, file_encoding
 

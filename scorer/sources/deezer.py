@@ -16,8 +16,7 @@ from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import SplitResult, urlsplit
 
-from ..errors import RowError
-from ..filters import UsageError
+from ..errors import RowError, UsageError
 from .tracks import Track, shown, smallest_at_least
 
 NAME = "deezer"

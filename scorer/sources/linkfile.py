@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from ..filters import UsageError
+from ..errors import UsageError
 from .text import Encoding, file_encoding
 
 LINK_SUFFIXES = (".tsv",)

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from .. import __version__
-from ..filters import UsageError
+from ..errors import UsageError
 
 NAME = "musicbrainz"
 DEFAULT_API_URL = "https://musicbrainz.org/ws/2/"

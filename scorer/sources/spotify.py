@@ -19,8 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from ..errors import RowError
-from ..filters import UsageError
+from ..errors import RowError, UsageError
 from .tracks import Track, shown, smallest_at_least
 
 if TYPE_CHECKING:

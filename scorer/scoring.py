@@ -13,9 +13,9 @@ import numpy as np
 import pyarrow as pa
 
 from .engine import batched, decoded, stack_images
-from .errors import RowError
+from .errors import RowError, UsageError
 from .fetch import CoverFetcher
-from .filters import KeepFilter, UsageError
+from .filters import KeepFilter
 from .model import Model
 from .sources.rows import ROW_ERROR
 
