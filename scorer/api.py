@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
 
 from .errors import UsageError
-from .options import Options, check_number, keep_text, single_threaded_blas
+from .options import Options, check_min_prob, check_number, keep_text, single_threaded_blas
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -153,8 +153,7 @@ class _Run:
         from .filters import KeepFilter
         from .run import open_model
 
-        if min_prob is not None:
-            check_number("--min-prob", min_prob, 0.0, 1.0, whole=False)
+        check_min_prob(min_prob)
         fetch = options.check().fetch()
         m = open_model(model, head, options.precision, options.tta)
         keep_filter = KeepFilter.parse(keep_text(keep), m.genres, min_prob, m.aliases)
@@ -311,6 +310,7 @@ def _score_file(kind: str, input, out, keep, min_prob, head, model, engine: str,
     from . import run
 
     input, out = Path(input), os.fspath(out)
+    check_min_prob(min_prob)
     options.check()
     fetch = options.fetch()
     dataset = not out.lower().endswith((".parquet", ".pq"))
@@ -375,8 +375,7 @@ def score_playlist(playlist: str, *, keep: str | Sequence[str] | None = None, mi
 
     logging.getLogger("spotipy.client").setLevel(logging.CRITICAL)  # its HTTP errors become our messages
     settings = Options.of(options).check()
-    if min_prob is not None:
-        check_number("--min-prob", min_prob, 0.0, 1.0, whole=False)
+    check_min_prob(min_prob)
     result = run_playlist(playlist, Path(out) if out is not None else None, keep=keep_text(keep), head=head,
                           min_prob=min_prob, model_dir=model, user=user, save_as=save_playlist,
                           token_cache=Path(token_cache) if token_cache is not None else None,

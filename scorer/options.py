@@ -35,6 +35,12 @@ def check_number(flag: str, value: Any, low: float, high: float | None = None, w
         raise UsageError(f"{flag} {value!r}: give {kind} {span}")
 
 
+def check_min_prob(value: Any) -> None:
+    """``--min-prob`` is a number; its range is the keep filter's to check, with the command line's message."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value)):
+        raise UsageError(f"--min-prob {value!r}: give a number between 0 and 1")
+
+
 def keep_text(keep: str | Sequence[str] | None) -> str | None:
     """``keep`` as the command line spells it: ``"rock,pop"`` or ``["rock", "pop"]``."""
     if keep is None or isinstance(keep, str):

@@ -225,6 +225,7 @@ def test_usage_errors_say_what_the_command_line_says_before_any_fetch(albums, st
         (dict(keep="indie"), ["--keep", "indie"]),
         (dict(head="nope"), ["--head", "nope"]),
         (dict(min_prob=0.5), ["--min-prob", "0.5"]),
+        (dict(keep="rock", min_prob=1.5), ["--keep", "rock", "--min-prob", "1.5"]),
         (dict(precision="fp16"), ["--precision", "fp16"]),
         (dict(model=str(tmp_path)), ["--model", str(tmp_path)]),
         (dict(cache_max_size="lots"), ["--cache-max-size", "lots"]),
@@ -240,6 +241,7 @@ def test_usage_errors_say_what_the_command_line_says_before_any_fetch(albums, st
         (dict(concurrency=0), "--concurrency 0: give a whole number from 1 to 1024"),
         (dict(timeout=-1), "--timeout -1: give a number of at least 0.1"),
         (dict(keep=["rock", 3]), "--keep ['rock', 3]: give genre names"),
+        (dict(keep="rock", min_prob="0.5"), "--min-prob '0.5': give a number between 0 and 1"),
         (dict(batch_size=2.5), "--batch-size 2.5: give a whole number from 1 to 1024"),
     ]:
         with pytest.raises(scorer.UsageError, match=re.escape(message)):
