@@ -146,6 +146,7 @@ class _Run:
     keep: Any  # KeepFilter
     options: Options
     fetch: Any  # FetchOptions
+    input: str | None = None  # a catalog file's path: relative cover paths are relative to its folder
 
     @classmethod
     def open(cls, keep, min_prob, head, model, options: Options) -> _Run:
@@ -162,7 +163,7 @@ class _Run:
     def attrs(self) -> dict:
         from .run import run_metadata
 
-        meta = run_metadata(self.model, self.head, self.keep)
+        meta = run_metadata(self.model, self.head, self.keep, **({"input": self.input} if self.input else {}))
         return {k: v for k, v in meta.items() if k != "model"}  # the whole manifest is the model's: .info()
 
     def chunks(self, covers: Covers, chunk_rows: int, encoding: str | None, arrow: bool,
@@ -178,6 +179,7 @@ class _Run:
             schema, tables = iter_catalog(path, chunk_rows, encoding)
             columns: list[str] = schema.names
             base_dir = path.resolve().parent
+            self.input = str(path.resolve())
             source: Iterator[Any] = tables
         else:
             check_covers(covers)
@@ -427,19 +429,24 @@ def train(data: Data, out: str | os.PathLike, *, folds: int = 5, seed: int = 0, 
                                       featurizer=_path(featurizer), log=log, fetch=fetch, group_by=group_by)
 
 
-def report(input: str | os.PathLike, out: str | os.PathLike, *, folds: int = 5, seed: int = 0,
+def report(input: str | os.PathLike | pd.DataFrame, out: str | os.PathLike, *, folds: int = 5, seed: int = 0,
            heads: str | None = None, per_genre: int | None = None, grid: int = 12, activations: int = 6,
            activation_head: str | None = None, projection: str = "pca", evaluation: str | os.PathLike | None = None,
            featurizer: str | os.PathLike | None = None, limit: int = 600, log: Log = None,
            **options: Any) -> Path:
     """``scorer report``: write an HTML report to ``out`` and return the path of its ``index.html``.
 
-    ``input`` is a scored output (the Parquet file or dataset folder of :func:`score_catalog`,
-    :func:`score_links` or :func:`score_playlist`): a gallery of covers with their genres. Or
-    labelled covers (as for :func:`evaluate`; needs the ``train`` extra): sight-check grids, CV figures,
-    an embedding map and activation maps."""
+    ``input`` is a scored output (a DataFrame that :func:`score` returned, or the Parquet file or
+    dataset folder of :func:`score_catalog`, :func:`score_links` or :func:`score_playlist`): a
+    gallery of covers with their genres. Or labelled covers (as for :func:`evaluate`; needs the
+    ``train`` extra): sight-check grids, CV figures, an embedding map and activation maps."""
     from .insight.gallery import is_scored_output
 
+    if hasattr(input, "attrs") and hasattr(input, "columns"):  # a DataFrame of scorer.score
+        from .insight.gallery import frame_report
+
+        check_number("--limit", limit, 1)
+        return frame_report(input, Path(out), limit=limit, seed=seed, fetch=_training_fetch(options), log=log)
     input = Path(input)
     if not input.exists():
         raise UsageError(f"{input}: no such file or folder")

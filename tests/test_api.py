@@ -315,6 +315,19 @@ def test_the_other_commands_are_functions(model, tmp_path, sample_covers):
     assert index == tmp_path / "report" / "index.html" and index.is_file()
     with pytest.raises(scorer.UsageError, match="no such file or folder"):
         scorer.report(tmp_path / "missing.parquet", tmp_path / "r2")
+    # a scored DataFrame, straight from score(): covers in memory are drawn as they were given
+    scored = scorer.score(pd.DataFrame({"title": ["on disk", "in memory", "nowhere"],
+                                        "cover_url": [sample_covers[0], Image.open(sample_covers[1]), "gone.jpg"]}),
+                          keep="rock", model=model)
+    index = scorer.report(scored, tmp_path / "frame-report")
+    html = index.read_text()
+    tiles = html.split('<div class="tile')[1:]
+    drawn = [(re.search(r'<div class="t">([^<]*)</div>', t).group(1), "<img " in t.split('<div class="t">')[0])
+             for t in tiles]
+    assert drawn == [("on disk", True), ("in memory", True), ("nowhere", False)]
+    assert len(list((tmp_path / "frame-report").rglob("c-*"))) == 2
+    with pytest.raises(scorer.UsageError, match="not returned by scorer.score"):
+        scorer.report(pd.DataFrame({"cover_url": ["x"]}), tmp_path / "r3")
     info = scorer.cache_info()
     assert set(info["parts"]) >= {"covers", "features"}
     gone = scorer.clear_cache()
@@ -370,6 +383,7 @@ def test_readme_python_section_runs_as_written(tmp_path, sample_covers, store, n
     assert result["kept"] == result["kept_rows"]  # the chunked run keeps what the whole one kept
     assert store.hits["golden-hour.jpg"] > before
     assert "unknown genre(s) in --keep: indie" in out.stdout  # the last block prints the UsageError
+    assert (tmp_path / "albums-report" / "index.html").is_file()
 
 
 def test_readme_api_reference_is_current():

@@ -91,27 +91,61 @@ def scored_report(source: Path, out: Path, limit: int = 600, seed: int = 0, fetc
     """Write the report of a scored output to ``out``; returns the path of ``index.html``."""
     with ReportDir(out) as report:  # refuses a bad --out before the input is read
         table, meta = read_scored(source)
-        genres: list[str] = list(meta["genres"])
-        rows = table.to_pylist()
-        page = Page(f"Scored covers: {Path(source).name}", {
-            "input": meta.get("input", ""), "output": str(source), "rows": len(rows),
-            "model": meta.get("model_version") or (meta.get("model") or {}).get("version", ""),
-            "head": meta.get("head", ""), "keep": ", ".join(meta.get("keep") or []) or "(none)",
-            **({"min prob": meta["min_prob"]} if meta.get("min_prob") is not None else {})})
-        page.add(Section("summary", "Summary", _summary(rows, genres)))
-        calibration = _model_calibration(meta)
-        if calibration:
-            page.add(Section("calibration", "Calibration", calibration))
-        if "label" in table.column_names:
-            labelled = [r for r in rows if r["status"] == "ok" and r.get("label") in genres]
-            if labelled:
-                page.add(Section("labels", "Predictions against the input's labels", _against_labels(labelled, genres)))
-        shown = _sample(len(rows), limit, seed)
-        if log:
-            log(f"drawing {len(shown)} of {len(rows)} rows")
-        thumbs = _thumbnails([rows[i]["cover_url"] for i in shown], _resolver(source, meta), report, fetch)
-        page.add(Section("gallery", "Covers", _gallery([(i, rows[i]) for i in shown], genres, thumbs, len(rows))))
-        return report.finish(page.render())
+        return _write(report, table, meta, Path(source).name, str(source), _resolver(source, meta), {}, limit, seed,
+                      fetch, log)
+
+
+def frame_report(frame, out: Path, limit: int = 600, seed: int = 0, fetch: FetchOptions | None = None,
+                 log: Callable[[str], None] | None = None) -> Path:
+    """The report of a DataFrame that ``scorer.score`` returned (its ``attrs["scorer"]`` names the genres, head
+    and filter); covers given as images in memory are shown as they were given."""
+    from ..sources.memory import cover_refs
+
+    meta = frame.attrs.get("scorer") or {}
+    if "genres" not in meta:
+        raise UsageError("the DataFrame was not returned by scorer.score (no attrs['scorer']); give a scored "
+                         "DataFrame, or the Parquet output of scorer catalog, links or playlist")
+    missing = {"status", "genre", "kept", "cover_url"} - {str(c) for c in frame.columns}
+    if missing:
+        raise UsageError(f"the DataFrame lacks column(s) {', '.join(sorted(missing))}")
+    with ReportDir(out) as report:
+        memory: dict[str, object] = {}
+        refs, _ = cover_refs(frame["cover_url"].tolist(), memory)
+        columns = {}
+        for name in frame.columns:  # what Arrow can hold; the gallery shows titles, artists and scores
+            try:
+                columns[str(name)] = pa.array(frame[name].tolist(), from_pandas=True)
+            except (pa.ArrowException, TypeError, ValueError):
+                continue
+        columns["cover_url"] = pa.array(refs, pa.string())
+        return _write(report, pa.table(columns), meta, "a DataFrame", "(in memory)", _resolver(Path.cwd(), meta),
+                      memory, limit, seed, fetch, log)
+
+
+def _write(report: ReportDir, table: pa.Table, meta: dict, name: str, source: str, resolve: Callable[[str], str],
+           memory: dict[str, object], limit: int, seed: int, fetch: FetchOptions | None,
+           log: Callable[[str], None] | None) -> Path:
+    genres: list[str] = list(meta["genres"])
+    rows = table.to_pylist()
+    page = Page(f"Scored covers: {name}", {
+        "input": meta.get("input", ""), "output": source, "rows": len(rows),
+        "model": meta.get("model_version") or (meta.get("model") or {}).get("version", ""),
+        "head": meta.get("head", ""), "keep": ", ".join(meta.get("keep") or []) or "(none)",
+        **({"min prob": meta["min_prob"]} if meta.get("min_prob") is not None else {})})
+    page.add(Section("summary", "Summary", _summary(rows, genres)))
+    calibration = _model_calibration(meta)
+    if calibration:
+        page.add(Section("calibration", "Calibration", calibration))
+    if "label" in table.column_names:
+        labelled = [r for r in rows if r["status"] == "ok" and r.get("label") in genres]
+        if labelled:
+            page.add(Section("labels", "Predictions against the input's labels", _against_labels(labelled, genres)))
+    shown = _sample(len(rows), limit, seed)
+    if log:
+        log(f"drawing {len(shown)} of {len(rows)} rows")
+    thumbs = _thumbnails([rows[i]["cover_url"] for i in shown], resolve, report, fetch, memory)
+    page.add(Section("gallery", "Covers", _gallery([(i, rows[i]) for i in shown], genres, thumbs, len(rows))))
+    return report.finish(page.render())
 
 
 def _sample(n: int, limit: int, seed: int) -> list[int]:
@@ -187,7 +221,7 @@ def _model_calibration(meta: dict) -> str:
 
 
 def _thumbnails(refs: list[str], resolve: Callable[[str], str], report: ReportDir,
-                fetch: FetchOptions | None) -> dict[str, str]:
+                fetch: FetchOptions | None, memory: dict[str, object]) -> dict[str, str]:
     """``ref → img path`` for every cover that could be read, or ``ref → "!reason"``; each cover once.
 
     A cover in the cover cache is shown as cached, without asking its server again: it is the
@@ -209,6 +243,7 @@ def _thumbnails(refs: list[str], resolve: Callable[[str], str], report: ReportDi
         yield from fetcher.stream(missing, resolve)
 
     with CoverFetcher(fetch, cache=cache) as fetcher:
+        fetcher.memory.update(memory)
         for ref, got in cached_or_fetched(fetcher):
             if isinstance(got, RowError):
                 out[ref] = f"!{got.code}: {got.message}"
