@@ -133,6 +133,12 @@ def iter_scores(covers: Covers, *, keep: str | Sequence[str] | None = None, min_
     options = Options(allow_private_hosts, concurrency, per_host, timeout, retries, cache, cache_max_size,
                       no_local_files, precision, tta, batch_size, workers)
     check_number("chunk_rows", chunk_rows, 1)
+    if isinstance(covers, (str, os.PathLike)):  # what covers are is checked before the model loads
+        _catalog_path(covers)
+    else:
+        from .sources.memory import check_covers
+
+        check_covers(covers)
     run = _Run.open(keep, min_prob, head, model, options)
     return run.chunks(covers, chunk_rows, encoding, arrow, progress)
 
@@ -169,7 +175,7 @@ class _Run:
     def chunks(self, covers: Covers, chunk_rows: int, encoding: str | None, arrow: bool,
                progress: bool) -> ScoreChunks:
         from .scoring import Scorer, check_passthrough
-        from .sources.memory import check_covers, frame_chunks
+        from .sources.memory import frame_chunks
 
         base_dir = None
         if isinstance(covers, (str, os.PathLike)):
@@ -182,7 +188,6 @@ class _Run:
             self.input = str(path.resolve())
             source: Iterator[Any] = tables
         else:
-            check_covers(covers)
             source = frame_chunks(covers, chunk_rows)
             first = next(source)  # checks the DataFrame's columns now, not at the first chunk
             columns = [str(c) for c in first.columns]
