@@ -260,6 +260,7 @@ def _score_frame(scorer, fetcher, chunk: pd.DataFrame, arrow: bool, advance: Cal
         fetcher.memory.clear()
     scores = table.drop_columns([URL_COLUMN])
     if arrow:
+        assert passthrough is not None
         for name, column in zip(scores.column_names, scores.columns):
             passthrough = passthrough.append_column(name, column)
         return passthrough
@@ -484,8 +485,8 @@ def dataset_musicbrainz(genres: str | Sequence[str], out: str | os.PathLike, *, 
     fetch = Options(allow_private_hosts=allow_private_hosts, concurrency=4, per_host=4, timeout=timeout, retries=5,
                     cache=cache, cache_max_size=cache_max_size).check().fetch()
     names = [genres] if isinstance(genres, str) else list(genres)
-    return build_musicbrainz(names, per_genre, out, contact, per_artist=per_artist, fetch=fetch, interval=interval,
-                             log=log)
+    return build_musicbrainz(names, per_genre, Path(out), contact, per_artist=per_artist, fetch=fetch,
+                             interval=interval, log=log)
 
 
 def cache_info() -> dict:
@@ -501,7 +502,8 @@ def prune_cache(max_size: str | int | None = None) -> dict:
     from .fetch.cache import CoverCache, default_max_bytes, parse_size
 
     try:
-        bound = parse_size(max_size) if max_size is not None else default_max_bytes()
+        bound = parse_size(max_size) if max_size is not None else None
+        bound = default_max_bytes() if bound is None else bound
     except ValueError as e:
         raise UsageError(f"--max-size: {e}" if max_size is not None else str(e)) from None
     cache = CoverCache.default(bound)

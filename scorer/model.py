@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from functools import cached_property
 from pathlib import Path
 
@@ -43,7 +44,7 @@ def shipped_models() -> list[str]:
     return sorted(p.name for p in root.iterdir() if (p / "manifest.json").is_file())
 
 
-def resolve_model_dir(model: Path | str | None) -> Path:
+def resolve_model_dir(model: str | os.PathLike | None) -> Path:
     """``--model``: a model directory, or the name of a shipped model (``scorer info`` lists them)."""
     if model is None:
         return default_model_dir()
@@ -61,7 +62,7 @@ def shipped_featurizer() -> Path:
 class Model:
     """Genres, featurizers and heads of one trained model."""
 
-    def __init__(self, directory: Path | str | None = None, threads: int | None = None,
+    def __init__(self, directory: str | os.PathLike | None = None, threads: int | None = None,
                  precision: str | None = None, tta: str | None = None):
         self.dir = resolve_model_dir(directory)
         manifest_path = self.dir / "manifest.json"

@@ -4,6 +4,7 @@ once. Each service is a module of ``sources`` that parses its links and yields :
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,7 +51,7 @@ def resolve(playlist: str) -> tuple[str, str]:
 
 
 def run_playlist(playlist: str, out: Path | None = None, keep: str | None = None, head: str | None = None,
-                 min_prob: float | None = None, model_dir: Model | Path | str | None = None, user: bool = False,
+                 min_prob: float | None = None, model_dir: Model | str | os.PathLike | None = None, user: bool = False,
                  save_as: str | None = None, token_cache: Path | None = None, batch_size: int | None = None,
                  workers: int = 4, precision: str | None = None, show_progress: bool | None = None,
                  fetch: FetchOptions | None = None, tta: str | None = None) -> PlaylistResult:

@@ -56,7 +56,7 @@ def read_dataset(input: Path, encoding: str | Encoding | None = None, shard_rows
 
 
 def run_ray(input: Path, out: str, keep: str | None = None, head: str | None = None, min_prob: float | None = None,
-            model_dir: Model | Path | str | None = None, batch_size: int | None = None, workers: int = 4,
+            model_dir: Model | str | os.PathLike | None = None, batch_size: int | None = None, workers: int = 4,
             precision: str | None = None, fetch: FetchOptions | None = None, shard_rows: int = 10_000,
             actors: int | None = None, tta: str | None = None, encoding: str | Encoding | None = None,
             **_ignored) -> Summary:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from .sources.text import Encoding
 CHUNK_ROWS = 4096
 
 
-def open_model(model_dir: Model | Path | str | None, head: str | None, precision: str | None = None,
+def open_model(model_dir: Model | str | os.PathLike | None, head: str | None, precision: str | None = None,
                tta: str | None = None) -> Model:
     """The model to score with (a loaded :class:`Model` is used as it is unless ``precision`` or ``tta`` ask
     for another variant of it); :class:`UsageError` for anything wrong, checked before any work."""
@@ -98,7 +99,7 @@ def run_links(input: Path, out: Path, encoding: str | Encoding | None = None, **
 
 def run_file(read: Callable[[Path], tuple[pa.Schema, Iterator[pa.Table]]], input: Path, out: Path,
              keep: str | None = None, head: str | None = None, min_prob: float | None = None,
-             model_dir: Model | Path | str | None = None, batch_size: int | None = None, workers: int = 4,
+             model_dir: Model | str | os.PathLike | None = None, batch_size: int | None = None, workers: int = 4,
              precision: str | None = None, show_progress: bool | None = None, fetch: FetchOptions | None = None,
              base_dir: Path | None = None, tta: str | None = None,
              **metadata) -> Summary:

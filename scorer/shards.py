@@ -14,6 +14,7 @@ Memory holds one shard (plus the bounded decode/fetch windows), whatever the cat
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -53,7 +54,7 @@ class RunReport:
 
 
 def run_dataset(input: Path, out: str, keep: str | None = None, head: str | None = None,
-                min_prob: float | None = None, model_dir: Model | Path | str | None = None,
+                min_prob: float | None = None, model_dir: Model | str | os.PathLike | None = None,
                 batch_size: int | None = None, workers: int = 4, precision: str | None = None,
                 show_progress: bool | None = None, fetch: FetchOptions | None = None, shard_rows: int = 10_000,
                 rescore: bool = False,
