@@ -88,22 +88,15 @@ class Options:
         return self
 
     def fetch(self) -> FetchOptions:
-        return fetch_options(self.allow_private_hosts, self.concurrency, self.per_host, self.timeout, self.retries,
-                             self.cache, local_files=not self.no_local_files, cache_max_size=self.cache_max_size)
+        """How covers are fetched, from these options; a bad ``--cache-max-size`` is a :class:`UsageError`."""
+        from .fetch import FetchOptions
+        from .fetch.cache import default_max_bytes, parse_size
 
-
-def fetch_options(allow_private_hosts: bool = False, concurrency: int = 64, per_host: int = 16,
-                  timeout: float = 60.0, retries: int = 3, cache: bool = True, local_files: bool = True,
-                  cache_max_size: str | int | None = None) -> FetchOptions:
-    """How covers are fetched, from the flags' values; a bad ``--cache-max-size`` is a :class:`UsageError`."""
-    from .fetch import FetchOptions
-    from .fetch.cache import default_max_bytes, parse_size
-
-    try:
-        max_bytes = parse_size(cache_max_size) if cache_max_size is not None else default_max_bytes()
-    except ValueError as e:
-        raise UsageError(f"--cache-max-size: {e}" if cache_max_size is not None else str(e)) from None
-    return FetchOptions(concurrency=concurrency, per_host=per_host, deadline=timeout, retries=retries,
-                        allow_private_hosts=allow_private_hosts, cache=cache, local_files=local_files,
-                        cache_max_bytes=max_bytes,
-                        connect_timeout=min(10.0, timeout), read_timeout=min(20.0, timeout))
+        try:
+            max_bytes = parse_size(self.cache_max_size) if self.cache_max_size is not None else default_max_bytes()
+        except ValueError as e:
+            raise UsageError(f"--cache-max-size: {e}" if self.cache_max_size is not None else str(e)) from None
+        return FetchOptions(concurrency=self.concurrency, per_host=self.per_host, deadline=self.timeout,
+                            retries=self.retries, allow_private_hosts=self.allow_private_hosts, cache=self.cache,
+                            local_files=not self.no_local_files, cache_max_bytes=max_bytes,
+                            connect_timeout=min(10.0, self.timeout), read_timeout=min(20.0, self.timeout))
