@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
 
 from .errors import UsageError
-from .options import Options, check_min_prob, check_number, keep_text, single_threaded_blas
+from .options import Options, cache_bound, check_min_prob, check_number, keep_text, single_threaded_blas
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -133,14 +133,15 @@ def iter_scores(covers: Covers, *, keep: str | Sequence[str] | None = None, min_
     options = Options(allow_private_hosts, concurrency, per_host, timeout, retries, cache, cache_max_size,
                       no_local_files, precision, tta, batch_size, workers)
     check_number("chunk_rows", chunk_rows, 1)
-    if isinstance(covers, (str, os.PathLike)):  # what covers are is checked before the model loads
-        _catalog_path(covers)
+    path = None  # what covers are is checked before the model loads
+    if isinstance(covers, (str, os.PathLike)):
+        path = _catalog_path(covers)
     else:
         from .sources.memory import check_covers
 
         check_covers(covers)
     run = _Run.open(keep, min_prob, head, model, options)
-    return run.chunks(covers, chunk_rows, encoding, arrow, progress)
+    return run.chunks(path if path is not None else covers, chunk_rows, encoding, arrow, progress)
 
 
 @dataclass
@@ -174,12 +175,13 @@ class _Run:
 
     def chunks(self, covers: Covers, chunk_rows: int, encoding: str | None, arrow: bool,
                progress: bool) -> ScoreChunks:
+        """``covers`` as :func:`iter_scores` checked them: a catalog file's :class:`Path`, or in-memory covers."""
         from .scoring import Scorer, check_passthrough
         from .sources.memory import frame_chunks
 
         base_dir = None
-        if isinstance(covers, (str, os.PathLike)):
-            path = _catalog_path(covers)
+        if isinstance(covers, Path):
+            path = covers
             from .sources.catalog import iter_catalog
 
             schema, tables = iter_catalog(path, chunk_rows, encoding)
@@ -499,13 +501,9 @@ def cache_info() -> dict:
 def prune_cache(max_size: str | int | None = None) -> dict:
     """``scorer cache prune``: delete the least recently used covers until the cover cache is within
     ``max_size`` (e.g. ``"20GB"``; default: its bound). Returns what was deleted and what is left."""
-    from .fetch.cache import CoverCache, default_max_bytes, parse_size
+    from .fetch.cache import CoverCache
 
-    try:
-        bound = parse_size(max_size) if max_size is not None else None
-        bound = default_max_bytes() if bound is None else bound
-    except ValueError as e:
-        raise UsageError(f"--max-size: {e}" if max_size is not None else str(e)) from None
+    bound = cache_bound("--max-size", max_size)
     cache = CoverCache.default(bound)
     left = cache.prune(bound)
     return {"root": str(cache.root), "files": cache.pruned.files, "bytes": cache.pruned.bytes, "left_bytes": left,

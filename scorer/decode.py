@@ -40,6 +40,7 @@ def decode_image(data: InMemory, size: int = IMAGE_SIZE) -> np.ndarray:
         if not data:
             raise RowError("not_an_image", "empty file")
         img = Image.open(io.BytesIO(data))
+        # draft shrinks the size _prepare checks, so a JPEG over the limit is left whole for it to refuse
         if img.width * img.height <= MAX_PIXELS and img.format == "JPEG":
             img.draft("RGB", (size, size))
         return _prepare(img, size)

@@ -41,6 +41,18 @@ def check_min_prob(value: Any) -> None:
         raise UsageError(f"--min-prob {value!r}: give a number between 0 and 1")
 
 
+def cache_bound(flag: str, value: str | int | None) -> int:
+    """The cover cache's bound in bytes: ``value`` (e.g. ``"20GB"``), or ``$SCORER_CACHE_MAX_SIZE`` / 10 GB when
+    None; a bad size is a :class:`UsageError` naming ``flag`` (or the variable, when that is what is wrong)."""
+    from .fetch.cache import default_max_bytes, parse_size
+
+    try:
+        bound = parse_size(value) if value is not None else None
+        return default_max_bytes() if bound is None else bound
+    except ValueError as e:
+        raise UsageError(f"{flag}: {e}" if value is not None else str(e)) from None
+
+
 def keep_text(keep: str | Sequence[str] | None) -> str | None:
     """``keep`` as the command line spells it: ``"rock,pop"`` or ``["rock", "pop"]``."""
     if keep is None or isinstance(keep, str):
@@ -90,12 +102,8 @@ class Options:
     def fetch(self) -> FetchOptions:
         """How covers are fetched, from these options; a bad ``--cache-max-size`` is a :class:`UsageError`."""
         from .fetch import FetchOptions
-        from .fetch.cache import default_max_bytes, parse_size
 
-        try:
-            max_bytes = parse_size(self.cache_max_size) if self.cache_max_size is not None else default_max_bytes()
-        except ValueError as e:
-            raise UsageError(f"--cache-max-size: {e}" if self.cache_max_size is not None else str(e)) from None
+        max_bytes = cache_bound("--cache-max-size", self.cache_max_size)
         return FetchOptions(concurrency=self.concurrency, per_host=self.per_host, deadline=self.timeout,
                             retries=self.retries, allow_private_hosts=self.allow_private_hosts, cache=self.cache,
                             local_files=not self.no_local_files, cache_max_bytes=max_bytes,

@@ -23,10 +23,10 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from .errors import UsageError
 from .fetch import CoverFetcher, FetchOptions
 from .filters import KeepFilter
 from .model import Model
+from .options import check_number
 from .progress import progress
 from .run import open_model, run_metadata
 from .scoring import Scorer, Summary, append_scores, check_passthrough, peak_rss_mb
@@ -61,8 +61,7 @@ def run_dataset(input: Path, out: str, keep: str | None = None, head: str | None
                 tta: str | None = None, encoding: str | Encoding | None = None) -> RunReport:
     """Score ``input`` into the dataset folder/URI ``out``. Arguments, the catalog's header and the
     output location are checked before anything is fetched."""
-    if shard_rows < 1:
-        raise UsageError(f"--shard-rows must be at least 1, got {shard_rows}")
+    check_number("--shard-rows", shard_rows, 1)
     model = open_model(model_dir, head, precision, tta)
     keep_filter = KeepFilter.parse(keep, model.genres, min_prob, model.aliases)
     head_name = head or model.default_head
