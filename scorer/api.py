@@ -529,9 +529,13 @@ def require(*modules: str) -> None:
     before any work, rather than part-way, where the first use imports it."""
     import importlib.util
 
+    from .faults import EXTRAS
+
     for name in modules:
         if importlib.util.find_spec(name) is None:
-            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+            extra = EXTRAS.get(name)
+            hint = f": this needs the '{extra}' extra, pip install 'scorer[{extra}]'" if extra else ""
+            raise ModuleNotFoundError(f"No module named {name!r}{hint}", name=name)
 
 
 def _training(module: str = "pipeline"):

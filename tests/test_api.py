@@ -263,6 +263,16 @@ def test_usage_errors_say_what_the_command_line_says_before_any_fetch(albums, st
     assert sum(store.hits.values()) == hits
 
 
+def test_a_missing_extra_is_named_before_any_work(tmp_path):
+    code = ("import sys; sys.modules['sklearn'] = None  # as if not installed\n"
+            "import scorer\n"
+            "try:\n    scorer.evaluate(sys.argv[1])\n"
+            "except ModuleNotFoundError as e:\n    print(e.name, '|', e)")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ("sklearn | No module named 'sklearn': this needs the 'train' extra, "
+                                  "pip install 'scorer[train]'")
+
+
 # ------------------------------------------------------------------------------------------ threads, loops
 
 
