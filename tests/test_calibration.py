@@ -8,13 +8,14 @@ import pytest
 
 from scorer.calibration import (
     CalibratedHead,
+    Calibration,
     apply_temperature,
     expected_calibration_error,
     log_loss,
     reliability,
 )
 from scorer.heads import EnsembleHead, LinearHead
-from training.evaluate import calibrate, fit_temperature
+from training.calibration import Rows, calibrate, fit_calibration, fit_temperature, precision_at
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:
@@ -63,10 +64,13 @@ def test_fit_temperature_recovers_the_overconfidence():
     assert fit_temperature(truth, y) == pytest.approx((1.0, 0.0), rel=0.08)
 
 
+def _oof(proba: np.ndarray, y: np.ndarray, familiarity: np.ndarray | None = None) -> Rows:
+    return Rows("out-of-fold", proba, y, np.arange(len(y)), familiarity, np.arange(len(y)) % 5)
+
+
 def test_calibrate_reports_cross_fitted_figures():
     proba, truth, y = _overconfident(temperature=2.5)
-    fold_of = np.arange(len(y)) % 5
-    c = calibrate(proba, y, fold_of)
+    c = calibrate(_oof(proba, y))
     assert c["used"] is True
     assert c["temperature"] == pytest.approx(2.5, rel=0.1)
     assert c["ece_before"] > 0.1
@@ -75,7 +79,7 @@ def test_calibrate_reports_cross_fitted_figures():
     assert c["log_loss_after"] < c["log_loss_before"]
     assert sum(c["reliability_after"]["count"]) == len(y)
     # already calibrated: the cross-fitted loss does not improve, so no temperature ships
-    c = calibrate(truth.astype(np.float32), y, fold_of)
+    c = calibrate(_oof(truth.astype(np.float32), y))
     assert c["log_loss_after"] <= c["log_loss_before"] + 1e-9
     if not c["used"]:
         assert c["temperature"] == 1.0
@@ -118,3 +122,78 @@ def test_heads_with_exact_zeros_get_a_uniform_mix():
 def test_log_loss_floor_keeps_zero_probabilities_finite():
     proba = np.array([[1.0, 0.0], [0.0, 1.0]])
     assert np.isfinite(log_loss(proba, np.array([1, 0])))
+
+
+def _shifted(n: int, familiarity: np.ndarray, seed: int, genres: int = 6):
+    """Over-confidence that grows as familiarity falls: the reported probabilities are the truth sharpened by
+    ``exp(1.2 * (1 - f))`` (a calibration with temperature 1 and slope 1.2 undoes it)."""
+    rng = np.random.default_rng(seed)
+    z = rng.normal(scale=1.5, size=(n, genres))
+    truth = _softmax(z)
+    y = np.array([rng.choice(genres, p=p) for p in truth])
+    return _softmax(z * np.exp(1.2 * (1 - familiarity))[:, None]), truth, y
+
+
+def test_a_familiarity_slope_softens_unfamiliar_covers_more_and_never_moves_the_top_genre():
+    proba, _, _ = _overconfident(300)
+    familiarity = np.linspace(0, 1, 300)
+    cal = Calibration(1.2, 0.8)
+    np.testing.assert_allclose(cal.temperatures(familiarity), 1.2 * np.exp(0.8 * (1 - familiarity)))
+    out = cal.apply(proba, familiarity)
+    np.testing.assert_array_equal(out.argmax(axis=1), proba.argmax(axis=1))
+    np.testing.assert_allclose(out.sum(axis=1), 1.0, atol=1e-5)
+    same = np.repeat(proba[:1], 2, axis=0)
+    soft, sharp = cal.apply(same, np.array([0.0, 1.0]))
+    assert soft.max() < sharp.max()  # the same probabilities, less familiar: less sure
+    with pytest.raises(ValueError, match="familiarity"):
+        cal.apply(proba)  # a slope needs each cover's familiarity
+    np.testing.assert_allclose(Calibration(2.0).apply(proba), apply_temperature(proba, 2.0))  # no slope: plain
+    with pytest.raises(ValueError, match="slope"):
+        Calibration(1.0, -0.5)
+
+
+def test_fit_calibration_finds_the_slope_that_unfamiliar_covers_need():
+    rng = np.random.default_rng(3)
+    familiarity = rng.random(6000)
+    proba, truth, y = _shifted(6000, familiarity, seed=3)
+    cal = fit_calibration([(Rows("all", proba, y, np.arange(6000), familiarity), 1.0)])
+    assert cal.temperature == pytest.approx(1.0, abs=0.15) and cal.slope == pytest.approx(1.2, abs=0.2)
+    plain = fit_calibration([(Rows("all", proba, y, np.arange(6000)), 1.0)])  # no familiarity: one temperature
+    assert plain.slope == 0.0
+    low = familiarity < 0.2
+    assert (expected_calibration_error(cal.apply(proba, familiarity)[low], y[low])
+            < expected_calibration_error(plain.apply(proba)[low], y[low]) - 0.03)
+
+
+def test_held_out_rows_make_the_calibration_honest_where_a_plain_out_of_fold_temperature_is_not():
+    """Out-of-fold covers are mostly familiar, covers of other collections unfamiliar and over-confident. Fitted on
+    both, with familiarity, the calibration is honest on both; a plain temperature fitted on the out-of-fold rows
+    (how models were calibrated before) stays over-confident on the others. Every figure is cross-fitted (a
+    held-out split is never calibrated by a fit that saw its covers)."""
+    rng = np.random.default_rng(5)
+    f_in = rng.uniform(0.5, 1.0, 4000)
+    p_in, _, y_in = _shifted(4000, f_in, seed=5)
+    held = []
+    for k in range(3):
+        f_out = rng.uniform(0.0, 0.2, 800)
+        p_out, _, y_out = _shifted(800, f_out, seed=10 + k)
+        held.append(Rows(f"heldout:{k}", p_out, y_out, np.arange(4000 + 800 * k, 4800 + 800 * k), f_out))
+    both = calibrate(_oof(p_in, y_in, f_in), held)
+    assert both["used"] and both["slope"] == pytest.approx(1.2, abs=0.25)
+    assert both["heldout"]["ece_after"] < both["heldout"]["ece_before"] - 0.1
+    assert set(both["heldout"]["ece_after_per_split"]) == {"heldout:0", "heldout:1", "heldout:2"}
+    assert max(both["heldout"]["ece_after_per_split"].values()) < 0.05
+    assert both["ece_after"] < 0.04  # honest at home too
+    plain = fit_calibration([(Rows("out-of-fold", p_in, y_in, np.arange(4000)), 1.0)])
+    p_held, y_held = np.concatenate([h.proba for h in held]), np.concatenate([h.y for h in held])
+    assert expected_calibration_error(plain.apply(p_held), y_held) > both["heldout"]["ece_after"] + 0.1
+
+
+def test_precision_at_counts_what_min_prob_keeps():
+    proba = np.array([[0.8, 0.2], [0.6, 0.4], [0.3, 0.7], [0.45, 0.55], [0.9, 0.1]])
+    y = np.array([0, 1, 1, 0, 1])
+    got = precision_at(proba, y)
+    assert got["0.5"] == {"kept": 5, "share": 1.0, "precision": 0.4}
+    assert got["0.7"] == {"kept": 3, "share": 0.6, "precision": round(2 / 3, 4)}
+    assert precision_at(np.full((2, 2), 0.5), np.array([0, 1]), (0.7,))["0.7"] == {"kept": 0, "share": 0.0,
+                                                                                    "precision": None}

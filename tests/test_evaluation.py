@@ -1,5 +1,5 @@
 """Evaluation that holds up: heads that know every genre even when a fold has no covers of one,
-class-balanced fits, cross-source splits, per-source figures, and CV that resumes after a crash."""
+class-balanced fits, held-out collections, genres left out, per-source figures, and CV that resumes after a crash."""
 
 from __future__ import annotations
 
@@ -7,7 +7,14 @@ import numpy as np
 import pytest
 
 from scorer.heads import load_head
-from training.evaluate import Fold, cross_source_splits, cross_validate, metrics
+from training.evaluate import (
+    Fold,
+    cross_source_splits,
+    cross_validate,
+    heldout_splits,
+    metrics,
+    unknown_genre_splits,
+)
 from training.heads import HEAD_KINDS, class_weights, fit_head
 
 GENRES = ["a", "b", "c", "d"]
@@ -105,6 +112,72 @@ def test_cross_source_splits_hold_out_one_stores_shared_genres_and_their_groups(
     assert cross_source_splits(y, GENRES, ["S1"] * len(y), groups) == []
 
 
+def test_held_out_collections_come_from_inputs_and_their_source_column():
+    """Input S1 has genres a, b, c; input S2 has b, c, d, from two sources: x (b, c) and y (b, d). Each collection
+    holding genres another holds is left out in turn; the input-level split of S2 is kept too, as its test covers
+    (S2's b and c) are not those of any collection split; S1's input-level split is the same as heldout:S1."""
+    y = np.array([0] * 30 + [1] * 30 + [2] * 30 + [1] * 25 + [2] * 25 + [1] * 25 + [3] * 30)
+    sources = ["S1"] * 90 + ["S2"] * 105
+    collections = ["S1"] * 90 + ["S2/x"] * 50 + ["S2/y"] * 55
+    groups = [f"g{i}" for i in range(len(y))]
+    groups[150] = groups[95] = "one-artist"  # an S2/y b cover and an S2/x b cover by one artist
+    splits = {s.name: s for s in heldout_splits(y, GENRES, collections, sources, groups, min_covers=20)}
+    assert set(splits) == {"heldout:S1", "heldout:S2/x", "heldout:S2/y", "cross:S1→S2"}
+    x = splits["heldout:S2/x"]
+    assert x.info["genres"] == ["b", "c"] and x.info["test_covers"] == 50 and x.info["kind"] == "collection"
+    assert set(x.test.tolist()) == set(range(90, 140))
+    assert 150 not in x.train  # in a group with a test cover
+    assert x.info["train_collections"] == ["S1", "S2/y"] and x.info["left_out_of_training"] == 1
+    ys = splits["heldout:S2/y"]
+    assert ys.info["genres"] == ["b"] and set(ys.test.tolist()) == set(range(140, 165))  # d is S2/y's alone
+    assert splits["heldout:S1"].info["genres"] == ["b", "c"]
+    assert splits["cross:S1→S2"].info["kind"] == "input" and splits["cross:S1→S2"].info["test_covers"] == 75
+    # one collection: nothing to hold out
+    assert heldout_splits(y, GENRES, ["S1"] * len(y), ["S1"] * len(y), groups) == []
+
+
+def test_unknown_genre_splits_leave_each_genre_and_its_groups_out():
+    y = np.array([0] * 30 + [1] * 30 + [2] * 30 + [3] * 10)
+    groups = [f"g{i}" for i in range(len(y))]
+    groups[5] = groups[40] = "one-artist"  # an a cover and a b cover by one artist
+    splits = {s.name: s for s in unknown_genre_splits(y, GENRES, groups, min_covers=20)}
+    assert set(splits) == {"unknown:a", "unknown:b", "unknown:c"}  # d has too few covers to measure
+    a = splits["unknown:a"]
+    assert set(a.test.tolist()) == set(range(30)) and 40 not in a.train and not (y[a.train] == 0).any()
+    assert a.info == {"kind": "unknown genre", "genre": "a", "test_covers": 30, "left_out_of_training": 1}
+    assert unknown_genre_splits(y[:60], GENRES, groups[:60]) == []  # two genres: leaving one out leaves one
+
+
+def test_held_out_and_unknown_genre_figures_are_reported_with_their_calibration():
+    rng = np.random.default_rng(1)
+    y = np.array([0] * 60 + [1] * 60 + [2] * 60 + [1] * 60 + [2] * 60 + [3] * 60)
+    x = rng.normal(scale=1.3, size=(len(y), 12)).astype(np.float32) + 3 * np.eye(12, dtype=np.float32)[y]
+    x[180:, 11] += 3.0  # S2's covers carry a store mark
+    sources = ["S1"] * 180 + ["S2"] * 180
+    cv = cross_validate({"cnn": x}, y, GENRES, folds=4, heads=("knn", "logreg"), sources=sources,
+                        collections=sources, unknown_genres=True)
+    assert set(cv["heldout"]) == {"heldout:S1", "heldout:S2"}
+    for split in cv["heldout"].values():
+        h = split["heads"]["cnn-logreg"]
+        assert set(h["precision_at"]) == {"0.5", "0.7"} and 0 <= h["ece"] <= 1
+        assert 0 <= split["familiarity"]["q25"] <= split["familiarity"]["median"] <= split["familiarity"]["q75"] <= 1
+    summary = cv["heldout_summary"]["cnn-logreg"]
+    assert summary["balanced_accuracy"] == pytest.approx(
+        np.mean([s["heads"]["cnn-logreg"]["balanced_accuracy"] for s in cv["heldout"].values()]), abs=1e-4)
+    assert summary["worst_ece"] == max(s["heads"]["cnn-logreg"]["ece"] for s in cv["heldout"].values())
+    cal = cv["calibration"]["heads"]["cnn-logreg"]
+    assert {"temperature", "slope", "mix", "heldout"} <= set(cal) and cal["slope"] >= 0
+    assert set(cal["heldout"]["ece_after_per_split"]) == set(cv["heldout"])
+    assert set(cv["heads"]["cnn-logreg"]["precision_at"]) == {"0.5", "0.7"}
+    unknown = cv["unknown_genres"]
+    assert set(unknown["genres"]) == {"a", "b", "c", "d"}
+    for g in unknown["genres"].values():
+        for kind in ("raw", "out_of_fold_temperature", "calibrated"):
+            assert 0 <= g["heads"]["cnn-logreg"][kind]["0.7"] <= g["heads"]["cnn-logreg"][kind]["0.5"] <= 1
+    assert unknown["mean"]["cnn-logreg"]["raw"]["0.5"] == pytest.approx(
+        np.mean([g["heads"]["cnn-logreg"]["raw"]["0.5"] for g in unknown["genres"].values()]), abs=1e-4)
+
+
 def test_per_source_and_cross_source_figures_measure_a_store_confound():
     """Store S1 has genres a, b, c and store S2 b, c, d; S2's covers carry a store mark (one feature).
     Trained without S2's b and c, a model tells S2 from S1 by the mark and calls them d: a large
@@ -121,7 +194,7 @@ def test_per_source_and_cross_source_figures_measure_a_store_confound():
         cv = cross_validate({"cnn": xm}, y, GENRES, folds=4, heads=("knn",), sources=sources)
         assert set(cv["by_source"]) == {"S1", "S2"}
         assert cv["by_source"]["S2"]["covers"] == 180 and cv["by_source"]["S2"]["genres"] == ["b", "c", "d"]
-        cross = cv["cross_source"]["cross:S1→S2"]
+        cross = cv["heldout"]["cross:S1→S2"]
         assert cross["genres"] == ["b", "c"] and cross["test_covers"] == 120
         figures[marked] = cross["heads"]["cnn-knn"]
         assert abs(sum(figures[marked]["predicted_share"].values()) - 1) < 1e-3

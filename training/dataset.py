@@ -30,6 +30,9 @@ class Example:
     sha256: str
     group: str | None = None  # the ``--group-by`` value, e.g. the artist ("" when unknown)
     source: str = ""  # the input it was read from: one store's covers, for per-source figures
+    #: the collection it came from: the input, refined by the input's ``source`` column when it has
+    #: one (``covers-spotify/tjaarek``); held-out figures leave one collection out at a time
+    collection: str = ""
 
 
 @dataclass
@@ -52,6 +55,11 @@ class Dataset:
     def labels(self) -> list[int]:
         index = {g: i for i, g in enumerate(self.genres)}
         return [index[e.genre] for e in self.examples]
+
+    @property
+    def collections(self) -> list[str]:
+        """The collections that gave covers, sorted by name."""
+        return sorted({e.collection or e.source for e in self.examples})
 
     @property
     def sources(self) -> list[str]:
@@ -78,6 +86,13 @@ class Dataset:
             out[e.source][e.genre] = out[e.source].get(e.genre, 0) + 1
         return {s: {g: c[g] for g in self.genres if g in c} for s, c in out.items()}
 
+    def counts_by_collection(self) -> dict[str, dict[str, int]]:
+        out: dict[str, dict[str, int]] = {c: {} for c in self.collections}
+        for e in self.examples:
+            c = e.collection or e.source
+            out[c][e.genre] = out[c].get(e.genre, 0) + 1
+        return {c: {g: n[g] for g in self.genres if g in n} for c, n in out.items()}
+
 
 def load_labelled(source: Path | str | Sequence[Path | str], fetch: FetchOptions | None = None,
                   group_by: str | None = None, near_duplicates: bool = True) -> Dataset:
@@ -100,7 +115,7 @@ def load_labelled(source: Path | str | Sequence[Path | str], fetch: FetchOptions
         unfetched += failed
         if group_by and not has_column:
             without_column.append(name)
-        pairs += [(path, genre, group, name) for path, genre, group in got]
+        pairs += [(path, genre, group, name, f"{name}/{sub}" if sub else name) for path, genre, group, sub in got]
     if group_by and len(without_column) == len(sources):
         raise ValueError(f"--group-by {group_by}: no input has a {group_by} column (it is read from a CSV "
                          f"with path,genre,{group_by} columns, or from a folder's labels.csv)")
@@ -133,16 +148,17 @@ def source_names(sources: list[Path]) -> list[str]:
 
 def _read_source(source: Path, fetch: FetchOptions | None, group_by: str | None
                  ) -> tuple[list[tuple], Counter, bool]:
-    """``(path, genre, group)`` triples of one input, its fetch failures, and whether it has ``group_by``."""
+    """``(path, genre, group, sub-collection)`` of each cover of one input, its fetch failures, and whether
+    it has ``group_by``. The sub-collection is the cover's ``source`` column (a CSV's), "" without one."""
     if source.is_dir() and _is_labels_csv(source / "labels.csv"):
         source = source / "labels.csv"
     if source.is_dir():
-        return [(p, g, None) for p, g in _from_folder(source)], Counter(), False
+        return [(p, g, None, "") for p, g in _from_folder(source)], Counter(), False
     if source.suffix.lower() == ".csv" and source.is_file():
         return _from_csv(source, group_by)
     if source.suffix.lower() in LINK_SUFFIXES and source.is_file():
         pairs, failed = _from_links(source, fetch or FetchOptions())
-        return [(p, g, None) for p, g in pairs], failed, False
+        return [(p, g, None, "") for p, g in pairs], failed, False
     raise ValueError(f"{source}: expected a folder with one sub-folder per genre, a CSV with path,genre "
                      f"columns, or a link file (.tsv: <cover URL><TAB><genre>/<album_id>.jpg)")
 
@@ -170,11 +186,12 @@ def _from_csv(path: Path, group_by: str | None = None) -> tuple[list[tuple], Cou
         if missing:
             raise ValueError(f"{path}: missing column(s) {', '.join(sorted(missing))}; need path,genre")
         has_group = bool(group_by) and group_by in columns
-        rows = [(r["path"], (r["genre"] or "").strip(), (r[group_by] or "").strip() if has_group else None)
-                for r in reader]
+        has_source = "source" in columns
+        rows = [(r["path"], (r["genre"] or "").strip(), (r[group_by] or "").strip() if has_group else None,
+                 (r["source"] or "").strip() if has_source else "") for r in reader]
     base = path.parent
-    return ([((base / p) if not Path(p).is_absolute() else Path(p), g, grp) for p, g, grp in rows if p and g],
-            Counter(), has_group)
+    return ([((base / p) if not Path(p).is_absolute() else Path(p), g, grp, sub) for p, g, grp, sub in rows
+             if p and g], Counter(), has_group)
 
 
 def _from_links(path: Path, fetch: FetchOptions) -> tuple[list[tuple[Path, str]], Counter]:
@@ -204,7 +221,8 @@ def sha256_file(path: Path) -> str:
 def deduplicate(pairs: list[tuple]) -> Dataset:
     """Keep one file per content hash; drop every copy of a cover filed under two genres.
 
-    ``pairs`` are ``(path, genre[, group[, source]])``; a duplicate keeps its first group and source.
+    ``pairs`` are ``(path, genre[, group[, source[, collection]]])``; a duplicate keeps its first group,
+    source and collection.
     """
     by_hash: dict[str, list[tuple]] = defaultdict(list)
     for pair in pairs:
@@ -216,8 +234,8 @@ def deduplicate(pairs: list[tuple]) -> Dataset:
             continue
         dup += len(members) - 1
         path, genre, *rest = members[0]
-        group, source = (rest + [None, ""])[:2]
-        examples.append(Example(str(path), genre, sha, group, source or ""))
+        group, source, collection = (rest + [None, "", ""])[:3]
+        examples.append(Example(str(path), genre, sha, group, source or "", collection or source or ""))
     examples.sort(key=lambda e: (e.genre, e.path))
     genres = sorted({e.genre for e in examples})
     return Dataset(examples, genres, dropped_duplicates=dup, dropped_conflicts=conflict)

@@ -17,8 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from scorer.calibration import ECE_BINS, apply_temperature, expected_calibration_error, log_loss, reliability
+from scorer.calibration import ECE_BINS, expected_calibration_error
+from scorer.familiarity import Familiarity
 
+from .calibration import OUT_OF_FOLD_ECE, Rows, calibrate, fit_calibration, precision_at, weighted_parts
 from .heads import HEAD_KINDS, fit_head
 
 FEATURIZER_KINDS = ("cnn", "colour")
@@ -52,6 +54,10 @@ class Split:
     @property
     def is_fold(self) -> bool:
         return self.name.startswith("fold")
+
+    @property
+    def is_unknown_genre(self) -> bool:
+        return self.name.startswith("unknown:")
 
 
 def balanced_log_loss(y: np.ndarray, proba: np.ndarray) -> float:
@@ -114,30 +120,77 @@ def cv_splits(y: np.ndarray, folds: int, seed: int, groups: list[str] | None = N
             for i, test in enumerate(stratified_folds(y, folds, seed, groups))]
 
 
+def _leave_one_out(y: np.ndarray, genres: list[str], units: list[str], groups: list[str] | None, min_covers: int,
+                   name: str, kind: str) -> list[Split]:
+    """Per unit B (an input or a collection) sharing genres with the others: test on B's covers of
+    those genres, train on every other cover except those of a group (artist, near-duplicate cluster)
+    among the test covers."""
+    y, unit = np.asarray(y), np.asarray(units)
+    names = sorted(set(units))
+    out = []
+    for b in names:
+        counts_b = np.bincount(y[unit == b], minlength=len(genres))
+        counts_rest = np.bincount(y[unit != b], minlength=len(genres))
+        shared = [g for g in range(len(genres)) if counts_b[g] >= min_covers and counts_rest[g] >= min_covers]
+        if not shared:
+            continue
+        held = (unit == b) & np.isin(y, shared)
+        test = np.flatnonzero(held)
+        banned = {groups[i] for i in test} if groups is not None else set()
+        train = np.array([i for i in range(len(y)) if not held[i] and (groups is None or groups[i] not in banned)],
+                         dtype=np.int64)
+        others = [s for s in names if s != b]
+        trained_on = [s for s in names if (unit[train] == s).any()] if kind == "collection" else others
+        split_name = f"heldout:{b}" if kind == "collection" else f"cross:{'+'.join(others)}→{b}"
+        out.append(Split(split_name, train, test,
+                         {"kind": kind, f"train_{name}s": trained_on, f"test_{name}": b,
+                          "genres": [genres[g] for g in shared], "test_covers": int(len(test)),
+                          "left_out_of_training": int(len(y) - len(test) - len(train))}))
+    return out
+
+
 def cross_source_splits(y: np.ndarray, genres: list[str], sources: list[str] | None,
                         groups: list[str] | None = None, min_covers: int = CROSS_MIN_COVERS) -> list[Split]:
     """Per input set B sharing genres with the others: test on B's covers of those genres, train on
     every other cover except those of a group (artist, near-duplicate cluster) among the test covers."""
     if not sources or len(set(sources)) < 2:
         return []
-    y, src = np.asarray(y), np.asarray(sources)
-    names = sorted(set(sources))
+    return _leave_one_out(y, genres, sources, groups, min_covers, "source", "input")
+
+
+def heldout_splits(y: np.ndarray, genres: list[str], collections: list[str] | None,
+                   sources: list[str] | None = None, groups: list[str] | None = None,
+                   min_covers: int = CROSS_MIN_COVERS) -> list[Split]:
+    """Covers from a collection the model did not train on: ``heldout:C`` leaves collection C's covers
+    of the genres another collection also holds out of training (with their groups) and tests on
+    them; then the input-level :func:`cross_source_splits` whose test covers differ from all of those.
+
+    A collection is an input, or one value of an input's ``source`` column
+    (:attr:`training.dataset.Example.collection`); with neither, there is nothing to hold out."""
+    out: list[Split] = []
+    if collections and len(set(collections)) > 1:
+        out = _leave_one_out(y, genres, collections, groups, min_covers, "collection", "collection")
+    seen = {tuple(s.test) for s in out}
+    return out + [s for s in cross_source_splits(y, genres, sources, groups, min_covers) if tuple(s.test) not in seen]
+
+
+def unknown_genre_splits(y: np.ndarray, genres: list[str], groups: list[str] | None = None,
+                         min_covers: int = CROSS_MIN_COVERS) -> list[Split]:
+    """``unknown:G``: train without genre G (and without every cover in a group with one of its covers), test
+    on G's covers, which the model then cannot get right: how sure is it of covers of a genre it does not
+    know? Genres of fewer than ``min_covers`` covers, and sets of fewer than three genres, have none."""
+    y = np.asarray(y)
+    counts = np.bincount(y, minlength=len(genres))
+    if (counts > 0).sum() < 3:
+        return []
     out = []
-    for b in names:
-        counts_b = np.bincount(y[src == b], minlength=len(genres))
-        counts_rest = np.bincount(y[src != b], minlength=len(genres))
-        shared = [g for g in range(len(genres)) if counts_b[g] >= min_covers and counts_rest[g] >= min_covers]
-        if not shared:
-            continue
-        held = (src == b) & np.isin(y, shared)
-        test = np.flatnonzero(held)
+    for g in np.flatnonzero(counts >= min_covers):
+        test = np.flatnonzero(y == g)
         banned = {groups[i] for i in test} if groups is not None else set()
-        train = np.array([i for i in range(len(y)) if not held[i] and (groups is None or groups[i] not in banned)],
+        train = np.array([i for i in range(len(y)) if y[i] != g and (groups is None or groups[i] not in banned)],
                          dtype=np.int64)
-        others = [s for s in names if s != b]
-        out.append(Split(f"cross:{'+'.join(others)}→{b}", train, test,
-                         {"train_sources": others, "test_source": b, "genres": [genres[g] for g in shared],
-                          "test_covers": int(len(test)),
+        out.append(Split(f"unknown:{genres[g]}", train, test,
+                         {"kind": "unknown genre", "genre": genres[g], "test_covers": int(len(test)),
                           "left_out_of_training": int(len(y) - len(test) - len(train))}))
     return out
 
@@ -147,7 +200,8 @@ def cross_validate(features: dict[str, np.ndarray], y: np.ndarray, genres: list[
                    variants: dict[str, dict[str, np.ndarray]] | None = None, on_fold=None,
                    fold_features=None, groups: list[str] | None = None, sources: list[str] | None = None,
                    cross_source: bool = True, resume_dir: Path | None = None, balanced: bool = True,
-                   only: set[str] | None = None) -> dict:
+                   only: set[str] | None = None, collections: list[str] | None = None,
+                   unknown_genres: bool = False) -> dict:
     """Out-of-fold probabilities for each pair, then metrics on the pooled predictions.
 
     Returns ``{"heads": {name: metrics}, "folds": k, "seed": s, "seconds": t, "fold_seconds": [...]}``;
@@ -168,6 +222,7 @@ def cross_validate(features: dict[str, np.ndarray], y: np.ndarray, genres: list[
     source, and ``cross_source`` adds the splits of :func:`cross_source_splits`. With
     ``resume_dir``, each finished split is saved there and a rerun picks it up instead of
     computing it again. ``only`` (split names) computes just those splits and reports each alone.
+    ``unknown_genres`` adds :func:`unknown_genre_splits` (under ``"unknown_genres"``).
     """
     y = np.asarray(y)
     if groups is None and np.bincount(y, minlength=len(genres)).min() < folds:
@@ -175,8 +230,9 @@ def cross_validate(features: dict[str, np.ndarray], y: np.ndarray, genres: list[
                          f"counts: {dict(zip(genres, np.bincount(y, minlength=len(genres)).tolist()))}")
     start = time.perf_counter()
     splits = cv_splits(y, folds, seed, groups)
-    extra = cross_source_splits(y, genres, sources, groups) if cross_source else []
-    todo = [s for s in (*splits, *extra) if only is None or s.name in only]
+    extra = heldout_splits(y, genres, collections, sources, groups) if cross_source else []
+    unknown = unknown_genre_splits(y, genres, groups) if unknown_genres else []
+    todo = [s for s in (*splits, *extra, *unknown) if only is None or s.name in only]
     done: dict[str, dict] = {}
     for k, split in enumerate(todo):
         saved = _load_split(resume_dir, split) if resume_dir else None
@@ -189,7 +245,7 @@ def cross_validate(features: dict[str, np.ndarray], y: np.ndarray, genres: list[
         fold = (fold_features(split, split.train, split.test) if fold_features
                 else Fold(features, variants=variants or {}))
         result = _run_split(split, fold, y, genres, heads, seed, balanced, log,
-                            on_fold if split.is_fold else None, k)
+                            on_fold if split.is_fold else None, k, groups)
         result["seconds"] = round(time.perf_counter() - t0, 1)
         if resume_dir:
             _save_split(resume_dir, split, result)
@@ -198,20 +254,26 @@ def cross_validate(features: dict[str, np.ndarray], y: np.ndarray, genres: list[
         return {"splits": {s.name: _split_summary(done[s.name], y, genres, s) for s in todo},
                 "genres": genres, "folds": folds, "seed": seed, "images": int(len(y)),
                 "seconds": round(time.perf_counter() - start, 1)}
-    return _pooled(splits, extra, done, y, genres, folds, seed, groups, sources, start)
+    return _pooled(splits, extra, done, y, genres, folds, seed, groups, sources, start, unknown)
 
 
 def _run_split(split: Split, fold: Fold, y: np.ndarray, genres: list[str], heads: tuple[str, ...], seed: int,
-               balanced: bool, log, on_fold, index: int) -> dict:
-    """Fit every head on the split's training rows; their probabilities for its test rows."""
+               balanced: bool, log, on_fold, index: int, groups: list[str] | None = None) -> dict:
+    """Fit every head on the split's training rows; their probabilities for its test rows, and the test
+    rows' familiarity (on the scale of the covers the heads were fitted on)."""
     test, train = split.test, split.train
     fit = train if fold.fit_rows is None else fold.fit_rows
+    familiarity = None
+    if "cnn" in fold.features:
+        scale = Familiarity.fit(fold.features["cnn"][fit], None if groups is None else [groups[i] for i in fit])
+        familiarity = scale(fold.features["cnn"][test])
     probs: dict[str, np.ndarray] = {}
     variant_probs: dict[str, dict[str, np.ndarray]] = {v: {} for v in fold.variants}
     fitted_heads = dict(fold.prefitted)
     present = np.bincount(y[fit], minlength=len(genres)) > 0
     missing = [g for g, p in zip(genres, present) if not p]
-    if missing and log:
+    left_out = split.info.get("genre")  # an unknown-genre split leaves one out on purpose
+    if log and [g for g in missing if g != left_out]:
         log(f"{split.name}: no training covers of {', '.join(missing)}: every head gives them probability 0")
 
     def record(name: str, fitted, t0: float) -> None:
@@ -219,7 +281,11 @@ def _run_split(split: Split, fold: Fold, y: np.ndarray, genres: list[str], heads
         for v, swapped in fold.variants.items():
             x = swapped.get(fitted.featurizer, fold.features[fitted.featurizer])
             variant_probs[v][name] = fitted.predict_proba(x[test])
-        if log:
+        if log and left_out:
+            sure = float((probs[name].max(axis=1) >= 0.5).mean())
+            log(f"{split.name} {name}: {sure:.0%} of its covers get 0.5 or more for a genre they are not "
+                f"(uncalibrated; {time.perf_counter() - t0:.1f}s)")
+        elif log:
             score = metrics(y[test], probs[name].argmax(1), genres)["balanced_accuracy"]
             log(f"{split.name} {name}: balanced accuracy {score:.3f} ({time.perf_counter() - t0:.1f}s)")
 
@@ -247,7 +313,7 @@ def _run_split(split: Split, fold: Fold, y: np.ndarray, genres: list[str], heads
     if on_fold:
         on_fold(index, train, test, fitted_heads)
     return {"probs": probs, "variants": variant_probs, "blend_weights": weights, "missing_genres": missing,
-            "fit_rows": int(len(fit))}
+            "fit_rows": int(len(fit)), "familiarity": familiarity}
 
 
 def _split_path(resume_dir: Path, split: Split) -> Path:
@@ -260,7 +326,9 @@ def _save_split(resume_dir: Path, split: Split, result: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     arrays = {f"p/{n}": p for n, p in result["probs"].items()}
     arrays |= {f"v/{v}/{n}": p for v, ps in result["variants"].items() for n, p in ps.items()}
-    meta = {k: v for k, v in result.items() if k not in ("probs", "variants")}
+    if result.get("familiarity") is not None:
+        arrays["familiarity"] = result["familiarity"]
+    meta = {k: v for k, v in result.items() if k not in ("probs", "variants", "familiarity")}
     meta["test"] = split.test.tolist()
     tmp = path.with_suffix(".tmp.npz")
     np.savez_compressed(tmp, meta=np.array(json.dumps(meta)), **arrays)
@@ -277,6 +345,7 @@ def _load_split(resume_dir: Path, split: Split) -> dict | None:
     if meta.pop("test") != split.test.tolist():
         return None  # another split under the same name: compute it again
     probs = {k[2:]: z[k] for k in z.files if k.startswith("p/")}
+    meta["familiarity"] = z["familiarity"] if "familiarity" in z.files else None
     variants: dict[str, dict] = {}
     for k in z.files:
         if k.startswith("v/"):
@@ -291,7 +360,7 @@ def _split_summary(result: dict, y: np.ndarray, genres: list[str], split: Split)
 
 
 def _pooled(splits: list[Split], extra: list[Split], done: dict, y: np.ndarray, genres: list[str], folds: int,
-            seed: int, groups, sources, start: float) -> dict:
+            seed: int, groups, sources, start: float, unknown: list[Split] | None = None) -> dict:
     names = list(done[splits[0].name]["probs"])
 
     def empty() -> np.ndarray:
@@ -301,81 +370,112 @@ def _pooled(splits: list[Split], extra: list[Split], done: dict, y: np.ndarray, 
     variant_names = list(done[splits[0].name]["variants"])
     oof_variants = {v: {n: empty() for n in done[splits[0].name]["variants"][v]} for v in variant_names}
     fold_of = np.zeros(len(y), dtype=np.int64)
+    with_familiarity = all(done[s.name].get("familiarity") is not None for s in (*splits, *extra))
+    familiarity = np.zeros(len(y), dtype=np.float32) if with_familiarity else None
     for i, s in enumerate(splits):
         r = done[s.name]
         fold_of[s.test] = i
+        if familiarity is not None:
+            familiarity[s.test] = r["familiarity"]
         for n in names:
             oof[n][s.test] = r["probs"][n]
         for v in variant_names:
             for n in oof_variants[v]:
                 oof_variants[v][n][s.test] = r["variants"][v][n]
+    calibration = {}
+    for n in names:
+        held = [Rows(s.name, done[s.name]["probs"][n], y[s.test], s.test,
+                     done[s.name]["familiarity"] if with_familiarity else None) for s in extra]
+        calibration[n] = calibrate(Rows("out-of-fold", oof[n], y, np.arange(len(y)), familiarity, fold_of), held)
     results = {}
     for name, proba in oof.items():
         m = metrics(y, proba.argmax(1), genres)
         m["balanced_accuracy_per_fold"] = [metrics(y[s.test], proba[s.test].argmax(1), genres)["balanced_accuracy"]
                                            for s in splits]
         m["accuracy_per_fold"] = [round(float((proba[s.test].argmax(1) == y[s.test]).mean()), 4) for s in splits]
+        m["precision_at"] = precision_at(calibration[name]["after_oof"], y)
         results[name] = m
-    calibration = {n: calibrate(p, y, fold_of) for n, p in oof.items()}
     out = {"heads": results, "genres": genres, "folds": folds, "seed": seed, "images": int(len(y)),
            "grouped": groups is not None,
            "seconds": round(time.perf_counter() - start, 1),
            "fold_seconds": [done[s.name].get("seconds") for s in splits],
            "missing_genres": [done[s.name]["missing_genres"] for s in splits],
-           "calibration": {"method": "temperature scaling of log-probabilities, fitted on out-of-fold predictions",
-                           "bins": ECE_BINS, "heads": calibration}}
+           "calibration": {"method": CALIBRATION_METHOD if with_familiarity else PLAIN_CALIBRATION_METHOD,
+                           "bins": ECE_BINS, **({"out_of_fold_ece_limit": OUT_OF_FOLD_ECE} if extra else {}),
+                           "heads": {n: {k: v for k, v in c.items() if not k.startswith("after_")}
+                                     for n, c in calibration.items()}}}
+    if familiarity is not None:
+        out["familiarity"] = {"out_of_fold": _quartiles(familiarity),
+                              **({"heldout": {s.name: _quartiles(done[s.name]["familiarity"]) for s in extra}}
+                                 if extra else {})}
     if any(done[s.name].get("blend_weights") for s in splits):
         out["blend_weights"] = [done[s.name]["blend_weights"] for s in splits]
     if oof_variants:
         out["variants"] = {v: {"heads": {n: metrics(y, p.argmax(1), genres) for n, p in voof.items()}}
                            for v, voof in oof_variants.items()}
     if sources is not None and len(set(sources)) > 1:
-        out["by_source"] = by_source(oof, y, genres, sources, calibration)
+        out["by_source"] = by_source(oof, y, genres, sources, {n: c["after_oof"] for n, c in calibration.items()})
     if extra:
-        out["cross_source"] = {s.name: cross_source_figures(s, done[s.name], oof, y, genres, fold_of)
-                               for s in extra}
+        out["heldout"] = {s.name: heldout_figures(s, done[s.name], oof, y, genres,
+                                                  {n: c["after_heldout"][s.name] for n, c in calibration.items()})
+                          for s in extra}
+        out["heldout_summary"] = heldout_summary(out["heldout"])
+    if unknown:
+        oof_rows = {n: Rows("out-of-fold", oof[n], y, np.arange(len(y)), familiarity, fold_of) for n in names}
+        held_rows = {n: [Rows(s.name, done[s.name]["probs"][n], y[s.test], s.test,
+                              done[s.name]["familiarity"] if with_familiarity else None) for s in extra] for n in names}
+        out["unknown_genres"] = unknown_genre_figures(unknown, done, y, oof_rows, held_rows,
+                                                      {n: c.get("heldout_weight", 0.0) for n, c in calibration.items()})
     return out
 
 
-def calibrate(proba: np.ndarray, y: np.ndarray, fold_of: np.ndarray) -> dict:
-    """Temperature scaling of one head, judged honestly: the ``after`` figures apply, to each fold,
-    a calibration fitted on the other folds' out-of-fold predictions. The shipped one is fitted on
-    all of them; it is used only if it lowers that cross-fitted log loss."""
-    after = np.empty_like(proba)
-    for f in np.unique(fold_of):
-        rows = fold_of == f
-        after[rows] = apply_temperature(proba[rows], *fit_temperature(proba[~rows], y[~rows]))
-    before_loss, after_loss = log_loss(proba, y), log_loss(after, y)
-    use = after_loss < before_loss
-    t, mix = fit_temperature(proba, y) if use else (1.0, 0.0)
-    return {"temperature": round(t, 4), "mix": round(mix, 5), "used": bool(use),
-            "log_loss_before": round(before_loss, 4), "log_loss_after": round(after_loss if use else before_loss, 4),
-            "ece_before": round(expected_calibration_error(proba, y), 4),
-            "ece_after": round(expected_calibration_error(after if use else proba, y), 4),
-            "reliability_before": reliability(proba, y), "reliability_after": reliability(after if use else proba, y)}
+def unknown_genre_figures(unknown: list[Split], done: dict, y: np.ndarray, oof: dict[str, Rows],
+                          heldout: dict[str, list[Rows]], heldout_weight: dict[str, float],
+                          thresholds: tuple[float, ...] = (0.5, 0.7)) -> dict:
+    """Per head: the share of a left-out genre's covers whose top probability reaches each threshold, raw,
+    with a plain temperature fitted on out-of-fold predictions (``out_of_fold_temperature``: how models
+    were calibrated before held-out collections were), and with the shipped kind of calibration
+    (``calibrated``). Both calibrations are fitted without any cover of that genre."""
+    per_genre: dict[str, dict] = {}
+    for s in unknown:
+        r = done[s.name]
+        genre = s.info["genre"]
+        heads = {}
+        for n, proba in r["probs"].items():
+            def without(rows: Rows, covers=s.test) -> Rows:
+                return rows.take(~np.isin(rows.covers, covers))
+
+            plain = fit_calibration([(without(Rows("oof", oof[n].proba, y, oof[n].covers, None, oof[n].fold)), 1.0)])
+            shipped = fit_calibration(weighted_parts(without(oof[n]), [without(h) for h in heldout[n]],
+                                                     heldout_weight[n]))
+            fam = r.get("familiarity") if oof[n].familiarity is not None else None
+            heads[n] = {kind: {f"{t:g}": round(float((p.max(axis=1) >= t).mean()), 4) for t in thresholds}
+                        for kind, p in (("raw", proba), ("out_of_fold_temperature", plain.apply(proba)),
+                                        ("calibrated", shipped.apply(proba, fam)))}
+        per_genre[genre] = {**s.info, **({"familiarity": _quartiles(r["familiarity"])}
+                                          if r.get("familiarity") is not None else {}), "heads": heads}
+    names = list(next(iter(per_genre.values()))["heads"])
+    mean = {n: {kind: {t: round(float(np.mean([g["heads"][n][kind][t] for g in per_genre.values()])), 4)
+                       for t in next(iter(per_genre.values()))["heads"][n][kind]}
+                for kind in ("raw", "out_of_fold_temperature", "calibrated")} for n in names}
+    return {"genres": per_genre, "mean": mean}
 
 
-def fit_temperature(proba: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    """``(T, mix)`` minimising the log loss of :func:`apply_temperature` on ``y``; ``mix`` is
-    fitted only for heads that give exact zeros (0 otherwise)."""
-    from scipy.optimize import minimize, minimize_scalar
+CALIBRATION_METHOD = ("temperature scaling of log-probabilities, the temperature growing as familiarity falls "
+                      "(T(f) = temperature * exp(slope * (1 - f))), fitted on out-of-fold and held-out-collection "
+                      "predictions")
+PLAIN_CALIBRATION_METHOD = "temperature scaling of log-probabilities, fitted on out-of-fold predictions"
 
-    if not len(y):
-        return 1.0, 0.0
-    lo, hi = np.log(0.05), np.log(20.0)
-    if (np.asarray(proba) > 0).all():
-        res = minimize_scalar(lambda lt: log_loss(apply_temperature(proba, float(np.exp(lt))), y),
-                              bounds=(lo, hi), method="bounded", options={"xatol": 1e-4})
-        return float(np.exp(res.x)), 0.0
-    res = minimize(lambda v: log_loss(apply_temperature(proba, float(np.exp(v[0])), float(v[1])), y),
-                   x0=np.array([0.0, 0.05]), bounds=[(lo, hi), (0.0, 0.5)], method="Nelder-Mead",
-                   options={"xatol": 1e-5, "fatol": 1e-7, "maxiter": 2000})
-    return float(np.exp(res.x[0])), float(res.x[1])
+
+def _quartiles(values: np.ndarray) -> dict:
+    q = np.quantile(np.asarray(values, dtype=np.float64), [0.25, 0.5, 0.75])
+    return {"q25": round(float(q[0]), 4), "median": round(float(q[1]), 4), "q75": round(float(q[2]), 4)}
 
 
 def by_source(oof: dict[str, np.ndarray], y: np.ndarray, genres: list[str], sources: list[str],
-              calibration: dict) -> dict:
-    """Per input set: each head's out-of-fold figures on that set's covers alone (its own genres)."""
+              calibrated: dict[str, np.ndarray]) -> dict:
+    """Per input set: each head's out-of-fold figures on that set's covers alone (its own genres); the ECE
+    of its cross-fitted calibrated probabilities."""
     src = np.asarray(sources)
     out = {}
     for s in sorted(set(sources)):
@@ -384,31 +484,29 @@ def by_source(oof: dict[str, np.ndarray], y: np.ndarray, genres: list[str], sour
         heads = {}
         for name, proba in oof.items():
             m = metrics(y[rows], proba[rows].argmax(1), genres)
-            calibrated = apply_temperature(proba[rows], calibration[name]["temperature"], calibration[name]["mix"])
             heads[name] = {"accuracy": round(m["accuracy"], 4), "balanced_accuracy": round(m["balanced_accuracy"], 4),
                            "recall": {genres[g]: round(m["recall"][genres[g]], 4) for g in present},
-                           "ece": round(expected_calibration_error(calibrated, y[rows]), 4)}
+                           "ece": round(expected_calibration_error(calibrated[name][rows], y[rows]), 4)}
         out[s] = {"covers": int(rows.sum()), "genres": [genres[g] for g in present], "heads": heads}
     return out
 
 
-def cross_source_figures(split: Split, result: dict, oof: dict[str, np.ndarray], y: np.ndarray,
-                         genres: list[str], fold_of: np.ndarray) -> dict:
-    """A cross-source split's figures beside the in-CV figures of the same covers (the gap).
+def heldout_figures(split: Split, result: dict, oof: dict[str, np.ndarray], y: np.ndarray,
+                    genres: list[str], calibrated: dict[str, np.ndarray]) -> dict:
+    """A held-out split's figures beside the in-CV figures of the same covers (the gap).
 
-    The calibration applied here is fitted on the out-of-fold predictions of the other covers
-    only, so it has never seen the test store's covers of these genres either."""
+    ``calibrated`` are the split's probabilities through a calibration fitted without any of its covers
+    (:func:`training.calibration.calibrate`): ECE and the precision of what ``--min-prob`` keeps are
+    measured on them."""
     test = split.test
     shared = [genres.index(g) for g in split.info["genres"]]
     yt = y[test]
-    others = np.setdiff1d(np.arange(len(y)), test)
     heads = {}
     for name, proba in result["probs"].items():
         pred = proba.argmax(1)
         recall = {genres[g]: float((pred[yt == g] == g).mean()) for g in shared}
         in_cv = oof[name][test].argmax(1)
         in_cv_recall = {genres[g]: float((in_cv[yt == g] == g).mean()) for g in shared}
-        t, mix = fit_temperature(oof[name][others], y[others])
         predicted = Counter(genres[p] for p in pred)
         heads[name] = {
             "balanced_accuracy": round(float(np.mean(list(recall.values()))), 4),
@@ -416,13 +514,53 @@ def cross_source_figures(split: Split, result: dict, oof: dict[str, np.ndarray],
             "in_cv_balanced_accuracy": round(float(np.mean(list(in_cv_recall.values()))), 4),
             "in_cv_recall": {g: round(r, 4) for g, r in in_cv_recall.items()},
             "predicted_share": {g: round(predicted[g] / len(pred), 4) for g in genres if predicted[g]},
-            "ece": round(expected_calibration_error(apply_temperature(proba, t, mix), yt), 4),
+            "ece": round(expected_calibration_error(calibrated[name], yt), 4),
             "ece_uncalibrated": round(expected_calibration_error(proba, yt), 4),
+            "precision_at": precision_at(calibrated[name], yt),
         }
+        for v, probs in (result.get("variants") or {}).items():
+            if name in probs:
+                pv = probs[name].argmax(1)
+                heads[name].setdefault("variants", {})[v] = round(float(np.mean(
+                    [(pv[yt == g] == g).mean() for g in shared])), 4)
         heads[name]["gap"] = round(heads[name]["in_cv_balanced_accuracy"] - heads[name]["balanced_accuracy"], 4)
+    familiarity = result.get("familiarity")
     return {**split.info, "seconds": result.get("seconds"), "missing_genres": result["missing_genres"],
-            "heads": heads}
+            **({"familiarity": _quartiles(familiarity)} if familiarity is not None else {}), "heads": heads}
+
+
+def heldout_summary(heldout: dict) -> dict:
+    """Per head, over the held-out splits: the mean balanced accuracy, the worst ECE, and the lowest
+    precision of what ``--min-prob`` 0.5 and 0.7 keep (splits where it keeps nothing do not count)."""
+    names = list(next(iter(heldout.values()))["heads"])
+    out = {}
+    for n in names:
+        figures = [split["heads"][n] for split in heldout.values()]
+        lowest = {}
+        for t in ("0.5", "0.7"):
+            kept = [f["precision_at"][t]["precision"] for f in figures if f["precision_at"][t]["precision"] is not None]
+            lowest[t] = round(min(kept), 4) if kept else None
+        out[n] = {"balanced_accuracy": round(float(np.mean([f["balanced_accuracy"] for f in figures])), 4),
+                  "worst_ece": round(max(f["ece"] for f in figures), 4), "lowest_precision_at": lowest}
+        variants = {v for f in figures for v in f.get("variants", {})}
+        for v in sorted(variants):
+            if all(v in f.get("variants", {}) for f in figures):
+                out[n].setdefault("variants_change", {})[v] = round(float(np.mean(
+                    [f["variants"][v] - f["balanced_accuracy"] for f in figures])), 4)
+    return out
+
+
+#: a head whose in-collection balanced accuracy is within this of the best one's may be chosen for its held-out one
+HEAD_CV_TOLERANCE = 0.02
 
 
 def best_head(cv: dict) -> str:
-    return max(cv["heads"], key=lambda n: cv["heads"][n]["balanced_accuracy"])
+    """The default head: with held-out collections, the best held-out balanced accuracy (mean over the splits)
+    among the heads within :data:`HEAD_CV_TOLERANCE` of the best in-collection figure; without, the best
+    in-collection figure."""
+    heads = cv["heads"]
+    top = max(heads, key=lambda n: heads[n]["balanced_accuracy"])
+    held = cv.get("heldout_summary") or {}
+    near = [n for n in heads if n in held and heads[n]["balanced_accuracy"] >= heads[top]["balanced_accuracy"]
+            - HEAD_CV_TOLERANCE]
+    return max(near, key=lambda n: held[n]["balanced_accuracy"]) if near else top
