@@ -1,15 +1,22 @@
 """Calibrated probabilities: temperature scaling, and how calibration is measured.
 
 A head's probabilities are calibrated when, of the covers whose top genre has probability
-about 0.8, about 80% are that genre. Temperature scaling divides the log-probabilities by one
-number ``T`` (fitted on out-of-fold predictions at training time, shipped in the manifest) and
-renormalises: ``T > 1`` softens over-confident heads, ``T < 1`` sharpens timid ones. Heads that
-give exact zeros (a kNN vote, a tree ensemble) are first mixed with a little of the uniform
-distribution (``mix``, fitted with ``T``), so that a genre no neighbour voted for is unlikely, not
-impossible. Neither step changes which genre is on top, so accuracy is untouched.
+about 0.8, about 80% are that genre. Temperature scaling divides the log-probabilities by a
+number ``T`` (fitted at training time, shipped in the manifest) and renormalises: ``T > 1``
+softens over-confident heads, ``T < 1`` sharpens timid ones. Heads that give exact zeros (a kNN
+vote, a tree ensemble) are first mixed with a little of the uniform distribution (``mix``, fitted
+with ``T``), so that a genre no neighbour voted for is unlikely, not impossible. Neither step
+changes which genre is on top, so accuracy is untouched.
+
+How sure a model may be depends on how familiar a cover looks (:mod:`scorer.familiarity`): the
+temperature grows as familiarity falls, ``T(f) = temperature * exp(slope * (1 - f))``, with both
+numbers fitted on predictions for covers of collections the model did not train on as well as
+on out-of-fold ones.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -19,14 +26,15 @@ ECE_BINS = 15
 EPS = 1e-12
 
 
-def apply_temperature(proba: np.ndarray, temperature: float, mix: float = 0.0) -> np.ndarray:
-    """``softmax(log((1 - mix) p + mix / G) / T)`` per row."""
-    if temperature == 1.0 and mix == 0.0:
+def apply_temperature(proba: np.ndarray, temperature: float | np.ndarray, mix: float = 0.0) -> np.ndarray:
+    """``softmax(log((1 - mix) p + mix / G) / T)`` per row; ``temperature`` is one number or one per row."""
+    if np.ndim(temperature) == 0 and temperature == 1.0 and mix == 0.0:
         return np.asarray(proba, dtype=np.float32)
     p = np.asarray(proba, dtype=np.float64)
     if mix:
         p = (1.0 - mix) * p + mix / p.shape[1]
-    z = np.log(np.clip(p, EPS, 1.0)) / temperature
+    t = np.asarray(temperature, dtype=np.float64)
+    z = np.log(np.clip(p, EPS, 1.0)) / (t[:, None] if t.ndim else t)
     z -= z.max(axis=1, keepdims=True)
     e = np.exp(z)
     return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
@@ -63,17 +71,54 @@ def log_loss(proba: np.ndarray, y: np.ndarray) -> float:
     return float(-np.log(p).mean()) if len(p) else 0.0
 
 
-class CalibratedHead:
-    """A head (or ensemble) whose probabilities go through :func:`apply_temperature`."""
+@dataclass(frozen=True)
+class Calibration:
+    """``T(f) = temperature * exp(slope * (1 - f))`` for a cover of familiarity ``f``, after mixing ``mix``
+    of the uniform distribution in. ``slope`` 0 is plain temperature scaling."""
 
-    def __init__(self, head, temperature: float, mix: float = 0.0):
-        if not temperature > 0:
-            raise ValueError(f"{head.name}: temperature must be positive, got {temperature}")
-        if not 0.0 <= mix < 1.0:
-            raise ValueError(f"{head.name}: mix must be in [0, 1), got {mix}")
+    temperature: float = 1.0
+    slope: float = 0.0
+    mix: float = 0.0
+
+    def __post_init__(self):
+        if not self.temperature > 0:
+            raise ValueError(f"temperature must be positive, got {self.temperature}")
+        if not self.slope >= 0:
+            raise ValueError(f"slope must be 0 or more (a less familiar cover is never made surer), got {self.slope}")
+        if not 0.0 <= self.mix < 1.0:
+            raise ValueError(f"mix must be in [0, 1), got {self.mix}")
+
+    def as_dict(self) -> dict:
+        return {"temperature": self.temperature, "slope": self.slope, "mix": self.mix}
+
+    @property
+    def identity(self) -> bool:
+        return self.temperature == 1.0 and self.slope == 0.0 and self.mix == 0.0
+
+    def temperatures(self, familiarity: np.ndarray | None) -> float | np.ndarray:
+        if self.slope == 0.0:
+            return self.temperature
+        if familiarity is None:
+            raise ValueError("this calibration depends on each cover's familiarity; none was given")
+        f = np.clip(np.asarray(familiarity, dtype=np.float64), 0.0, 1.0)
+        return self.temperature * np.exp(self.slope * (1.0 - f))
+
+    def apply(self, proba: np.ndarray, familiarity: np.ndarray | None = None) -> np.ndarray:
+        return apply_temperature(proba, self.temperatures(familiarity), self.mix)
+
+
+class CalibratedHead:
+    """A head (or ensemble) whose probabilities go through a :class:`Calibration`."""
+
+    def __init__(self, head, temperature: float | Calibration, mix: float = 0.0, slope: float = 0.0):
+        try:
+            self.calibration = (temperature if isinstance(temperature, Calibration)
+                                else Calibration(float(temperature), float(slope), float(mix)))
+        except ValueError as e:
+            raise ValueError(f"{head.name}: {e}") from None
         self.head = head
-        self.temperature = float(temperature)
-        self.mix = float(mix)
+        self.temperature = self.calibration.temperature
+        self.mix = self.calibration.mix
         self.name = head.name
         self.featurizer = head.featurizer
 
@@ -81,8 +126,9 @@ class CalibratedHead:
     def members(self):
         return self.head.members
 
-    def predict_proba(self, features: np.ndarray) -> np.ndarray:
-        return apply_temperature(self.head.predict_proba(features), self.temperature, self.mix)
+    def predict_proba(self, features: np.ndarray, familiarity: np.ndarray | None = None) -> np.ndarray:
+        return self.calibration.apply(self.head.predict_proba(features), familiarity)
 
-    def predict_proba_from(self, features: dict[str, np.ndarray]) -> np.ndarray:
-        return apply_temperature(self.head.predict_proba_from(features), self.temperature, self.mix)
+    def predict_proba_from(self, features: dict[str, np.ndarray], familiarity: np.ndarray | None = None
+                           ) -> np.ndarray:
+        return self.calibration.apply(self.head.predict_proba_from(features), familiarity)

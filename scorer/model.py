@@ -9,7 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .calibration import CalibratedHead
+from .calibration import CalibratedHead, Calibration
+from .familiarity import Familiarity
 from .featurize import ColourFeaturizer, FlipAveraged, OnnxFeaturizer
 from .heads import EnsembleHead, Head, load_head
 
@@ -93,12 +94,20 @@ class Model:
         """``{alias: genre}``: other names ``--keep`` takes for this model's genres."""
         return dict(self.manifest.get("aliases") or {})
 
-    def calibration(self, head: str) -> tuple[float, float]:
-        """The head's ``(temperature, mix)`` (``(1, 0)``: none), fitted on out-of-fold predictions."""
+    def calibration(self, head: str) -> Calibration:
+        """The head's :class:`~scorer.calibration.Calibration` (temperature, familiarity slope, mix; the identity
+        when it has none), fitted on out-of-fold and held-out-collection predictions."""
         spec = ((self.manifest.get("calibration") or {}).get("heads") or {}).get(head) or {}
         if not spec.get("used", True):
-            return 1.0, 0.0
-        return float(spec.get("temperature", 1.0)), float(spec.get("mix", 0.0))
+            return Calibration()
+        return Calibration(float(spec.get("temperature", 1.0)), float(spec.get("slope", 0.0)),
+                           float(spec.get("mix", 0.0)))
+
+    @cached_property
+    def familiarity(self) -> Familiarity | None:
+        """The familiarity scale of the training covers (``None`` for a model trained before it existed)."""
+        spec = self.manifest.get("familiarity")
+        return Familiarity.load(self.dir / spec["file"]) if spec else None
 
     @property
     def head_names(self) -> list[str]:
@@ -117,7 +126,8 @@ class Model:
                 "aliases": self.aliases, "heads": self.heads, "default_head": self.default_head,
                 "precision": self.precision, "precisions": list(self.variants), "tta": self.tta,
                 "featurizer_id": self.variants[self.precision]["id"], "training_set": m.get("training_set"),
-                "calibration": {h: dict(zip(("temperature", "mix"), self.calibration(h))) for h in self.heads},
+                "calibration": {h: self.calibration(h).as_dict() for h in self.heads},
+                "familiarity": {k: v for k, v in (m.get("familiarity") or {}).items() if k != "file"} or None,
                 "cv": m.get("cv")}
 
     def __repr__(self) -> str:
@@ -146,8 +156,8 @@ class Model:
         """A head by name (default: the model's), with its shipped calibration unless ``calibrated`` is false."""
         name = name or self.default_head
         head = self._raw_head(name)
-        t, mix = self.calibration(name) if calibrated else (1.0, 0.0)
-        return CalibratedHead(head, t, mix) if (t, mix) != (1.0, 0.0) else head
+        calibration = self.calibration(name) if calibrated else Calibration()
+        return head if calibration.identity else CalibratedHead(head, calibration)
 
     def _raw_head(self, name: str) -> Head | EnsembleHead:
         if name == ENSEMBLE:
@@ -175,8 +185,20 @@ class Model:
 
     def predict(self, images: np.ndarray, head: Head | EnsembleHead | CalibratedHead) -> np.ndarray:
         """Genre probabilities ``(N, n_genres)`` for a uint8 image batch."""
-        features = {k: self.featurizer(k)(images) for k in self.kinds_for(head)}
+        return self.predict_with_familiarity(images, head)[0]
+
+    def predict_with_familiarity(self, images: np.ndarray, head: Head | EnsembleHead | CalibratedHead
+                                 ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Genre probabilities ``(N, n_genres)`` and each cover's familiarity (``None`` when the model has no
+        familiarity scale) for a uint8 image batch."""
+        kinds = set(self.kinds_for(head)) | ({"cnn"} if self.familiarity is not None else set())
+        features = {k: self.featurizer(k)(images) for k in sorted(kinds)}
+        familiarity = self.familiarity(features["cnn"]) if self.familiarity is not None else None
         inner = head.head if isinstance(head, CalibratedHead) else head
+        if isinstance(head, CalibratedHead):
+            if isinstance(inner, EnsembleHead):
+                return head.predict_proba_from(features, familiarity), familiarity
+            return head.predict_proba(features[inner.featurizer], familiarity), familiarity
         if isinstance(inner, EnsembleHead):
-            return head.predict_proba_from(features)
-        return head.predict_proba(features[inner.featurizer])
+            return inner.predict_proba_from(features), familiarity
+        return inner.predict_proba(features[inner.featurizer]), familiarity

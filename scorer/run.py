@@ -65,7 +65,7 @@ def run_metadata(model: Model, head_name: str, keep: KeepFilter, **extra) -> dic
         "precision": model.precision,
         "tta": model.tta,
         "featurizer_id": model.variants[model.precision]["id"],
-        "calibration": dict(zip(("temperature", "mix"), model.calibration(head_name))),
+        "calibration": model.calibration(head_name).as_dict(),
         **extra,
     }
 

@@ -19,7 +19,10 @@ from .filters import KeepFilter
 from .model import Model
 from .sources.rows import ROW_ERROR
 
-OUTPUT_COLUMNS = ("status", "error", "genre", "genre_prob", "kept", "head", "model_version", "scored_at")
+OUTPUT_COLUMNS = ("status", "error", "genre", "genre_prob", "familiarity", "kept", "head", "model_version",
+                  "scored_at")
+#: the output columns that come before the ``p_<genre>`` ones
+_BEFORE_GENRES = 5
 
 
 @dataclass
@@ -76,7 +79,7 @@ def peak_rss_mb() -> float | None:
 
 
 def output_columns(genres: list[str]) -> list[str]:
-    return [*OUTPUT_COLUMNS[:4], *(f"p_{g}" for g in genres), *OUTPUT_COLUMNS[4:]]
+    return [*OUTPUT_COLUMNS[:_BEFORE_GENRES], *(f"p_{g}" for g in genres), *OUTPUT_COLUMNS[_BEFORE_GENRES:]]
 
 
 def check_passthrough(columns: list[str], genres: list[str]) -> None:
@@ -88,11 +91,12 @@ def check_passthrough(columns: list[str], genres: list[str]) -> None:
 
 @dataclass(frozen=True)
 class Verdict:
-    """What became of one cover: ``ok`` with probabilities, or an error status and message."""
+    """What became of one cover: ``ok`` with probabilities and familiarity, or an error status and message."""
 
     status: str
     error: str | None = None
     proba: np.ndarray | None = None
+    familiarity: float | None = None
 
 
 @dataclass
@@ -162,27 +166,37 @@ class Scorer:
         stream = decoded(urls, lambda u: u, self.fetcher, self.workers, window=max(64, 4 * self.batch_size))
         for batch in batched(stream, self.batch_size):
             images = stack_images(batch)
-            probs = iter(self.model.predict(images, self.head)) if len(images) else iter(())
+            probs, familiarity = (self.model.predict_with_familiarity(images, self.head) if len(images)
+                                  else (np.zeros((0, len(self.model.genres))), None))
+            ok = iter(range(len(probs)))
             for o in batch:
-                yield o.item, (Verdict("ok", proba=next(probs)) if o.error is None
-                               else Verdict(o.error.code, o.error.message))
+                if o.error is None:
+                    i = next(ok)
+                    yield o.item, Verdict("ok", proba=probs[i],
+                                          familiarity=None if familiarity is None else float(familiarity[i]))
+                else:
+                    yield o.item, Verdict(o.error.code, o.error.message)
             on_progress(len(batch))
 
     def assemble(self, rows: pa.Table, verdicts: list[Verdict]) -> pa.Table:
         """``rows`` with the score columns appended (``kept`` from this scorer's filter)."""
         genres = self.model.genres
         proba = np.full((len(verdicts), len(genres)), np.nan, dtype=np.float32)
+        familiarity = np.full(len(verdicts), np.nan, dtype=np.float32)
         for i, v in enumerate(verdicts):
             if v.proba is not None:
                 proba[i] = v.proba
+            if v.familiarity is not None:
+                familiarity[i] = v.familiarity
         return append_scores(rows, [v.status for v in verdicts], [v.error for v in verdicts], proba,
-                             self.keep, genres, self.head.name, self.model.version)
+                             self.keep, genres, self.head.name, self.model.version, familiarity=familiarity)
 
 
 def append_scores(rows: pa.Table, status: list[str], errors: list, proba: np.ndarray,
                   keep: KeepFilter, genres: list[str], head: str, version: str,
-                  scored_at: pa.Array | None = None) -> pa.Table:
-    """The output schema in one place: passthrough columns, then status … scored_at."""
+                  scored_at: pa.Array | None = None, familiarity: np.ndarray | None = None) -> pa.Table:
+    """The output schema in one place: passthrough columns, then status … scored_at. ``familiarity`` is
+    null where it is NaN or not given (a model without a familiarity scale)."""
     ok = np.array([s == "ok" for s in status], dtype=bool)
     kept = keep.apply(proba, genres)
     top = np.where(ok, np.nan_to_num(proba, nan=-1).argmax(axis=1), -1)
@@ -194,6 +208,8 @@ def append_scores(rows: pa.Table, status: list[str], errors: list, proba: np.nda
         "genre_prob": pa.array(np.where(ok, proba[np.arange(n), np.maximum(top, 0)], np.nan),
                                pa.float32(), mask=~ok),
     }
+    fam = np.full(n, np.nan, dtype=np.float32) if familiarity is None else np.asarray(familiarity, np.float32)
+    cols["familiarity"] = pa.array(fam, pa.float32(), mask=~ok | np.isnan(fam))
     for j, g in enumerate(genres):
         cols[f"p_{g}"] = pa.array(proba[:, j], pa.float32(), mask=~ok)
     cols["kept"] = pa.array(kept, pa.bool_())

@@ -142,6 +142,8 @@ def carried(scorer: Scorer, rows: pa.Table, previous: pa.Table) -> pa.Table:
     """``rows`` (today's input) with the score columns of their ``previous`` output rows; ``kept`` anew."""
     genres, n = scorer.model.genres, rows.num_rows
     proba = np.stack([previous.column(f"p_{g}").to_numpy(zero_copy_only=False) for g in genres], axis=1)
+    familiarity = (previous.column("familiarity").to_numpy(zero_copy_only=False).astype(np.float32)
+                   if "familiarity" in previous.column_names else None)
     return append_scores(rows, ["ok"] * n, [None] * n, proba.astype(np.float32), scorer.keep, genres,
                          scorer.head.name, scorer.model.version,
-                         scored_at=previous.column("scored_at").combine_chunks())
+                         scored_at=previous.column("scored_at").combine_chunks(), familiarity=familiarity)

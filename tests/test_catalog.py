@@ -68,12 +68,13 @@ def check_ok_row(row: dict, genres: list[str]) -> None:
     assert row["genre"] in genres
     assert row["genre"] == genres[int(p.argmax())]
     assert row["genre_prob"] == pytest.approx(p.max(), abs=1e-6)
+    assert 0.0 <= row["familiarity"] <= 1.0, row
 
 
 def check_failed_row(row: dict, genres: list[str], status: str) -> None:
     assert row["status"] == status, row
     assert isinstance(row["error"], str) and row["error"].strip(), row
-    assert row["genre"] is None and row["genre_prob"] is None
+    assert row["genre"] is None and row["genre_prob"] is None and row["familiarity"] is None
     assert all(row[f"p_{g}"] is None for g in genres), row
     assert row["kept"] is False
 
@@ -218,8 +219,8 @@ def test_every_row_scored_or_explained_in_input_order(catalog, scored_csv, model
     assert {r["model_version"] for r in out_rows} == {meta["model_version"]}
 
     schema = pq.read_schema(out)
-    assert schema.names == [*FIELDS, "status", "error", "genre", "genre_prob", *(f"p_{g}" for g in genres),
-                            "kept", "head", "model_version", "scored_at"]
+    assert schema.names == [*FIELDS, "status", "error", "genre", "genre_prob", "familiarity",
+                            *(f"p_{g}" for g in genres), "kept", "head", "model_version", "scored_at"]
     assert schema.field("p_rock").type == pa.float32()
     assert schema.field("kept").type == pa.bool_()
     assert schema.field("scored_at").type == pa.timestamp("us", tz="UTC")
@@ -445,11 +446,11 @@ def test_empty_catalog_writes_empty_parquet_with_full_schema(model, tmp_path):
     table = pq.read_table(out)
     assert table.num_rows == 0
     genres = model.genres
-    assert table.schema.names == ["id", "title", "cover_url", "status", "error", "genre", "genre_prob",
+    assert table.schema.names == ["id", "title", "cover_url", "status", "error", "genre", "genre_prob", "familiarity",
                                   *(f"p_{g}" for g in genres), "kept", "head", "model_version", "scored_at"]
     types = {f.name: f.type for f in table.schema}
     assert all(types[c] == pa.string() for c in ("id", "title", "cover_url", "status", "error", "genre", "head"))
-    assert all(types[c] == pa.float32() for c in ("genre_prob", *(f"p_{g}" for g in genres)))
+    assert all(types[c] == pa.float32() for c in ("genre_prob", "familiarity", *(f"p_{g}" for g in genres)))
     assert types["kept"] == pa.bool_()
     assert types["scored_at"] == pa.timestamp("us", tz="UTC")
     assert read_metadata(out)["genres"] == genres
