@@ -40,6 +40,33 @@ class FeatureCache:
         atomic_write(self.path(sha), buf.getvalue())
 
 
+class Degraded:
+    """A featurizer seeing each cover as a small, re-compressed thumbnail would show it: scaled down to ``px``
+    (Lanczos), saved as JPEG at ``quality``, decoded and scaled back up as scoring does. The Discogs thumbnails
+    users meet are 150 px; the training covers are 300."""
+
+    def __init__(self, inner, px: int = 150, quality: int = 80):
+        self.inner, self.px, self.quality = inner, px, quality
+        self.id = f"{inner.id}+thumb{px}q{quality}"
+        self.kind = getattr(inner, "kind", "cnn")
+
+    def degrade(self, images: np.ndarray) -> np.ndarray:
+        from PIL import Image
+
+        from scorer.decode import decode_image
+
+        out = np.empty_like(images)
+        for i, image in enumerate(images):
+            small = Image.fromarray(image).resize((self.px, self.px), Image.Resampling.LANCZOS)
+            buf = io.BytesIO()
+            small.save(buf, format="JPEG", quality=self.quality)
+            out[i] = decode_image(buf.getvalue(), size=images.shape[1])
+        return out
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        return self.inner(self.degrade(np.asarray(images, dtype=np.uint8)))
+
+
 def extract(examples: list[Example], featurizers: dict, cache_root: Path | None = None,
             batch_size: int = 8, label: str = "featurizing") -> dict[str, np.ndarray]:
     """Features per featurizer kind, in ``examples`` order. Cached vectors are not recomputed.
