@@ -40,6 +40,8 @@ Log = Union[Callable[[str], None], None]
 Data = Union[str, os.PathLike, Sequence[Union[str, os.PathLike]]]
 #: the file suffixes read as a catalog when ``covers`` is a single path
 CATALOG_SUFFIXES = (".csv", ".jsonl", ".ndjson", ".json", ".parquet", ".pq")
+#: pixels of the fine-tuning crops by default: the shipped recipe's (``training.finetune.Recipe.size``)
+TRAIN_SIZE = 224
 
 
 def load_model(path_or_name: str | os.PathLike | None = None, precision: str | None = None,
@@ -399,29 +401,34 @@ def score_playlist(playlist: str, *, keep: str | Sequence[str] | None = None, mi
 
 def evaluate(data: Data, *, folds: int = 5, seed: int = 0, featurizer: str | os.PathLike | None = None,
              finetune: bool = False, epochs: int = 6, arch: str = "lite0", freeze_blocks: int = 0,
-             augment: str = "store", class_weighting: str = "balanced", group_by: str | None = None,
-             keep_checkpoints: bool = False, log: Log = None, **options: Any) -> dict:
+             augment: str = "store", class_weighting: str = "balanced", train_size: int = TRAIN_SIZE,
+             group_by: str | None = None, unknown_genres: bool = False, keep_checkpoints: bool = False,
+             log: Log = None, **options: Any) -> dict:
     """``scorer evaluate``: cross-validate every featurizer+head pair on labelled covers; returns the JSON of
     ``scorer evaluate --json``. Needs the ``train`` extra (``finetune``: also ``export``). ``data`` is a
     folder with a sub-folder per genre (or a ``labels.csv``), a CSV of ``path,genre``, a link file, or a list
-    of them (figures per input too). ``options``: ``allow_private_hosts``, ``concurrency``, ``per_host``,
-    ``timeout``, ``retries``, for covers given by URL."""
+    of them (figures per input too). With several collections (inputs, or the values of an input's ``source``
+    column), ``heldout`` has the figures on each collection's covers when trained without them;
+    ``unknown_genres`` also leaves each genre out in turn. ``options``: ``allow_private_hosts``,
+    ``concurrency``, ``per_host``, ``timeout``, ``retries``, for covers given by URL."""
     pipeline = _training()
     fetch = _training_fetch(options)
     check_number("--folds", folds, 2, 20)
     with _user_errors():
         if finetune:
-            recipe = _recipe(epochs, arch, freeze_blocks, seed, featurizer, augment, class_weighting)
+            recipe = _recipe(epochs, arch, freeze_blocks, seed, featurizer, augment, class_weighting, train_size)
             return pipeline.evaluate_finetuned(_data(data), recipe, folds=folds, seed=seed, log=log, fetch=fetch,
-                                               group_by=group_by, keep_checkpoints=keep_checkpoints)
+                                               group_by=group_by, keep_checkpoints=keep_checkpoints,
+                                               unknown_genres=unknown_genres)
         return pipeline.evaluate_dataset(_data(data), folds=folds, seed=seed, featurizer=_path(featurizer), log=log,
-                                         fetch=fetch, group_by=group_by)
+                                         fetch=fetch, group_by=group_by, unknown_genres=unknown_genres)
 
 
 def train(data: Data, out: str | os.PathLike, *, folds: int = 5, seed: int = 0, name: str = "custom",
           featurizer: str | os.PathLike | None = None, finetune: bool = False, epochs: int = 6, arch: str = "lite0",
           freeze_blocks: int = 0, augment: str = "store", class_weighting: str = "balanced",
-          group_by: str | None = None, keep_checkpoints: bool = False, log: Log = None, **options: Any) -> dict:
+          train_size: int = TRAIN_SIZE, group_by: str | None = None, keep_checkpoints: bool = False,
+          log: Log = None, **options: Any) -> dict:
     """``scorer train``: train heads on labelled covers (``data`` as for :func:`evaluate`) and write the model
     directory ``out``; returns its manifest. Load it with ``load_model(out)``. ``folds=0`` skips the CV that
     picks the default head. Needs the ``train`` extra (``finetune``: also ``export``)."""
@@ -430,7 +437,7 @@ def train(data: Data, out: str | os.PathLike, *, folds: int = 5, seed: int = 0, 
     check_number("--folds", folds, 0, 20)
     with _user_errors():
         if finetune:
-            recipe = _recipe(epochs, arch, freeze_blocks, seed, featurizer, augment, class_weighting)
+            recipe = _recipe(epochs, arch, freeze_blocks, seed, featurizer, augment, class_weighting, train_size)
             return pipeline.train_finetuned(_data(data), Path(out), recipe, name=name, log=log, fetch=fetch,
                                             group_by=group_by, keep_checkpoints=keep_checkpoints)
         return pipeline.train_dataset(_data(data), Path(out), folds=folds, seed=seed, name=name,
@@ -554,7 +561,8 @@ def _training_fetch(options: dict[str, Any]):
     return Options.of(options).check().fetch()
 
 
-def _recipe(epochs: int, arch: str, freeze_blocks: int, seed: int, featurizer, augment: str, class_weighting: str):
+def _recipe(epochs: int, arch: str, freeze_blocks: int, seed: int, featurizer, augment: str, class_weighting: str,
+            train_size: int = 224):
     """The fine-tuning recipe; bad values fail here, before any work."""
     if featurizer is not None:
         raise UsageError("--featurizer and --finetune do not go together: --finetune starts from the pretrained "
@@ -564,7 +572,7 @@ def _recipe(epochs: int, arch: str, freeze_blocks: int, seed: int, featurizer, a
 
     try:
         return Recipe(arch=arch, epochs=epochs, freeze_blocks=freeze_blocks, seed=seed, augment=augment,
-                      class_weighting=class_weighting)
+                      class_weighting=class_weighting, size=train_size)
     except ValueError as e:
         raise UsageError(str(e)) from None
 

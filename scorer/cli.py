@@ -116,6 +116,12 @@ FinetuneOpt = Annotated[bool, typer.Option(
     "--finetune", help="Fine-tune the pretrained CNN on the labelled covers first (torch: the 'export' extra).")]
 EpochsOpt = Annotated[int, typer.Option(help="--finetune: epochs.", min=1, max=100)]
 ArchOpt = Annotated[str, typer.Option(help="--finetune: the pretrained network, lite0, lite1 or lite2.")]
+TrainSizeOpt = Annotated[int, typer.Option(
+    help="--finetune: pixels of the training crops (the network scores at 224 either way; 160 trains about 3x as "
+         "fast on a CPU).", min=96, max=256)]
+UnknownGenresOpt = Annotated[bool, typer.Option(
+    "--unknown-genres", help="Also leave each genre out of training in turn and report how sure the model is of "
+                             "its covers (one more fit, or fine-tuning, per genre).")]
 FreezeOpt = Annotated[int, typer.Option(
     help="--finetune: the stem and this many first blocks keep their ImageNet weights (0: train all).")]
 AugmentOpt = Annotated[str, typer.Option(
@@ -412,7 +418,9 @@ def evaluate(
     freeze_blocks: FreezeOpt = 0,
     augment: AugmentOpt = "store",
     class_weighting: WeightingOpt = "balanced",
+    train_size: TrainSizeOpt = 224,  # api.TRAIN_SIZE
     group_by: GroupByOpt = None,
+    unknown_genres: UnknownGenresOpt = False,
     keep_checkpoints: KeepCheckpointsOpt = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of tables.")] = False,
     concurrency: ConcurrencyOpt = 64,
@@ -431,7 +439,8 @@ def evaluate(
     try:
         result = api.evaluate(data, folds=folds, seed=seed, featurizer=featurizer, finetune=finetune, epochs=epochs,
                               arch=arch, freeze_blocks=freeze_blocks, augment=augment,
-                              class_weighting=class_weighting, group_by=group_by, keep_checkpoints=keep_checkpoints,
+                              class_weighting=class_weighting, train_size=train_size, group_by=group_by,
+                              unknown_genres=unknown_genres, keep_checkpoints=keep_checkpoints,
                               log=_log if finetune or not json_out else None, concurrency=concurrency,
                               per_host=per_host, timeout=timeout, retries=retries,
                               allow_private_hosts=allow_private_hosts)
@@ -460,6 +469,7 @@ def train(
     freeze_blocks: FreezeOpt = 0,
     augment: AugmentOpt = "store",
     class_weighting: WeightingOpt = "balanced",
+    train_size: TrainSizeOpt = 224,  # api.TRAIN_SIZE
     group_by: GroupByOpt = None,
     keep_checkpoints: KeepCheckpointsOpt = False,
     concurrency: ConcurrencyOpt = 64,
@@ -479,7 +489,8 @@ def train(
     try:
         manifest = api.train(data, out, folds=folds, seed=seed, name=name, featurizer=featurizer, finetune=finetune,
                              epochs=epochs, arch=arch, freeze_blocks=freeze_blocks, augment=augment,
-                             class_weighting=class_weighting, group_by=group_by, keep_checkpoints=keep_checkpoints,
+                             class_weighting=class_weighting, train_size=train_size, group_by=group_by,
+                             keep_checkpoints=keep_checkpoints,
                              log=_log, concurrency=concurrency, per_host=per_host, timeout=timeout, retries=retries,
                              allow_private_hosts=allow_private_hosts)
     except UsageError as e:

@@ -49,13 +49,17 @@ def print_evaluation(result: dict) -> None:
         c.print(f"groups: {grouping['groups']} ({nd['clusters']} near-duplicate clusters of {nd['covers_in_clusters']}"
                 f" covers" + (f"; {grouping['artists']['known']} artists" if grouping.get("artists") else "") + ")")
     calibration = (result.get("calibration") or {}).get("heads") or {}
-    t = Table("head", "accuracy", "balanced acc.", "ECE", "ECE calibrated")
     best = result.get("best_head")
     ranked = sorted(result["heads"].items(), key=lambda kv: -kv[1]["balanced_accuracy"])
+    if result.get("heldout"):
+        print_heldout(c, result, best)
+    t = Table("head", "accuracy", "balanced acc.", "ECE", "ECE calibrated", "right at ≥0.5", "right at ≥0.7",
+              title="in-collection (out-of-fold)", title_justify="left")
     for name, m in ranked:
         cal = calibration.get(name)
         t.add_row(f"{name} *" if name == best else name, f"{m['accuracy']:.3f}", f"{m['balanced_accuracy']:.3f}",
-                  f"{cal['ece_before']:.3f}" if cal else "", f"{cal['ece_after']:.3f}" if cal else "")
+                  f"{cal['ece_before']:.3f}" if cal else "", f"{cal['ece_after']:.3f}" if cal else "",
+                  *(_kept(m.get("precision_at"), t) for t in ("0.5", "0.7")))
     c.print(t)
     top = [name for name, _ in ranked[:4]]
     t = Table("recall", *top, title="recall per genre (the best heads)", title_justify="left")
@@ -76,20 +80,63 @@ def print_evaluation(result: dict) -> None:
             h = r["heads"][best]
             c.print(f"  {source} ({r['covers']} covers): balanced accuracy {h['balanced_accuracy']:.3f}, "
                     f"ECE {h['ece']:.3f}; recall " + ", ".join(f"{g} {v:.2f}" for g, v in h["recall"].items()))
-    if best and result.get("cross_source"):
-        c.print(f"cross-source, {best}: trained without the test input's covers of the genres both have")
-        for name, r in result["cross_source"].items():
-            h = r["heads"][best]
-            c.print(f"  {name.removeprefix('cross:')} ({r['test_covers']} covers of {', '.join(r['genres'])}): "
-                    f"balanced accuracy {h['balanced_accuracy']:.3f} against {h['in_cv_balanced_accuracy']:.3f} in "
-                    f"CV (gap {h['gap']:+.3f}), ECE {h['ece']:.3f}; recall "
-                    + ", ".join(f"{g} {h['recall'][g]:.2f} ({h['in_cv_recall'][g]:.2f} in CV)" for g in h["recall"]))
+    if best and result.get("unknown_genres"):
+        print_unknown_genres(c, result["unknown_genres"], best)
     c.print("confusion matrices (rows: true genre, columns: predicted)")
     for name, m in ranked:
         cm = Table("true \\ pred", *genres, title=name, title_justify="left")
         for g, row in zip(genres, m["confusion_matrix"]):
             cm.add_row(g, *map(str, row))
         c.print(cm)
+
+
+def _kept(precision_at: dict | None, threshold: str) -> str:
+    """``0.62 (41)``: the share right of the rows --min-prob keeps at that threshold, and how many."""
+    got = (precision_at or {}).get(threshold)
+    if not got:
+        return ""
+    return "none kept" if got["precision"] is None else f"{got['precision']:.2f} ({got['kept']})"
+
+
+def print_heldout(c: Console, result: dict, best: str | None) -> None:
+    """Covers from a collection the model did not train on: each held-out split, then every head's summary."""
+    c.print("[bold]held out[/]: trained without one collection's covers of genres another collection has, tested "
+            "on them (what to expect on covers from elsewhere)")
+    if best:
+        t = Table("split", "covers", "genres", "bal. acc. (in CV)", "ECE", "right at ≥0.5", "right at ≥0.7",
+                  "familiarity", title=f"held out, {best}", title_justify="left")
+        for name, r in result["heldout"].items():
+            h = r["heads"][best]
+            fam = (r.get("familiarity") or {}).get("median")
+            t.add_row(name, str(r["test_covers"]), ", ".join(r["genres"]),
+                      f"{h['balanced_accuracy']:.3f} ({h['in_cv_balanced_accuracy']:.3f})", f"{h['ece']:.3f}",
+                      _kept(h["precision_at"], "0.5"), _kept(h["precision_at"], "0.7"),
+                      "" if fam is None else f"{fam:.2f}")
+        c.print(t)
+    summary = result.get("heldout_summary") or {}
+    if summary:
+        t = Table("head", "held-out bal. acc. (mean)", "worst ECE", "lowest right at ≥0.5", "lowest right at ≥0.7",
+                  "in-collection bal. acc.", title="every head, held out", title_justify="left")
+        for name, h in sorted(summary.items(), key=lambda kv: -kv[1]["balanced_accuracy"]):
+            low = ["" if v is None else f"{v:.2f}" for v in (h["lowest_precision_at"][k] for k in ("0.5", "0.7"))]
+            t.add_row(f"{name} *" if name == best else name, f"{h['balanced_accuracy']:.3f}", f"{h['worst_ece']:.3f}",
+                      *low, f"{result['heads'][name]['balanced_accuracy']:.3f}")
+        c.print(t)
+
+
+def print_unknown_genres(c: Console, unknown: dict, head: str) -> None:
+    """How sure the model is of covers of a genre it was not trained on (each genre left out in turn)."""
+    t = Table("left out", "covers", "≥0.5 raw", "≥0.5 OOF temperature", "≥0.5 calibrated", "≥0.7 calibrated",
+              title=f"genres the model does not know, {head}: share of their covers kept with confidence",
+              title_justify="left")
+    for genre, g in unknown["genres"].items():
+        h = g["heads"][head]
+        t.add_row(genre, str(g["test_covers"]), f"{h['raw']['0.5']:.2f}", f"{h['out_of_fold_temperature']['0.5']:.2f}",
+                  f"{h['calibrated']['0.5']:.2f}", f"{h['calibrated']['0.7']:.2f}")
+    m = unknown["mean"][head]
+    t.add_row("mean", "", f"{m['raw']['0.5']:.2f}", f"{m['out_of_fold_temperature']['0.5']:.2f}",
+              f"{m['calibrated']['0.5']:.2f}", f"{m['calibrated']['0.7']:.2f}")
+    c.print(t)
 
 
 def print_model(model) -> None:
@@ -102,6 +149,7 @@ def print_model(model) -> None:
             by_genre.setdefault(genre, []).append(alias)
         c.print("--keep also takes (case, spaces, hyphens and underscores never matter): "
                 + "; ".join(f"{', '.join(a)} → {g}" for g, a in by_genre.items()))
+    _print_expectations(c, model)
     others = [p for p in model.variants if p != model.precision]
     c.print(f"featurizer: {model.variants[model.precision]['id']} ({model.precision}"
             + (f"; also {', '.join(others)} with --precision" if others else "")
@@ -135,7 +183,7 @@ def print_model(model) -> None:
         cal = (m.get("calibration") or {}).get("heads") or {}
         # short headings: the table must fit an 80-column terminal or log without cutting names
         columns = ["head", "acc.", "bal. acc."] + (["int8 Δ"] if int8 else []) \
-            + (["temp.", "ECE", "ECE cal."] if cal else [])
+            + (["temp.", "slope", "ECE", "ECE cal."] if cal else [])
         inside = ", CNN fine-tuned inside each fold" if cv.get("finetuned_in_each_fold") else ""
         grouped = " grouped" if cv.get("grouped") else ""
         t = Table(*columns, title=f"{cv['folds']}-fold{grouped} CV{inside}", box=box.SIMPLE_HEAD)
@@ -144,8 +192,9 @@ def print_model(model) -> None:
             change = [f"{int8[name]['change']:+.3f}"] if name in int8 else ([""] if int8 else [])
             calib = []
             if cal:
-                calib = ([f"{model.calibration(name)[0]:.2f}", f"{cal[name]['ece_before']:.3f}",
-                          f"{cal[name]['ece_after']:.3f}"] if name in cal else ["", "", ""])
+                cn = model.calibration(name)
+                calib = ([f"{cn.temperature:.2f}", f"{cn.slope:.2f}", f"{cal[name]['ece_before']:.3f}",
+                          f"{cal[name]['ece_after']:.3f}"] if name in cal else ["", "", "", ""])
             t.add_row(name, f"{h['accuracy']:.3f}", f"{h['balanced_accuracy']:.3f}", *change, *calib)
         c.print(t)
         best = cv["heads"].get(model.default_head)
@@ -156,14 +205,47 @@ def print_model(model) -> None:
             if h:
                 c.print(f"on {source} covers ({r['covers']}): balanced accuracy {h['balanced_accuracy']:.3f}, "
                         f"ECE {h['ece']:.3f}")
-        for name, r in (cv.get("cross_source") or {}).items():
-            h = r["heads"].get(model.default_head)
-            if h:
-                c.print(f"cross-source {name.removeprefix('cross:')} ({', '.join(r['genres'])}): balanced accuracy "
-                        f"{h['balanced_accuracy']:.3f} (in CV {h['in_cv_balanced_accuracy']:.3f}), ECE {h['ece']:.3f}")
     others = [n for n in _shipped_names() if n != model.dir.name]
     if others:
         c.print(f"other shipped models: {', '.join(others)} (--model NAME)")
+
+
+def _print_expectations(c: Console, model) -> None:
+    """What to expect of the default head: first on covers from collections the model did not train on, then on
+    covers like the training ones; and how to read ``familiarity``."""
+    m = model.manifest
+    cv = m.get("cv") or {}
+    head = model.default_head
+    cal = ((m.get("calibration") or {}).get("heads") or {}).get(head) or {}
+    # a model trained before held-out collections were measured has its cross-source splits
+    splits = cv.get("heldout") or cv.get("cross_source") or {}
+    heldout = {n: r["heads"][head] for n, r in splits.items() if head in r["heads"]}
+    if heldout:
+        accs = [h["balanced_accuracy"] for h in heldout.values()]
+        c.print(f"[bold]on covers from collections it did not train on[/] ({head}, {len(heldout)} held-out splits): "
+                f"balanced accuracy {sum(accs) / len(accs):.3f} on average ({min(accs):.3f} to {max(accs):.3f}), "
+                f"ECE up to {max(h['ece'] for h in heldout.values()):.3f}")
+        for name, h in heldout.items():
+            kept = ", ".join(f"--min-prob {t} keeps {_share(h['precision_at'][t])}" for t in ("0.5", "0.7")
+                             if h.get("precision_at"))
+            c.print(f"  {name} ({', '.join(splits[name]['genres'])}): balanced accuracy {h['balanced_accuracy']:.3f} "
+                    f"(in CV {h['in_cv_balanced_accuracy']:.3f}), ECE {h['ece']:.3f}" + (f"; {kept}" if kept else ""))
+    h = (cv.get("heads") or {}).get(head)
+    if h:
+        kept = ", ".join(f"--min-prob {t} keeps {_share(h['precision_at'][t])}" for t in ("0.5", "0.7")
+                         if h.get("precision_at"))
+        c.print(f"[bold]on covers like the training ones[/] (grouped CV: artists and albums it did not see): balanced "
+                f"accuracy {h['balanced_accuracy']:.3f}" + (f", ECE {cal['ece_after']:.3f}" if cal else "")
+                + (f"; {kept}" if kept else ""))
+    fam = m.get("familiarity")
+    if fam:
+        c.print(f"familiarity (0-1): {fam.get('scale', '')}")
+
+
+def _share(kept: dict) -> str:
+    if kept["precision"] is None:
+        return "no cover"
+    return f"{kept['share']:.0%} of covers, right {kept['precision']:.0%} of the time"
 
 
 def _shipped_names() -> list[str]:

@@ -31,6 +31,7 @@ from .dataset import load_labelled
 from .evaluate import BLEND, best_head
 from .pipeline import (
     CV_FIELDS,
+    CV_SECTIONS,
     calibration_manifest,
     choose_precision,
     evaluate_dataset,
@@ -81,11 +82,11 @@ def finetuned_manifest(manifest: dict, cv: dict) -> dict:
                "finetuned_in_each_fold": True, "fold_seconds": cv["fold_seconds"],
                "missing_genres": cv.get("missing_genres"),
                "heads": {n: {k: m[k] for k in CV_FIELDS if k in m} for n, m in cv["heads"].items()},
-               **({"by_source": cv["by_source"]} if cv.get("by_source") else {}),
-               **({"cross_source": cv["cross_source"]} if cv.get("cross_source") else {}),
+               **{k: cv[k] for k in CV_SECTIONS if cv.get(k)},
                "flip_tta_change": copy.deepcopy(cv.get("variants", {}).get("flip", {}).get("balanced_accuracy_change")),
                "int8_change": copy.deepcopy(cv.get("variants", {}).get("int8", {}).get("balanced_accuracy_change"))},
         "calibration": calibration_manifest(cv) if cv.get("calibration") else manifest.get("calibration"),
+        "familiarity": {**(manifest.get("familiarity") or {}), **(cv.get("familiarity") or {})},
     }
 
 

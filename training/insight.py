@@ -222,14 +222,19 @@ def _calibration(cv: dict) -> str:
              f"{heads[n]['ece_before']:.3f}", f"<b>{heads[n]['ece_after']:.3f}</b>",
              f"{heads[n]['log_loss_before']:.3f} → {heads[n]['log_loss_after']:.3f}"] for n in ranked]
     best = cv.get("best_head") or ranked[0]
-    diagram = reliability_diagram({"before calibration": heads[best]["reliability_before"],
-                                   "after (temperature)": heads[best]["reliability_after"]},
-                                  f"{best}: reliability (out-of-fold)")
+    curves = {"out of fold, before": heads[best]["reliability_before"],
+              "out of fold, calibrated": heads[best]["reliability_after"]}
+    if heads[best].get("heldout"):
+        curves |= {"held out, before": heads[best]["heldout"]["reliability_before"],
+                   "held out, calibrated": heads[best]["heldout"]["reliability_after"]}
+    diagram = reliability_diagram(curves, f"{best}: reliability")
     return ("<h3>Calibration</h3><p class=\"note\">Do the probabilities mean what they say? Expected calibration "
             f"error (ECE, {heads[best]['reliability_before']['bins']} bins) is the covers-weighted gap between the top "
             "genre's probability and how often it is right. Temperature scaling divides each head's log-probabilities "
-            "by one number, fitted on out-of-fold predictions; the <i>after</i> figures apply, to each fold, a "
-            "temperature fitted on the other folds only. It never changes the top genre.</p>"
+            "by a number fitted on out-of-fold predictions and, with several collections, on predictions for "
+            "collections held out of training; the number grows as a cover's familiarity falls. The <i>after</i> "
+            "figures apply, to each fold or held-out split, a calibration fitted without its covers. It never changes "
+            "the top genre.</p>"
             + table(["featurizer-head", "temperature", "ECE before", "ECE after", "log loss"], rows)
             + f'<figure>{diagram}</figure>')
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 import scorer
+from scorer.familiarity import Familiarity
 from scorer.featurize import ColourFeaturizer, FlipAveraged, OnnxFeaturizer
 from scorer.fetch import FetchOptions, default_cache_root
 from scorer.model import shipped_featurizer
@@ -90,12 +91,14 @@ def _featurize(data: Data, featurizer: Path | None, log: Log,
     return dataset, features, cnn, others
 
 
-def _cross_validate(features: dict[str, np.ndarray], dataset: Dataset, folds: int, seed: int, log: Log) -> dict:
+def _cross_validate(features: dict[str, np.ndarray], dataset: Dataset, folds: int, seed: int, log: Log,
+                    unknown_genres: bool = False) -> dict:
     """CV of the fp32 heads, which also score each other precision's features of the test folds."""
     base = {k: v for k, v in features.items() if ":" not in k}
     variants = {k.split(":")[1]: {"cnn": v} for k, v in features.items() if k.startswith("cnn:")}
     cv = cross_validate(base, np.array(dataset.labels), dataset.genres, folds, seed, log=log, variants=variants,
-                        groups=dataset.groups, sources=[e.source for e in dataset.examples])
+                        groups=dataset.groups, sources=[e.source for e in dataset.examples],
+                        collections=[e.collection for e in dataset.examples], unknown_genres=unknown_genres)
     return _with_changes(cv)
 
 
@@ -114,9 +117,10 @@ def choose_precision(cv: dict | None) -> str:
 
 
 def evaluate_dataset(data: Data, folds: int = 5, seed: int = 0, featurizer: Path | None = None,
-                     log: Log = None, fetch: FetchOptions | None = None, group_by: str | None = None) -> dict:
+                     log: Log = None, fetch: FetchOptions | None = None, group_by: str | None = None,
+                     unknown_genres: bool = False) -> dict:
     dataset, features, cnn, others = _featurize(data, featurizer, log, fetch, group_by)
-    cv = _cross_validate(features, dataset, folds, seed, log)
+    cv = _cross_validate(features, dataset, folds, seed, log, unknown_genres)
     cv["featurizers"] = {"cnn": cnn.id, "colour": ColourFeaturizer.id, **{f"cnn:{k}": f.id for k, f in others.items()}}
     cv["best_head"] = best_head(cv)
     cv["dataset"] = _dataset_summary(data, dataset, group_by)
@@ -164,6 +168,7 @@ def train_dataset(data: Data, out: Path, folds: int = 5, seed: int = 0, name: st
             fitted.save(staging / rel)
             heads[head_name] = {"featurizer": fitted.featurizer, "kind": fitted.kind, "file": rel,
                                 "params": fitted.params}
+        Familiarity.fit(features["cnn"], dataset.groups).save(staging / FAMILIARITY_FILE)
         if copy_featurizer:
             (staging / "featurizer").mkdir()
             for f in (cnn, *others.values()):
@@ -200,6 +205,7 @@ def train_dataset(data: Data, out: Path, folds: int = 5, seed: int = 0, name: st
                              "dropped_conflicts": dataset.dropped_conflicts,
                              "grouping": dataset.grouping,
                              "unfetched": dict(dataset.unfetched)},
+            "familiarity": familiarity_manifest(cv),
             "cv": _cv_summary(cv) if cv else None,
             "calibration": calibration_manifest(cv) if cv else None,
         }
@@ -233,32 +239,52 @@ def variant_cv(cv: dict, name: str) -> dict:
 
 
 #: the per-head CV figures a manifest keeps
-CV_FIELDS = ("accuracy", "balanced_accuracy", "recall", "balanced_accuracy_per_fold", "accuracy_per_fold")
+CV_FIELDS = ("accuracy", "balanced_accuracy", "recall", "balanced_accuracy_per_fold", "accuracy_per_fold",
+             "precision_at")
+#: what a model keeps of a CV besides its heads' figures
+CV_SECTIONS = ("by_source", "heldout", "heldout_summary", "unknown_genres")
+FAMILIARITY_FILE = "familiarity.npz"
+FAMILIARITY_SCALE = ("the share of the training covers (each compared with the covers of other artists and "
+                     "near-duplicate groups) that look less like the training covers than this cover does: about 0.5 "
+                     "for a typical cover of the kind the model was trained on, near 0 for a cover unlike all of them")
 
 
 def _cv_summary(cv: dict) -> dict:
     return {"folds": cv["folds"], "seed": cv["seed"], "stratified": True, "grouped": cv.get("grouped", False),
             "missing_genres": cv.get("missing_genres"),
-            "heads": {n: {k: m[k] for k in CV_FIELDS} for n, m in cv["heads"].items()},
-            **({"by_source": cv["by_source"]} if cv.get("by_source") else {}),
-            **({"cross_source": cv["cross_source"]} if cv.get("cross_source") else {})}
+            "heads": {n: {k: m[k] for k in CV_FIELDS if k in m} for n, m in cv["heads"].items()},
+            **{k: cv[k] for k in CV_SECTIONS if cv.get(k)}}
+
+
+def familiarity_manifest(cv: dict | None) -> dict:
+    """The familiarity scale's file and definition, and (with a CV) how familiar out-of-fold and held-out covers
+    were on the scale of the covers their heads were fitted on."""
+    from scorer.familiarity import DIMS, K
+
+    return {"file": FAMILIARITY_FILE, "featurizer": "cnn",
+            "method": f"mean cosine similarity of the cover's CNN features, projected on the training covers' {DIMS} "
+                      f"principal components, to its {K} most similar training covers",
+            "scale": FAMILIARITY_SCALE, **((cv or {}).get("familiarity") or {})}
+
+
+CALIBRATION_FIELDS = ("temperature", "slope", "mix", "used", "ece_before", "ece_after", "log_loss_before",
+                      "log_loss_after", "reliability_before", "reliability_after", "heldout")
 
 
 def calibration_manifest(cv: dict) -> dict:
-    """What a model ships of its CV calibration: each head's temperature and ECE before/after,
-    and the reliability diagram's bins (``scorer report`` draws them)."""
+    """What a model ships of its CV calibration: each head's temperature, familiarity slope and mix, its ECE
+    before/after out of fold and on held-out collections, and the reliability diagrams' bins (``scorer report``
+    draws them)."""
     cal = cv["calibration"]
-    return {"method": cal["method"], "bins": cal["bins"],
-            "heads": {n: {k: c[k] for k in ("temperature", "mix", "used", "ece_before", "ece_after", "log_loss_before",
-                                          "log_loss_after", "reliability_before", "reliability_after")}
-                      for n, c in cal["heads"].items()}}
+    return {**{k: v for k, v in cal.items() if k != "heads"},
+            "heads": {n: {k: c[k] for k in CALIBRATION_FIELDS if k in c} for n, c in cal["heads"].items()}}
 
 
 # ------------------------------------------------------------------------------------------ fine-tuning
 
 
 def _finetune(examples: list, genres: list[str], recipe, out_dir: Path, log: Log, quantize: bool = True,
-              keep_checkpoints: bool = False) -> tuple[OnnxFeaturizer, OnnxFeaturizer | None, Fitted]:
+              keep_checkpoints: bool = False, views=None) -> tuple[OnnxFeaturizer, OnnxFeaturizer | None, Fitted]:
     """Fine-tune on ``examples`` (resuming from the checkpoint in the cache), export to ``out_dir``:
     the fine-tuned featurizer, its int8 quantization (calibrated on these covers' pixels; with
     ``quantize``), and the network's own genre layer as a head."""
@@ -269,7 +295,7 @@ def _finetune(examples: list, genres: list[str], recipe, out_dir: Path, log: Log
 
     key = hashlib.sha256((data_fingerprint(examples, genres) + json.dumps(asdict(recipe))).encode()).hexdigest()
     work_dir = default_cache_root() / "finetune" / key[:16]
-    ft = finetune(examples, genres, recipe, work_dir=work_dir, log=log)
+    ft = finetune(examples, genres, recipe, work_dir=work_dir, log=log, views=views)
     order = np.random.default_rng(recipe.seed).permutation(len(examples))
     covers = [Path(examples[i].path) for i in order[:CALIBRATION + CHECK]]
     n_check = min(CHECK, max(1, len(covers) // 4))
@@ -290,22 +316,27 @@ def _finetune(examples: list, genres: list[str], recipe, out_dir: Path, log: Log
 
 
 #: bump when what a saved CV split holds changes: older saved splits are then not reused
-CV_FORMAT = 2
+CV_FORMAT = 3
 
 
 def _resume_dir(dataset: Dataset, recipe, folds: int, seed: int, blend_share: float) -> Path:
     """Where a fine-tuning CV keeps its finished splits: one folder per data, grouping and recipe."""
-    key = json.dumps({"data": dataset.fingerprint(), "groups": hashlib.sha256("\n".join(dataset.groups or []).encode())
-                      .hexdigest(), "sources": hashlib.sha256("\n".join(e.source for e in dataset.examples).encode())
-                      .hexdigest(), "recipe": asdict(recipe), "folds": folds, "seed": seed,
-                      "blend_share": blend_share, "format": CV_FORMAT}, sort_keys=True)
+
+    def digest(values) -> str:
+        return hashlib.sha256("\n".join(values).encode()).hexdigest()
+
+    key = json.dumps({"data": dataset.fingerprint(), "groups": digest(dataset.groups or []),
+                      "sources": digest(e.source for e in dataset.examples),
+                      "collections": digest(e.collection for e in dataset.examples), "recipe": asdict(recipe),
+                      "folds": folds, "seed": seed, "blend_share": blend_share, "format": CV_FORMAT}, sort_keys=True)
     return default_cache_root() / "cv" / hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
 def evaluate_finetuned(data: Data, recipe, folds: int = 5, seed: int = 0, log: Log = None,
                        fetch: FetchOptions | None = None, blend_share: float = BLEND_SHARE,
                        group_by: str | None = None, cross_source: bool = True,
-                       only: set[str] | None = None, keep_checkpoints: bool = False) -> dict:
+                       only: set[str] | None = None, keep_checkpoints: bool = False,
+                       unknown_genres: bool = False) -> dict:
     """Cross-validation that fine-tunes inside each fold: the network, and the heads fitted on its
     features, only ever see that fold's training rows. With several inputs, the cross-source
     splits (:func:`training.evaluate.cross_source_splits`) fine-tune a network each too.
@@ -321,7 +352,7 @@ def evaluate_finetuned(data: Data, recipe, folds: int = 5, seed: int = 0, log: L
     colour = extract(dataset.examples, {"colour": ColourFeaturizer()})["colour"]
     featurizer_ids: dict[str, str] = {}
     resume = _resume_dir(dataset, recipe, folds, seed, blend_share)
-    with tempfile.TemporaryDirectory(prefix="scorer-finetune-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="scorer-finetune-") as tmp, _views(dataset, recipe, log) as views:
 
         def fold_features(split, train, test):
             fit = _held_back(train, y, blend_share, seed + sum(map(ord, split.name)), groups)
@@ -329,12 +360,13 @@ def evaluate_finetuned(data: Data, recipe, folds: int = 5, seed: int = 0, log: L
                 log(f"{split.name}: fine-tuning on {len(fit)} covers "
                     f"({len(train) - len(fit)} held back to choose the blend)")
             cnn, int8, network = _finetune([dataset.examples[j] for j in fit], dataset.genres, recipe,
-                                           Path(tmp) / split.name.replace("→", "-").replace(":", "-"), log,
-                                           quantize=split.is_fold, keep_checkpoints=keep_checkpoints)
+                                           Path(tmp) / split.name.replace("→", "-").replace(":", "-").replace("/", "_"),
+                                           log, quantize=not split.is_unknown_genre, keep_checkpoints=keep_checkpoints,
+                                           views=views)
             featurizer_ids[split.name] = cnn.id
             x = extract(dataset.examples, {"cnn": cnn}, label=f"featurizing ({split.name})")["cnn"]
             variants = {}
-            if split.is_fold:
+            if not split.is_unknown_genre:
                 # flip TTA and int8, measured on the test rows only: the heads fitted on plain fp32
                 # features score them, as they would at run time
                 test_examples = [dataset.examples[j] for j in test]
@@ -346,7 +378,8 @@ def evaluate_finetuned(data: Data, recipe, folds: int = 5, seed: int = 0, log: L
 
         cv = cross_validate({}, y, dataset.genres, folds, seed, log=log, fold_features=fold_features, groups=groups,
                             sources=[e.source for e in dataset.examples], cross_source=cross_source,
-                            resume_dir=resume, only=only)
+                            resume_dir=resume, only=only, collections=[e.collection for e in dataset.examples],
+                            unknown_genres=unknown_genres)
     if only is None:
         cv = _with_changes(cv)
         cv["best_head"] = best_head(cv)
@@ -355,6 +388,18 @@ def evaluate_finetuned(data: Data, recipe, folds: int = 5, seed: int = 0, log: L
     cv["blend_share"] = blend_share
     cv["dataset"] = _dataset_summary(data, dataset, group_by)
     return cv
+
+
+def _views(dataset: Dataset, recipe, log: Log):
+    """One :class:`training.trunk.TrunkViews` for every split's fine-tuning when the recipe freezes blocks."""
+    from contextlib import nullcontext
+
+    from .trunk import TrunkViews
+
+    if not recipe.freeze_blocks:
+        return nullcontext()
+    return TrunkViews(dataset.examples, recipe.arch, recipe.freeze_blocks, recipe.seed, recipe.min_crop_area,
+                      recipe.augment == "store", log, size=recipe.size)
 
 
 def _held_back(train: np.ndarray, y: np.ndarray, share: float, seed: int,

@@ -210,13 +210,26 @@ def _model_calibration(meta: dict) -> str:
     cal = ((meta.get("model") or {}).get("calibration") or {}).get("heads", {}).get(head)
     if not cal:
         return ""
-    t = cal["temperature"] if cal.get("used", True) else 1.0
-    note = (f'<p class="note">How far <code>genre_prob</code> can be trusted, from the model\'s out-of-fold '
-            f'cross-validation: head <code>{esc(head)}</code> ships temperature {t:.2f}; expected calibration error '
-            f'{cal["ece_before"]:.3f} before and {cal["ece_after"]:.3f} after it. On the diagonal, a probability '
-            f'of 0.8 is right 80% of the time.</p>')
-    diagram = reliability_diagram({"before calibration": cal["reliability_before"],
-                                   "after (shipped)": cal["reliability_after"]}, f"{head}: reliability (model CV)")
+    return calibration_figures(head, cal)
+
+
+def calibration_figures(head: str, cal: dict) -> str:
+    """A head's calibration as its model measured it: a note and the reliability diagram, out of fold and (when
+    the model was measured on held-out collections) on covers of collections it did not train on."""
+    used = cal.get("used", True)
+    t, slope = (cal["temperature"], cal.get("slope", 0.0)) if used else (1.0, 0.0)
+    shipped = f"temperature {t:.2f}" + (f", growing as familiarity falls (slope {slope:.2f})" if slope else "")
+    held = cal.get("heldout")
+    note = (f'<p class="note">How far <code>genre_prob</code> can be trusted, from the model\'s cross-validation: '
+            f'head <code>{esc(head)}</code> ships {shipped}. Expected calibration error on covers like the training '
+            f'ones (out of fold): {cal["ece_before"]:.3f} before and {cal["ece_after"]:.3f} after it'
+            + (f'; on covers of collections the model did not train on (held out): {held["ece_before"]:.3f} before '
+               f'and {held["ece_after"]:.3f} after' if held else "")
+            + '. On the diagonal, a probability of 0.8 is right 80% of the time.</p>')
+    curves = {"out of fold, before": cal["reliability_before"], "out of fold, shipped": cal["reliability_after"]}
+    if held:
+        curves |= {"held out, before": held["reliability_before"], "held out, shipped": held["reliability_after"]}
+    diagram = reliability_diagram(curves, f"{head}: reliability (model CV)")
     return note + f"<figure>{diagram}</figure>"
 
 
