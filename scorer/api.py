@@ -41,7 +41,7 @@ Data = Union[str, os.PathLike, Sequence[Union[str, os.PathLike]]]
 #: the file suffixes read as a catalog when ``covers`` is a single path
 CATALOG_SUFFIXES = (".csv", ".jsonl", ".ndjson", ".json", ".parquet", ".pq")
 #: pixels of the fine-tuning crops by default: the shipped recipe's (``training.finetune.Recipe.size``)
-TRAIN_SIZE = 224
+TRAIN_SIZE = 160
 
 
 def load_model(path_or_name: str | os.PathLike | None = None, precision: str | None = None,
@@ -74,7 +74,7 @@ def score(covers: Covers, *, keep: str | Sequence[str] | None = None, min_prob: 
     H×W×3 or H×W×4).
 
     The columns added are those of ``scorer catalog``: ``status`` (``ok`` or an error code),
-    ``error``, ``genre``, ``genre_prob``, one ``p_<genre>`` per genre, ``kept``, ``head``,
+    ``error``, ``genre``, ``genre_prob``, ``familiarity``, one ``p_<genre>`` per genre, ``kept``, ``head``,
     ``model_version`` and ``scored_at``. A cover that cannot be fetched or decoded is a row with its
     status, never an exception. ``keep`` takes genres as ``"rock,pop"`` or ``["rock", "pop"]``;
     the other options are the command line's flags (``allow_private_hosts`` is
@@ -562,7 +562,7 @@ def _training_fetch(options: dict[str, Any]):
 
 
 def _recipe(epochs: int, arch: str, freeze_blocks: int, seed: int, featurizer, augment: str, class_weighting: str,
-            train_size: int = 224):
+            train_size: int = TRAIN_SIZE):
     """The fine-tuning recipe; bad values fail here, before any work."""
     if featurizer is not None:
         raise UsageError("--featurizer and --finetune do not go together: --finetune starts from the pretrained "

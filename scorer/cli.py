@@ -418,7 +418,7 @@ def evaluate(
     freeze_blocks: FreezeOpt = 0,
     augment: AugmentOpt = "store",
     class_weighting: WeightingOpt = "balanced",
-    train_size: TrainSizeOpt = 224,  # api.TRAIN_SIZE
+    train_size: TrainSizeOpt = 160,  # api.TRAIN_SIZE
     group_by: GroupByOpt = None,
     unknown_genres: UnknownGenresOpt = False,
     keep_checkpoints: KeepCheckpointsOpt = False,
@@ -469,7 +469,7 @@ def train(
     freeze_blocks: FreezeOpt = 0,
     augment: AugmentOpt = "store",
     class_weighting: WeightingOpt = "balanced",
-    train_size: TrainSizeOpt = 224,  # api.TRAIN_SIZE
+    train_size: TrainSizeOpt = 160,  # api.TRAIN_SIZE
     group_by: GroupByOpt = None,
     keep_checkpoints: KeepCheckpointsOpt = False,
     concurrency: ConcurrencyOpt = 64,

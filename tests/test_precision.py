@@ -34,11 +34,13 @@ def test_int8_features_stay_close_to_fp32_on_real_covers(batch):
     int8 = OnnxFeaturizer(int8_beside(shipped_featurizer()))
     assert int8.precision == "int8" and fp32.precision == "fp32"
     sims = cosine(fp32(batch), int8(batch))
-    assert sims.mean() > 0.97 and sims.min() > 0.9
+    # 7-bit weights (reduce_range) keep these figures the same on CPUs with and without VNNI; full-range
+    # weights gave 0.99 with VNNI and 0.91 (saturated) on AVX2 without it
+    assert sims.mean() > 0.95 and sims.min() > 0.8
     # the recorded check and provenance describe this very file
     meta = int8.meta
     assert meta["quantization"]["from"]["sha256"] == fp32.meta["sha256"]
-    assert meta["quantization_check"]["feature_cosine_mean"] > 0.97
+    assert meta["quantization_check"]["feature_cosine_mean"] > 0.95
 
 
 def test_int8_graph_runs_integer_kernels(tmp_path):

@@ -134,7 +134,7 @@ def test_labelled_report_figures_match_the_page(labelled_report):
     page = (labelled_report / "index.html").read_text()
     for text in ("rows: true genre, normalised per true genre", "3-fold stratified cross-validation",
                  "100 covers", "Occlusion sensitivity", "Correct predictions", "Wrong predictions",
-                 "Expected calibration error", "temperature fitted on the other folds only"):
+                 "Expected calibration error", "a calibration fitted without its covers"):
         assert text in page, text
 
 
