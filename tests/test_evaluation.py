@@ -244,3 +244,17 @@ def test_best_head_is_the_highest_balanced_accuracy():
     assert best_head(cv) == "cnn-logreg"  # by balanced accuracy, not accuracy
     cv["heads"]["blend"] = {"balanced_accuracy": 0.44, "accuracy": 0.9}
     assert best_head(cv) == "cnn-logreg"  # a tie keeps the first
+
+
+def test_best_head_is_chosen_on_held_out_collections_and_near_ties_go_to_the_in_collection_figure():
+    from training.evaluate import HELDOUT_TIE, best_head
+
+    cv = {"heads": {"cnn-logreg": {"balanced_accuracy": 0.423}, "blend": {"balanced_accuracy": 0.442},
+                    "cnn-knn": {"balanced_accuracy": 0.40}},
+          "heldout_summary": {"cnn-logreg": {"balanced_accuracy": 0.320}, "blend": {"balanced_accuracy": 0.300},
+                              "cnn-knn": {"balanced_accuracy": 0.50}}}
+    # knn is far better held out but more than HEAD_CV_TOLERANCE below in collection; logreg wins held out
+    assert best_head(cv) == "cnn-logreg"
+    # a held-out lead smaller than HELDOUT_TIE is a tie: the in-collection figure decides
+    cv["heldout_summary"]["cnn-logreg"]["balanced_accuracy"] = 0.300 + HELDOUT_TIE / 2
+    assert best_head(cv) == "blend"

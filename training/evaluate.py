@@ -552,15 +552,22 @@ def heldout_summary(heldout: dict) -> dict:
 
 #: a head whose in-collection balanced accuracy is within this of the best one's may be chosen for its held-out one
 HEAD_CV_TOLERANCE = 0.02
+#: held-out means closer than this are a tie (a few hundred covers per split): the in-collection figure decides
+HELDOUT_TIE = 0.01
 
 
 def best_head(cv: dict) -> str:
     """The default head: with held-out collections, the best held-out balanced accuracy (mean over the splits)
-    among the heads within :data:`HEAD_CV_TOLERANCE` of the best in-collection figure; without, the best
-    in-collection figure."""
+    among the heads within :data:`HEAD_CV_TOLERANCE` of the best in-collection figure, held-out means within
+    :data:`HELDOUT_TIE` of the best counting as a tie that the in-collection figure breaks; without held-out
+    collections, the best in-collection figure."""
     heads = cv["heads"]
     top = max(heads, key=lambda n: heads[n]["balanced_accuracy"])
     held = cv.get("heldout_summary") or {}
     near = [n for n in heads if n in held and heads[n]["balanced_accuracy"] >= heads[top]["balanced_accuracy"]
             - HEAD_CV_TOLERANCE]
-    return max(near, key=lambda n: held[n]["balanced_accuracy"]) if near else top
+    if not near:
+        return top
+    best_held = max(held[n]["balanced_accuracy"] for n in near)
+    tied = [n for n in near if held[n]["balanced_accuracy"] >= best_held - HELDOUT_TIE]
+    return max(tied, key=lambda n: heads[n]["balanced_accuracy"])
