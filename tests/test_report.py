@@ -227,8 +227,9 @@ def test_scored_report_gallery(scored, browser, tmp_path):
     facts = render(browser, report / "index.html", tmp_path / "scored.png")
     assert facts["sections"] == ["summary", "calibration", "labels", "gallery"]
     assert facts["heatmaps"] == 1
-    # the model's CV reliability (before, after) and the labelled rows' own
-    assert facts["reliability"] == 2 and facts["curves"] == 3
+    # the model's reliability (out of fold and on its held-out collections, each before and after calibration)
+    # and the labelled rows' own
+    assert facts["reliability"] == 2 and facts["curves"] == 5
     ok = [r for r in rows if r["status"] == "ok"]
     assert len(ok) == len(rows) - 2
     assert facts["images"] == len(ok) and facts["loaded"] == len(ok)  # failed rows get a placeholder

@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from scorer.cli import app
 from scorer.model import Model
 from training.evaluate import HEAD_CV_TOLERANCE, best_head
+from training.pipeline import choose_precision
 
 #: the frozen Lite0 featurizer's best head on both sets, grouped 5-fold CV, seed 0: 0.387 (cnn-logreg)
 FROZEN_BEST_BALANCED_ACCURACY = 0.36
@@ -113,9 +114,13 @@ def test_full_five_fold_grouped_evaluation_of_both_sets(covers_dir, spotify_dir)
     assert best == best_head(report)
     top = max(heads.values(), key=lambda h: h["balanced_accuracy"])["balanced_accuracy"]
     assert heads[best]["balanced_accuracy"] >= top - HEAD_CV_TOLERANCE
-    # the fp32 heads scored on int8 features of the frozen featurizer lose at most 0.01
+    # the fp32 heads scored on int8 features of the frozen featurizer: every head measured, none far off (7-bit
+    # weights cost up to 0.018 on an AVX2 CPU), and the default precision follows the 0.01 rule on exactly these
     change = report["variants"]["int8"]["balanced_accuracy_change"]
-    assert set(change) == set(heads) and min(change.values()) >= -0.01
+    assert set(change) == set(heads) and min(change.values()) >= -0.03
+    assert any(c != 0 for n, c in change.items() if n.startswith("cnn-"))
+    held_change = [h["variants_change"]["int8"] for h in report["heldout_summary"].values()]
+    assert choose_precision(report) == ("int8" if min([*change.values(), *held_change]) >= -0.01 else "fp32")
     # the shipped model is the best one CV measured: the frozen featurizer's best head, or a
     # fine-tuned network whose (fine-tuned-in-each-fold) CV beat exactly this figure
     shipped = Model()
