@@ -130,8 +130,9 @@ def main() -> None:
         recipe = Recipe() if args.epochs is None else Recipe(epochs=args.epochs)
         cv = evaluate_finetuned(args.data, recipe, args.folds, log=log, group_by=args.group_by)
     # the floor needs no bar: a fine-tuning under it is turned down before the shipped covers are read
-    bar = None if under_floor(cv) else the_bar(args.out, args.data, args.group_by, args.folds, cv, args.frozen_cv)
-    verdict = {"ship": False, "why": under_floor(cv)} if bar is None else beats(cv, bar)
+    why = under_floor(cv)
+    bar = None if why else the_bar(args.out, args.data, args.group_by, args.folds, cv, args.frozen_cv)
+    verdict = beats(cv, bar) if bar else {"ship": False, "why": why}
     log(verdict["why"])
     if not verdict["ship"]:
         print(f"{verdict['why']}: {args.out} unchanged")
