@@ -41,7 +41,7 @@ def log(message: str) -> None:
 
 
 def export(arch: str, size: int) -> Path:
-    from training.export_featurizer import load_torch_model, onnx_export, wrap
+    from scorer.training.export_featurizer import load_torch_model, onnx_export, wrap
 
     path = ENVS / f"efficientnet-{arch}-{size}.onnx"
     if not path.exists():
@@ -67,7 +67,7 @@ def decode_all(paths: list[str], size: int) -> np.ndarray:
 
 def features(onnx: Path, paths: list[str], size: int, fingerprint: str) -> np.ndarray:
     from scorer.featurize import OnnxFeaturizer
-    from training.dataset import sha256_file
+    from scorer.training.dataset import sha256_file
 
     cache = ENVS / f"{onnx.stem}-{sha256_file(onnx)[:8]}-{fingerprint[:8]}.npy"
     if cache.exists():
@@ -113,7 +113,7 @@ def logreg_cv(x: np.ndarray, y: np.ndarray, splits, n_classes: int, c: float) ->
 
 
 def knn_cv(x: np.ndarray, y: np.ndarray, splits, n_classes: int) -> np.ndarray:
-    from training.heads import fit_head
+    from scorer.training.heads import fit_head
 
     oof = np.zeros((len(y), n_classes), dtype=np.float32)
     for s in splits:
@@ -127,8 +127,8 @@ def main() -> None:
     ap.add_argument("--folds", type=int, default=5)
     args = ap.parse_args()
 
-    from training.dataset import load_labelled
-    from training.evaluate import cv_splits, metrics
+    from scorer.training.dataset import load_labelled
+    from scorer.training.evaluate import cv_splits, metrics
 
     dataset = load_labelled([SHARED / s for s in SETS], group_by="artist")
     y = np.array(dataset.labels)

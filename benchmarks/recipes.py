@@ -48,10 +48,10 @@ def main() -> None:
     if unknown:
         raise SystemExit(f"unknown variant(s) {', '.join(unknown)}; known: {', '.join(VARIANTS)}")
 
-    from training.dataset import load_labelled
-    from training.evaluate import cross_source_splits
-    from training.finetune import Recipe
-    from training.pipeline import evaluate_finetuned
+    from scorer.training.dataset import load_labelled
+    from scorer.training.evaluate import cross_source_splits
+    from scorer.training.finetune import Recipe
+    from scorer.training.pipeline import evaluate_finetuned
 
     data = [SHARED / s for s in SETS]
     dataset = load_labelled(data, group_by="artist")

@@ -56,7 +56,7 @@ class Context:
         return self.dataset.genres
 
     def fit(self, split) -> np.ndarray:
-        from training.pipeline import BLEND_SHARE, _held_back
+        from scorer.training.pipeline import BLEND_SHARE, _held_back
 
         if split.name not in self.fit_rows:
             self.fit_rows[split.name] = _held_back(split.train, self.y, BLEND_SHARE, sum(map(ord, split.name)),
@@ -66,7 +66,7 @@ class Context:
     def frozen_features(self) -> dict[str, np.ndarray]:
         if not self.frozen:
             from scorer.featurize import OnnxFeaturizer
-            from training.features import Degraded, extract
+            from scorer.training.features import Degraded, extract
 
             cnn = OnnxFeaturizer(REPO / "models" / "featurizer" / "efficientnet-lite0.onnx")
             self.frozen = extract(self.dataset.examples, {"plain": cnn, "thumb": Degraded(cnn)},
@@ -77,9 +77,9 @@ class Context:
         if split.name not in self.tuned:
             import tempfile
 
-            from training.features import Degraded, extract
-            from training.finetune import Recipe
-            from training.pipeline import _finetune
+            from scorer.training.features import Degraded, extract
+            from scorer.training.finetune import Recipe
+            from scorer.training.pipeline import _finetune
 
             examples = [self.dataset.examples[i] for i in self.fit(split)]
             with tempfile.TemporaryDirectory() as tmp:
@@ -98,7 +98,7 @@ def _balanced(y: np.ndarray, proba: np.ndarray) -> float:
 
 def _heads(kinds: tuple[str, ...], x: np.ndarray, fit: np.ndarray, y: np.ndarray, n: int,
            aug: np.ndarray | None = None):
-    from training.heads import fit_head
+    from scorer.training.heads import fit_head
 
     xf, yf = x[fit], y[fit]
     if aug is not None:  # the same covers as thumbnails too
@@ -107,7 +107,7 @@ def _heads(kinds: tuple[str, ...], x: np.ndarray, fit: np.ndarray, y: np.ndarray
 
 
 def _blend(fitted: dict, x_of: dict, ctx: Context, split) -> dict[str, float]:
-    from training.evaluate import select_blend
+    from scorer.training.evaluate import select_blend
 
     held = np.setdiff1d(split.train, ctx.fit(split))
     return select_blend({n: f.predict_proba(x_of[n][held]) for n, f in fitted.items()}, ctx.y[held])
@@ -166,9 +166,9 @@ TRIES = ("frozen-logreg", "frozen-logreg+thumbs", "tuned-network", "tuned-logreg
 
 def figures(name: str, ctx: Context) -> dict:
     """Run one try on every split; its in-collection, thumbnail and held-out figures, calibrated as shipped."""
-    from scorer.calibration import expected_calibration_error
-    from scorer.familiarity import Familiarity
-    from training.calibration import Rows, calibrate, precision_at
+    from scorer.heads.calibration import expected_calibration_error
+    from scorer.heads.familiarity import Familiarity
+    from scorer.training.calibration import Rows, calibrate, precision_at
 
     y, genres = ctx.y, ctx.genres
     collections = np.array([e.collection for e in ctx.dataset.examples])
@@ -219,8 +219,8 @@ def main() -> None:
     if unknown:
         raise SystemExit(f"unknown tries: {', '.join(unknown)}; known: {', '.join(TRIES)}")
 
-    from training.dataset import load_labelled
-    from training.evaluate import cv_splits, heldout_splits
+    from scorer.training.dataset import load_labelled
+    from scorer.training.evaluate import cv_splits, heldout_splits
 
     dataset = load_labelled([SHARED / s for s in SETS], group_by="artist")
     y = np.array(dataset.labels)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from scorer.version import __version__
 
 #: the public names, and the module each comes from
 _EXPORTS = {
@@ -31,7 +31,7 @@ __all__ = [  # the names of _EXPORTS, spelled out for tools that read __all__ wi
 ]
 
 if TYPE_CHECKING:  # what type checkers and editors see; at run time, __getattr__ below
-    from .api import (
+    from scorer.api import (
         FileRun,
         ScoreChunks,
         cache_info,
@@ -48,9 +48,9 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time, __getattr_
         score_playlist,
         train,
     )
-    from .errors import STATUS_CODES, RunLocked, UsageError
-    from .faults import EXIT_CODES
-    from .model import Model
+    from scorer.errors import STATUS_CODES, RunLocked, UsageError
+    from scorer.faults import EXIT_CODES
+    from scorer.model import Model
 
 
 def __getattr__(name: str) -> Any:

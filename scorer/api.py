@@ -20,16 +20,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
 
-from .errors import UsageError
-from .options import Options, cache_bound, check_min_prob, check_number, keep_text, single_threaded_blas
+from scorer.errors import UsageError
+from scorer.options import Options, cache_bound, check_min_prob, check_number, keep_text, single_threaded_blas
 
 if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
 
-    from .builder import BuildSummary
-    from .model import Model
-    from .scoring import Summary
+    from scorer.datasets.musicbrainz import BuildSummary
+    from scorer.model import Model
+    from scorer.scoring import Summary
 
 #: what :func:`score` takes: a DataFrame with ``cover_url``, an iterable of covers, or a catalog file's path
 Covers = Union["pd.DataFrame", str, os.PathLike, Iterable[Any]]
@@ -40,7 +40,7 @@ Log = Union[Callable[[str], None], None]
 Data = Union[str, os.PathLike, Sequence[Union[str, os.PathLike]]]
 #: the file suffixes read as a catalog when ``covers`` is a single path
 CATALOG_SUFFIXES = (".csv", ".jsonl", ".ndjson", ".json", ".parquet", ".pq")
-#: pixels of the fine-tuning crops by default: the shipped recipe's (``training.finetune.Recipe.size``)
+#: pixels of the fine-tuning crops by default: the shipped recipe's (``scorer.training.finetune.Recipe.size``)
 TRAIN_SIZE = 160
 
 
@@ -53,7 +53,7 @@ def load_model(path_or_name: str | os.PathLike | None = None, precision: str | N
     ``scorer info`` shows). Pass it as ``model=`` to the scoring functions to load it only once.
     """
     single_threaded_blas()
-    from .run import open_model
+    from scorer.runners.files import open_model
 
     return open_model(path_or_name, None, precision, tta)
 
@@ -139,7 +139,7 @@ def iter_scores(covers: Covers, *, keep: str | Sequence[str] | None = None, min_
     if isinstance(covers, (str, os.PathLike)):
         path = _catalog_path(covers)
     else:
-        from .sources.memory import check_covers
+        from scorer.sources.memory import check_covers
 
         check_covers(covers)
     run = _Run.open(keep, min_prob, head, model, options)
@@ -160,8 +160,8 @@ class _Run:
     @classmethod
     def open(cls, keep, min_prob, head, model, options: Options) -> _Run:
         single_threaded_blas()
-        from .filters import KeepFilter
-        from .run import open_model
+        from scorer.filters import KeepFilter
+        from scorer.runners.files import open_model
 
         check_min_prob(min_prob)
         fetch = options.check().fetch()
@@ -170,7 +170,7 @@ class _Run:
         return cls(m, head or m.default_head, keep_filter, options, fetch)
 
     def attrs(self) -> dict:
-        from .run import run_metadata
+        from scorer.runners.files import run_metadata
 
         meta = run_metadata(self.model, self.head, self.keep, **({"input": self.input} if self.input else {}))
         return {k: v for k, v in meta.items() if k != "model"}  # the whole manifest is the model's: .info()
@@ -178,13 +178,13 @@ class _Run:
     def chunks(self, covers: Covers, chunk_rows: int, encoding: str | None, arrow: bool,
                progress: bool) -> ScoreChunks:
         """``covers`` as :func:`iter_scores` checked them: a catalog file's :class:`Path`, or in-memory covers."""
-        from .scoring import Scorer, check_passthrough
-        from .sources.memory import frame_chunks
+        from scorer.scoring import Scorer, check_passthrough
+        from scorer.sources.memory import frame_chunks
 
         base_dir = None
         if isinstance(covers, Path):
             path = covers
-            from .sources.catalog import iter_catalog
+            from scorer.sources.catalog import iter_catalog
 
             schema, tables = iter_catalog(path, chunk_rows, encoding)
             columns: list[str] = schema.names
@@ -203,8 +203,8 @@ class _Run:
 
     def _stream(self, scorer, source: Iterator[Any], base_dir: Path | None, arrow: bool,
                 progress: bool) -> Iterator[Any]:
-        from .fetch import CoverFetcher
-        from .progress import progress as bar
+        from scorer.fetch import CoverFetcher
+        from scorer.progress import progress as bar
 
         attrs = self.attrs()
         with CoverFetcher(self.fetch, base_dir=base_dir) as fetcher, \
@@ -229,7 +229,7 @@ def _chain(first, rest: Iterator[Any]) -> Iterator[Any]:
 
 
 def _catalog_path(covers: str | os.PathLike) -> Path:
-    from .sources.memory import ACCEPTED
+    from scorer.sources.memory import ACCEPTED
 
     text = os.fspath(covers)
     path = Path(text)
@@ -245,8 +245,8 @@ def _score_frame(scorer, fetcher, chunk: pd.DataFrame, arrow: bool, advance: Cal
     """The chunk's rows with the score columns appended (the chunk's own columns untouched)."""
     import pyarrow as pa
 
-    from .sources.catalog import URL_COLUMN
-    from .sources.memory import cover_refs, shown_urls
+    from scorer.sources.catalog import URL_COLUMN
+    from scorer.sources.memory import cover_refs, shown_urls
 
     values = chunk[URL_COLUMN].tolist()
     passthrough = None
@@ -319,7 +319,7 @@ def score_links(input: str | os.PathLike, out: str | os.PathLike, *, keep: str |
 def _score_file(kind: str, input, out, keep, min_prob, head, model, engine: str, shard_rows: int, rescore: bool,
                 encoding, log: Log, progress, options: Options) -> FileRun:
     single_threaded_blas()
-    from . import run
+    from scorer.runners import files as run
 
     input, out = Path(input), os.fspath(out)
     check_min_prob(min_prob)
@@ -344,12 +344,12 @@ def _score_file(kind: str, input, out, keep, min_prob, head, model, engine: str,
     if kind != "catalog":
         raise UsageError(f"--out {out}: give a .parquet file name")
     if engine == "ray":
-        from .ray_engine import run_ray
+        from scorer.runners.ray_data import run_ray
 
         settings.pop("show_progress")
         summary = run_ray(input, out, shard_rows=shard_rows, **settings)
         return FileRun(summary, {**summary.as_dict(), "engine": "ray"}, dataset=True, incremental=False)
-    from .shards import run_dataset
+    from scorer.runners.dataset import run_dataset
 
     report = run_dataset(input, out, shard_rows=shard_rows, rescore=rescore, **settings)
     return FileRun(report.summary, report.as_dict(), dataset=True, incremental=True)
@@ -357,7 +357,7 @@ def _score_file(kind: str, input, out, keep, min_prob, head, model, engine: str,
 
 def _text_encoding(input: Path, given: str | None, log: Log):
     """The encoding to read a text input with, logged when it was detected rather than UTF-8."""
-    from .sources.text import file_encoding
+    from scorer.sources.text import file_encoding
 
     if not input.is_file() or input.suffix.lower() in (".parquet", ".pq"):
         return given  # the reader says what is wrong with it
@@ -383,7 +383,7 @@ def score_playlist(playlist: str, *, keep: str | Sequence[str] | None = None, mi
     single_threaded_blas()
     import logging
 
-    from .playlist import run_playlist
+    from scorer.runners.playlist import run_playlist
 
     logging.getLogger("spotipy.client").setLevel(logging.CRITICAL)  # its HTTP errors become our messages
     settings = Options.of(options).check()
@@ -455,10 +455,10 @@ def report(input: str | os.PathLike | pd.DataFrame, out: str | os.PathLike, *, f
     dataset folder of :func:`score_catalog`, :func:`score_links` or :func:`score_playlist`): a
     gallery of covers with their genres. Or labelled covers (as for :func:`evaluate`; needs the
     ``train`` extra): sight-check grids, CV figures, an embedding map and activation maps."""
-    from .insight.gallery import is_scored_output
+    from scorer.insight.gallery import is_scored_output
 
     if hasattr(input, "attrs") and hasattr(input, "columns"):  # a DataFrame of scorer.score
-        from .insight.gallery import frame_report
+        from scorer.insight.gallery import frame_report
 
         check_number("--limit", limit, 1)
         return frame_report(input, Path(out), limit=limit, seed=seed, fetch=_training_fetch(options), log=log)
@@ -468,7 +468,7 @@ def report(input: str | os.PathLike | pd.DataFrame, out: str | os.PathLike, *, f
     fetch = _training_fetch(options)
     with _user_errors():
         if is_scored_output(input):
-            from .insight.gallery import scored_report
+            from scorer.insight.gallery import scored_report
 
             check_number("--limit", limit, 1)
             return scored_report(input, Path(out), limit=limit, seed=seed, fetch=fetch, log=log)
@@ -486,9 +486,9 @@ def dataset_musicbrainz(genres: str | Sequence[str], out: str | os.PathLike, *, 
     """``scorer dataset musicbrainz``: build (or go on building) a labelled cover set in ``out`` from
     MusicBrainz genre tags and Cover Art Archive covers, ``per_genre`` albums per genre, paced to one
     request per second. ``contact`` (an e-mail address or URL) goes into every request's User-Agent, as
-    MusicBrainz requires. Raises ``scorer.builder.BuildInterrupted`` (with what was got) when the services
+    MusicBrainz requires. Raises ``scorer.datasets.musicbrainz.BuildInterrupted`` (with what was got) when the services
     keep failing."""
-    from .builder import build_musicbrainz
+    from scorer.datasets.musicbrainz import build_musicbrainz
 
     check_number("--interval", interval, 0.0, whole=False)
     fetch = Options(allow_private_hosts=allow_private_hosts, concurrency=4, per_host=4, timeout=timeout, retries=5,
@@ -500,7 +500,7 @@ def dataset_musicbrainz(genres: str | Sequence[str], out: str | os.PathLike, *, 
 
 def cache_info() -> dict:
     """``scorer cache info``: where the cache is, and the files and bytes of each of its parts."""
-    from .fetch.cache import cache_report
+    from scorer.fetch.cache import cache_report
 
     return cache_report()
 
@@ -508,7 +508,7 @@ def cache_info() -> dict:
 def prune_cache(max_size: str | int | None = None) -> dict:
     """``scorer cache prune``: delete the least recently used covers until the cover cache is within
     ``max_size`` (e.g. ``"20GB"``; default: its bound). Returns what was deleted and what is left."""
-    from .fetch.cache import CoverCache
+    from scorer.fetch.cache import CoverCache
 
     bound = cache_bound("--max-size", max_size)
     cache = CoverCache.default(bound)
@@ -520,8 +520,8 @@ def prune_cache(max_size: str | int | None = None) -> dict:
 def clear_cache(everything: bool = False) -> dict:
     """``scorer cache clear``: delete the cached covers and training features (``everything``: also the
     checkpoints and saved splits that let fine-tuning runs resume). Returns the files and bytes deleted."""
-    from .fetch.cache import clear_cache as clear
-    from .fetch.cache import default_cache_root
+    from scorer.fetch.cache import clear_cache as clear
+    from scorer.fetch.cache import default_cache_root
 
     gone = clear(everything=everything)
     return {"root": str(default_cache_root()), "files": gone.files, "bytes": gone.bytes}
@@ -536,7 +536,7 @@ def require(*modules: str) -> None:
     before any work, rather than part-way, where the first use imports it."""
     import importlib.util
 
-    from .faults import EXTRAS
+    from scorer.faults import EXTRAS
 
     for name in modules:
         if importlib.util.find_spec(name) is None:
@@ -568,7 +568,7 @@ def _recipe(epochs: int, arch: str, freeze_blocks: int, seed: int, featurizer, a
         raise UsageError("--featurizer and --finetune do not go together: --finetune starts from the pretrained "
                          "network chosen with --arch")
     require(*EXPORT_MODULES)
-    from training.finetune import Recipe
+    from scorer.training.finetune import Recipe
 
     try:
         return Recipe(arch=arch, epochs=epochs, freeze_blocks=freeze_blocks, seed=seed, augment=augment,

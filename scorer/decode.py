@@ -12,11 +12,10 @@ from typing import Union
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from .errors import RowError
+from scorer.errors import RowError
+from scorer.limits import MAX_PIXELS
 
 IMAGE_SIZE = 224
-#: Refuse images above this many pixels before decoding them (decompression bombs).
-MAX_PIXELS = 64_000_000
 
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 

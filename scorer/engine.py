@@ -14,9 +14,9 @@ from typing import Generic, TypeVar
 
 import numpy as np
 
-from .decode import decode_image
-from .errors import RowError
-from .fetch import CoverFetcher
+from scorer.decode import decode_image
+from scorer.errors import RowError
+from scorer.fetch import CoverFetcher
 
 T = TypeVar("T")
 R = TypeVar("R")

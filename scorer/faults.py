@@ -55,7 +55,7 @@ _STOPPED = "temporary files removed (a dataset run goes on where it stopped when
 
 def explain(e: BaseException) -> tuple[str, int] | None:
     """``(message, exit code)`` for a fault a user can meet; None for a bug."""
-    from .errors import UsageError
+    from scorer.errors import UsageError
 
     if isinstance(e, (KeyboardInterrupt, Terminated)):
         return (f"interrupted; {_STOPPED}", 130) if isinstance(e, KeyboardInterrupt) else \

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import UsageError
+from scorer.errors import UsageError
 
 #: how to get a genre a model lacks (the README section of that name)
 NEW_GENRE_HINT = ("to score a genre this model lacks, train a model on labelled covers of it "

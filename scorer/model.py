@@ -9,15 +9,15 @@ from pathlib import Path
 
 import numpy as np
 
-from .calibration import CalibratedHead, Calibration
-from .familiarity import Familiarity
-from .featurize import ColourFeaturizer, FlipAveraged, OnnxFeaturizer
-from .heads import EnsembleHead, Head, load_head
+from scorer.featurize import ColourFeaturizer, FlipAveraged, OnnxFeaturizer
+from scorer.heads import EnsembleHead, Head, load_head
+from scorer.heads.calibration import CalibratedHead, Calibration
+from scorer.heads.familiarity import Familiarity
 
 ENSEMBLE = "ensemble"
 #: a weighted ensemble whose weights were chosen on held-back covers (``manifest["blend"]``)
 BLEND = "blend"
-#: the precisions a featurizer can ship in (``int8``: static QDQ, see ``training/quantize.py``)
+#: the precisions a featurizer can ship in (``int8``: static QDQ, see ``scorer/training/quantize.py``)
 PRECISIONS = ("fp32", "int8")
 #: test-time augmentations: ``flip`` runs the CNN twice per cover (the cover and its mirror image)
 TTAS = ("none", "flip")
@@ -95,7 +95,7 @@ class Model:
         return dict(self.manifest.get("aliases") or {})
 
     def calibration(self, head: str) -> Calibration:
-        """The head's :class:`~scorer.calibration.Calibration` (temperature, familiarity slope, mix; the identity
+        """The head's :class:`~scorer.heads.calibration.Calibration` (temperature, familiarity slope, mix; the identity
         when it has none), fitted on out-of-fold and held-out-collection predictions."""
         spec = ((self.manifest.get("calibration") or {}).get("heads") or {}).get(head) or {}
         if not spec.get("used", True):

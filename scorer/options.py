@@ -9,10 +9,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
-from .errors import UsageError
+from scorer.errors import UsageError
 
 if TYPE_CHECKING:
-    from .fetch import FetchOptions
+    from scorer.fetch import FetchOptions
 
 #: the environment variables scoring sets (only when unset, and only to take effect before numpy loads)
 BLAS_VARIABLES = ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
@@ -44,7 +44,7 @@ def check_min_prob(value: Any) -> None:
 def cache_bound(flag: str, value: str | int | None) -> int:
     """The cover cache's bound in bytes: ``value`` (e.g. ``"20GB"``), or ``$SCORER_CACHE_MAX_SIZE`` / 10 GB when
     None; a bad size is a :class:`UsageError` naming ``flag`` (or the variable, when that is what is wrong)."""
-    from .fetch.cache import default_max_bytes, parse_size
+    from scorer.fetch.cache import default_max_bytes, parse_size
 
     try:
         bound = parse_size(value) if value is not None else None
@@ -101,7 +101,7 @@ class Options:
 
     def fetch(self) -> FetchOptions:
         """How covers are fetched, from these options; a bad ``--cache-max-size`` is a :class:`UsageError`."""
-        from .fetch import FetchOptions
+        from scorer.fetch import FetchOptions
 
         max_bytes = cache_bound("--cache-max-size", self.cache_max_size)
         return FetchOptions(concurrency=self.concurrency, per_host=self.per_host, deadline=self.timeout,

@@ -12,12 +12,12 @@ from datetime import datetime, timezone
 import numpy as np
 import pyarrow as pa
 
-from .engine import batched, decoded, stack_images
-from .errors import RowError, UsageError
-from .fetch import CoverFetcher
-from .filters import KeepFilter
-from .model import Model
-from .sources.rows import ROW_ERROR
+from scorer.engine import batched, decoded, stack_images
+from scorer.errors import RowError, UsageError
+from scorer.fetch import CoverFetcher
+from scorer.filters import KeepFilter
+from scorer.model import Model
+from scorer.sources.rows import ROW_ERROR
 
 OUTPUT_COLUMNS = ("status", "error", "genre", "genre_prob", "familiarity", "kept", "head", "model_version",
                   "scored_at")

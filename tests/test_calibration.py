@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from scorer.calibration import (
+from scorer.heads import EnsembleHead, LinearHead
+from scorer.heads.calibration import (
     CalibratedHead,
     Calibration,
     apply_temperature,
@@ -14,8 +15,7 @@ from scorer.calibration import (
     log_loss,
     reliability,
 )
-from scorer.heads import EnsembleHead, LinearHead
-from training.calibration import Rows, calibrate, fit_calibration, fit_temperature, precision_at
+from scorer.training.calibration import Rows, calibrate, fit_calibration, fit_temperature, precision_at
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:

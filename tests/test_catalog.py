@@ -22,7 +22,7 @@ from aiohttp import web
 from typer.testing import CliRunner
 
 from scorer.cli import app
-from scorer.demo import draw_covers
+from scorer.cli.demo import draw_covers
 from scorer.model import Model
 from scorer.sinks import read_metadata
 

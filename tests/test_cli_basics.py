@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from scorer.cli import app
 from scorer.model import Model
-from training.evaluate import best_head
+from scorer.training.evaluate import best_head
 
 
 def test_help_lists_the_commands():

@@ -15,9 +15,9 @@ from PIL import Image
 from scorer.decode import decode_image
 from scorer.featurize import ColourFeaturizer, OnnxFeaturizer
 from scorer.model import shipped_featurizer
-from training.dataset import Dataset, Example, load_labelled
-from training.evaluate import metrics
-from training.features import FeatureCache, extract
+from scorer.training.dataset import Dataset, Example, load_labelled
+from scorer.training.evaluate import metrics
+from scorer.training.features import FeatureCache, extract
 
 # ---------------------------------------------------------------- a small generated labelled folder
 

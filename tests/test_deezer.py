@@ -15,9 +15,9 @@ from typer.testing import CliRunner
 
 from scorer.cli import app
 from scorer.filters import UsageError
-from scorer.playlist import resolve
+from scorer.runners.playlist import resolve
+from scorer.services.deezer import QUOTA_WAIT_S, QUOTA_WAITS, DeezerAccessError, DeezerClient, parse_playlist_id
 from scorer.sinks import read_metadata
-from scorer.sources.deezer import QUOTA_WAIT_S, QUOTA_WAITS, DeezerAccessError, DeezerClient, parse_playlist_id
 
 PLAYLIST = 908622995
 

@@ -6,7 +6,7 @@ import pyarrow.parquet as pq
 from typer.testing import CliRunner
 
 from scorer.cli import app
-from scorer.demo import PALETTES
+from scorer.cli.demo import PALETTES
 
 
 def test_demo_scores_every_row(tmp_path):

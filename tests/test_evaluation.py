@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from scorer.heads import load_head
-from training.evaluate import (
+from scorer.training.evaluate import (
     Fold,
     cross_source_splits,
     cross_validate,
@@ -15,7 +15,7 @@ from training.evaluate import (
     metrics,
     unknown_genre_splits,
 )
-from training.heads import HEAD_KINDS, class_weights, fit_head
+from scorer.training.heads import HEAD_KINDS, class_weights, fit_head
 
 GENRES = ["a", "b", "c", "d"]
 
@@ -236,7 +236,7 @@ def test_cv_resumes_after_a_crash_and_gives_the_same_figures(tmp_path):
 
 
 def test_best_head_is_the_highest_balanced_accuracy():
-    from training.evaluate import best_head
+    from scorer.training.evaluate import best_head
 
     cv = {"heads": {"cnn-knn": {"balanced_accuracy": 0.41, "accuracy": 0.60},
                     "cnn-logreg": {"balanced_accuracy": 0.44, "accuracy": 0.50},
@@ -247,7 +247,7 @@ def test_best_head_is_the_highest_balanced_accuracy():
 
 
 def test_best_head_is_chosen_on_held_out_collections_and_near_ties_go_to_the_in_collection_figure():
-    from training.evaluate import HELDOUT_TIE, best_head
+    from scorer.training.evaluate import HELDOUT_TIE, best_head
 
     cv = {"heads": {"cnn-logreg": {"balanced_accuracy": 0.423}, "blend": {"balanced_accuracy": 0.442},
                     "cnn-knn": {"balanced_accuracy": 0.40}},

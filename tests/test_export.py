@@ -24,7 +24,7 @@ def test_committed_featurizer_matches_its_metadata():
 def test_committed_onnx_matches_torch_on_real_covers(sample_covers):
     import torch
 
-    from training.export_featurizer import load_torch_model, wrap
+    from scorer.training.export_featurizer import load_torch_model, wrap
 
     batch = np.stack([decode_image(p.read_bytes()) for p in sample_covers[::4]])
     model, _ = load_torch_model("lite0")
@@ -39,7 +39,7 @@ def test_committed_onnx_matches_torch_on_real_covers(sample_covers):
 
 
 def test_export_script_writes_a_checked_graph(tmp_path, sample_covers):
-    from training.export_featurizer import export
+    from scorer.training.export_featurizer import export
 
     meta = export(tmp_path, "lite0", sample_covers[:4])
     assert (tmp_path / "efficientnet-lite0.onnx").exists()

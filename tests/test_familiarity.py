@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from scorer.familiarity import Familiarity, leave_group_out_similarity
+from scorer.heads.familiarity import Familiarity, leave_group_out_similarity
 
 
 def _clusters(n_per: int = 60, dims: int = 64, seed: int = 0, centres: np.ndarray | None = None):

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 import scorer
+from scorer.cli.demo import draw_covers
 from scorer.decode import decode_image
-from scorer.demo import draw_covers
 from scorer.model import Model, default_model_dir
 
 

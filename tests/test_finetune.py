@@ -19,9 +19,9 @@ torch = needs.module("torch", "the export extra is not installed (pip install 's
 
 from scorer.featurize import FlipAveraged  # noqa: E402
 from scorer.model import Model  # noqa: E402
-from training.build_default import finetuned_manifest  # noqa: E402
-from training.dataset import deduplicate  # noqa: E402
-from training.finetune import Recipe, WeightedLoss, augment, build, decode_all, finetune  # noqa: E402
+from scorer.training.build_default import finetuned_manifest  # noqa: E402
+from scorer.training.dataset import deduplicate  # noqa: E402
+from scorer.training.finetune import Recipe, WeightedLoss, augment, build, decode_all, finetune  # noqa: E402
 
 RECIPE = Recipe(epochs=2, batch_size=8, seed=0)
 
@@ -245,7 +245,7 @@ def test_build_default_ships_only_what_beats_the_shipped_model(tmp_path):
     import sys
 
     from scorer.model import default_model_dir
-    from training.build_default import CV_FLOOR
+    from scorer.training.build_default import CV_FLOOR
 
     out = tmp_path / "default"
     out.mkdir()
@@ -254,7 +254,7 @@ def test_build_default_ships_only_what_beats_the_shipped_model(tmp_path):
     cv = {"heads": {"cnn-network": {"balanced_accuracy": CV_FLOOR - 0.01}}, "finetuning": {"epochs": 1}}
     (tmp_path / "cv.json").write_text(json.dumps(cv))
     before = (out / "manifest.json").read_bytes()
-    command = [sys.executable, "-m", "training.build_default", "--finetune", "--cv", str(tmp_path / "cv.json"),
+    command = [sys.executable, "-m", "scorer.training.build_default", "--finetune", "--cv", str(tmp_path / "cv.json"),
                "--out", str(out)]
     run = subprocess.run(command, check=False, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
@@ -263,7 +263,7 @@ def test_build_default_ships_only_what_beats_the_shipped_model(tmp_path):
 
 
 def test_the_bar_is_the_held_out_figure_when_both_models_have_one():
-    from training.build_default import beats
+    from scorer.training.build_default import beats
 
     cv = {"heads": {"a": {"balanced_accuracy": 0.46}, "b": {"balanced_accuracy": 0.45}},
           "heldout_summary": {"a": {"balanced_accuracy": 0.30}, "b": {"balanced_accuracy": 0.33}}}
@@ -282,7 +282,8 @@ def test_command_defaults_are_the_shipped_recipe():
     import inspect
     from dataclasses import asdict
 
-    from scorer import api, cli
+    from scorer import api
+    from scorer.cli import commands as cli
 
     recipe = Recipe()
     assert api.TRAIN_SIZE == recipe.size

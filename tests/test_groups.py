@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from training.dataset import load_labelled
-from training.evaluate import stratified_folds
-from training.groups import PHASH_NEAR, leak_free_groups
+from scorer.training.dataset import load_labelled
+from scorer.training.evaluate import stratified_folds
+from scorer.training.groups import PHASH_NEAR, leak_free_groups
 
 
 def _variants(path, out_dir, stem):

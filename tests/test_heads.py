@@ -15,7 +15,7 @@ from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
 from scorer.heads import EnsembleHead, KnnHead, MlpHead, OnnxHead, load_head
-from training.heads import HEAD_KINDS, fit_head
+from scorer.training.heads import HEAD_KINDS, fit_head
 
 DIM = 40
 
@@ -119,7 +119,7 @@ def test_mlp_save_load_is_exact(tmp_path):
 
 
 def _sklearn_mlp(x, y, seed=0):
-    """Fitted the way training/heads.py fits its MLP (standardise, one hidden layer of 256)."""
+    """Fitted the way scorer/training/heads.py fits its MLP (standardise, one hidden layer of 256)."""
     scaler = StandardScaler().fit(x)
     clf = MLPClassifier(hidden_layer_sizes=(256,), alpha=1.0, max_iter=200, random_state=seed)
     with warnings.catch_warnings():

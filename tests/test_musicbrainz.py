@@ -19,12 +19,12 @@ import requests
 from fakes.musicbrainz import FakeCoverArt, FakeMusicBrainz, mbid
 from typer.testing import CliRunner
 
-from scorer import __version__
-from scorer.builder import LABEL_COLUMNS, build_musicbrainz, folder_name
 from scorer.cli import app
+from scorer.datasets.musicbrainz import LABEL_COLUMNS, build_musicbrainz, folder_name
 from scorer.fetch import FetchOptions
 from scorer.filters import UsageError
-from scorer.sources.musicbrainz import album_query, check_contact, parse_release_group
+from scorer.services.musicbrainz import album_query, check_contact, parse_release_group
+from scorer.version import __version__
 
 REPO = Path(__file__).resolve().parent.parent
 CONTACT = "listener@example.org"

@@ -16,8 +16,8 @@ from typer.testing import CliRunner
 
 from scorer.cli import app
 from scorer.model import Model
+from scorer.services.spotify import USER_SCOPES
 from scorer.sinks import read_metadata
-from scorer.sources.spotify import USER_SCOPES
 
 SECRET = "app-secret-never-printed-42"
 PLAYLIST = "1AbCdEfGhIjKlMnOpQrStU"

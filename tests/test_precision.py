@@ -15,8 +15,8 @@ from scorer.decode import decode_image
 from scorer.featurize import OnnxFeaturizer
 from scorer.featurize.cnn import CPU, PREFERRED_BATCH, available_providers
 from scorer.model import Model, shipped_featurizer
-from training.evaluate import cross_validate
-from training.pipeline import INT8_TOLERANCE, choose_precision, int8_beside
+from scorer.training.evaluate import cross_validate
+from scorer.training.pipeline import INT8_TOLERANCE, choose_precision, int8_beside
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +58,7 @@ def test_int8_graph_runs_integer_kernels(tmp_path):
 
 @pytest.mark.shared_data
 def test_quantize_from_scratch(tmp_path, sample_covers, batch):
-    from training.quantize import compare, load_batch, quantize
+    from scorer.training.quantize import compare, load_batch, quantize
 
     out = tmp_path / "small-int8.onnx"
     quantize(shipped_featurizer(), out, load_batch(sample_covers[::2]))

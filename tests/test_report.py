@@ -16,9 +16,9 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from scorer.cli import app
-from scorer.insight.occlusion import occlusion_map, overlay, patch_positions
 from scorer.insight.page import MARKER
-from scorer.insight.project import pca
+from scorer.training.occlusion import occlusion_map, overlay, patch_positions
+from scorer.training.project import pca
 from tests.browser import Chromium, find_chromium
 from tests.fakes.cdn import CoverCDN
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from scorer.demo import draw_covers
+from scorer.cli.demo import draw_covers
 from scorer.model import Model
 
 REPO = Path(__file__).resolve().parent.parent

@@ -13,8 +13,8 @@ from typer.testing import CliRunner
 
 from scorer.cli import app
 from scorer.model import Model
-from training.evaluate import HEAD_CV_TOLERANCE, best_head
-from training.pipeline import choose_precision
+from scorer.training.evaluate import HEAD_CV_TOLERANCE, best_head
+from scorer.training.pipeline import choose_precision
 
 #: the frozen Lite0 featurizer's best head on both sets, grouped 5-fold CV, seed 0: 0.387 (cnn-logreg)
 FROZEN_BEST_BALANCED_ACCURACY = 0.36

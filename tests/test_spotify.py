@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 
 from scorer.errors import STATUS_CODES
 from scorer.filters import UsageError
-from scorer.sources.spotify import (
+from scorer.services.spotify import (
     EDITORIAL_PREFIX,
     USER_SCOPES,
     SpotifyAccessError,
@@ -359,7 +359,7 @@ def test_revoked_sign_in_says_to_sign_in_again(fake, tmp_path):
 
 
 def test_token_cache_refuses_a_file_others_can_read(fake, tmp_path, caplog):
-    from scorer.sources.spotify import TokenFileCache
+    from scorer.services.spotify import TokenFileCache
 
     cache = tmp_path / "spotify-token.json"
     token = fake.issue_user_token(USER_SCOPES)

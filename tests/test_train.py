@@ -75,8 +75,8 @@ def test_group_by_keeps_every_artist_on_one_side(sample_covers, tmp_path):
     """Covers of one artist never sit on both sides of a fold (stratified group k-fold)."""
     import numpy as np
 
-    from training.dataset import load_labelled
-    from training.evaluate import stratified_folds
+    from scorer.training.dataset import load_labelled
+    from scorer.training.evaluate import stratified_folds
 
     labels = tmp_path / "labels.csv"
     with open(labels, "w", newline="") as f:
@@ -114,7 +114,7 @@ def test_group_by_needs_an_input_with_that_column(covers_dir, sample_covers, tmp
 def test_group_by_across_inputs_with_and_without_the_column(sample_covers, tmp_path):
     """Two inputs, one with artists: its covers are grouped by artist, the other's by near-duplicates
     only; an empty artist is unknown, not an error."""
-    from training.dataset import load_labelled
+    from scorer.training.dataset import load_labelled
 
     a, b = tmp_path / "storeA", tmp_path / "storeB"
     a.mkdir()

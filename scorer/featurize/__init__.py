@@ -5,7 +5,7 @@ Two kinds: ``cnn`` (the ONNX EfficientNet, 1280-d) and ``colour`` (HSV histogram
 
 from __future__ import annotations
 
-from .cnn import FlipAveraged, OnnxFeaturizer
-from .colour import ColourFeaturizer
+from scorer.featurize.cnn import FlipAveraged, OnnxFeaturizer
+from scorer.featurize.colour import ColourFeaturizer
 
 __all__ = ["ColourFeaturizer", "FlipAveraged", "OnnxFeaturizer"]

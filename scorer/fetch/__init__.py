@@ -19,16 +19,15 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import TypeVar
 
-from ..errors import RowError
-from .cache import CoverCache, default_cache_root
-from .http import MAX_BYTES, FetchOptions, HttpFetcher
-from .local import local_path, read_local
+from scorer.errors import RowError
+from scorer.fetch.cache import CoverCache, default_cache_root
+from scorer.fetch.http import MAX_BYTES, FetchOptions, HttpFetcher
+from scorer.fetch.local import local_path, read_local
+from scorer.sources.memory import MEMORY
 
 T = TypeVar("T")
 #: bytes fetched or read, or (from :attr:`CoverFetcher.memory`) an image object the decoder takes as it is
 Result = object
-#: the scheme of refs to :attr:`CoverFetcher.memory`; never a cover URL of a catalog (unknown there: bad_url)
-MEMORY = "memory:"
 
 
 class CoverFetcher:

@@ -28,7 +28,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from ..files import atomic_write
+from scorer.files import atomic_write
 
 #: URLs whose content is fixed by the URL itself: a hit never goes to the network.
 IMMUTABLE_URL = re.compile(r"^https?://i\.scdn\.co/image/[0-9a-f]+$", re.IGNORECASE)
@@ -46,7 +46,7 @@ def parse_size(text: str | int | None) -> int | None:
         return text
     m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", str(text))
     if not m or m.group(2).lower() not in _UNITS:
-        from ..errors import UsageError  # a ValueError that the CLI says in one line
+        from scorer.errors import UsageError  # a ValueError that the CLI says in one line
 
         raise UsageError(f"{text!r} is not a size; give e.g. 20GB, 500MB or 1.5GiB")
     return int(float(m.group(1)) * _UNITS[m.group(2).lower()])

@@ -19,11 +19,11 @@ import aiohttp
 from PIL import Image, UnidentifiedImageError
 from yarl import URL
 
-from .. import __version__
-from ..decode import MAX_PIXELS
-from ..errors import RowError
-from .cache import CoverCache
-from .safety import BlockedAddress, SafeResolver, check_url
+from scorer.errors import RowError
+from scorer.fetch.cache import CoverCache
+from scorer.fetch.safety import BlockedAddress, SafeResolver, check_url
+from scorer.limits import MAX_PIXELS
+from scorer.version import __version__
 
 #: Covers are small; anything bigger than this is refused rather than read.
 MAX_BYTES = 20 * 1024 * 1024

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from ..errors import RowError
+from scorer.errors import RowError
 
 
 def local_path(ref: str, base_dir: Path | None) -> Path:

@@ -16,7 +16,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import ThreadedResolver
 from yarl import URL
 
-from ..errors import RowError
+from scorer.errors import RowError
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 

@@ -1,7 +1,7 @@
 """Heads: feature matrices → genre probabilities ``(N, n_genres)``, rows summing to 1.
 
 Every head loads with the runtime dependencies only (numpy, onnxruntime); training lives in
-``training/``. Files: ``*.npz`` for kNN, MLP and linear (plain arrays), ``*.onnx`` for XGBoost.
+``scorer/training/``. Files: ``*.npz`` for kNN, MLP and linear (plain arrays), ``*.onnx`` for XGBoost.
 """
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ from typing import Protocol
 
 import numpy as np
 
-from .knn import KnnHead
-from .linear import LinearHead
-from .mlp import MlpHead
-from .onnx_head import OnnxHead
+from scorer.heads.knn import KnnHead
+from scorer.heads.linear import LinearHead
+from scorer.heads.mlp import MlpHead
+from scorer.heads.onnx_head import OnnxHead
 
 
 class Head(Protocol):

@@ -4,10 +4,9 @@ covers, predictions and models.
 The page is assembled from sections (:mod:`.page`) drawn with plain SVG (:mod:`.svg`) and JPEG
 files (:mod:`.images`); nothing is fetched when it is opened. :mod:`.gallery` draws a scored
 Parquet; the labelled-set sections (sight-check grid, evaluation, embedding map, activation maps)
-need training and live in ``training/insight.py``, built from :mod:`.occlusion` and
-:mod:`.project` here.
+need training and live in ``scorer/training/insight.py``.
 """
 
-from .page import Page, ReportDir, Section
+from scorer.insight.page import Page, ReportDir, Section
 
 __all__ = ["Page", "ReportDir", "Section"]

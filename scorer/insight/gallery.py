@@ -18,14 +18,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..calibration import expected_calibration_error, reliability
-from ..decode import decode_image
-from ..errors import RowError, UsageError
-from ..fetch import CoverCache, CoverFetcher, FetchOptions
-from ..sinks.dataset import META_DIR
-from ..sinks.parquet import METADATA_KEY
-from .page import Page, ReportDir, Section, esc, filter_bar, genre_colour, prob_bars, select_filter, table
-from .svg import confusion_heatmap, reliability_diagram
+from scorer.decode import decode_image
+from scorer.errors import RowError, UsageError
+from scorer.fetch import CoverCache, CoverFetcher, FetchOptions
+from scorer.heads.calibration import expected_calibration_error, reliability
+from scorer.insight.page import Page, ReportDir, Section, esc, filter_bar, genre_colour, prob_bars, select_filter, table
+from scorer.insight.svg import confusion_heatmap, reliability_diagram
+from scorer.sinks.dataset import META_DIR
+from scorer.sinks.parquet import METADATA_KEY
 
 FAILED = "(failed)"
 #: columns shown on a tile when present, in this order (catalogs, link files and playlists differ)
@@ -99,7 +99,7 @@ def frame_report(frame, out: Path, limit: int = 600, seed: int = 0, fetch: Fetch
                  log: Callable[[str], None] | None = None) -> Path:
     """The report of a DataFrame that ``scorer.score`` returned (its ``attrs["scorer"]`` names the genres, head
     and filter); covers given as images in memory are shown as they were given."""
-    from ..sources.memory import cover_refs
+    from scorer.sources.memory import cover_refs
 
     meta = frame.attrs.get("scorer") or {}
     if "genres" not in meta:

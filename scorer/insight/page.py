@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..errors import UsageError
+from scorer.errors import UsageError
 
 #: written into every report folder: only folders carrying it are ever replaced
 MARKER = ".scorer-report"

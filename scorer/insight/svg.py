@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .page import esc, genre_colour
+from scorer.insight.page import esc, genre_colour
 
 #: ColorBrewer "Blues", light to dark
 BLUES = np.array([[247, 251, 255], [222, 235, 247], [198, 219, 239], [158, 202, 225], [107, 174, 214],
@@ -95,7 +95,7 @@ def scatter(xy: np.ndarray, labels: np.ndarray, genres: list[str], titles: list[
 def reliability_diagram(curves: dict[str, dict], title: str, size: int = 300) -> str:
     """Reliability diagram: per bin of top-1 probability, the share of covers whose top genre was
     right, against the bin's mean top-1 probability. The diagonal is perfect calibration; each
-    curve is a :func:`scorer.calibration.reliability` result (``{"count", "confidence", "accuracy"}``),
+    curve is a :func:`scorer.heads.calibration.reliability` result (``{"count", "confidence", "accuracy"}``),
     drawn with dots sized by the bin's covers."""
     left, top, pad = 44, 26, 10
     w, h = left + size + pad + 150, top + size + 44

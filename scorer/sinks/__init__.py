@@ -1,5 +1,5 @@
 """Sinks: where scored rows land."""
 
-from .parquet import ParquetSink, read_metadata
+from scorer.sinks.parquet import ParquetSink, read_metadata
 
 __all__ = ["ParquetSink", "read_metadata"]

@@ -27,9 +27,9 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from ..errors import RunLocked, UsageError
-from ..faults import OutputUnavailable, explain
-from .parquet import METADATA_KEY
+from scorer.errors import RunLocked, UsageError
+from scorer.faults import OutputUnavailable, explain
+from scorer.sinks.parquet import METADATA_KEY
 
 PART = "part-{:05d}.parquet"
 META_DIR = "_scorer"
@@ -163,7 +163,7 @@ class DatasetSink:
         if self.local:
             lock_path = Path(self.path(META_DIR, "lock"))
         else:
-            from ..fetch import default_cache_root
+            from scorer.fetch import default_cache_root
 
             lock_path = default_cache_root() / "locks" / hashlib.sha256(self.uri.encode()).hexdigest()
         lock_path.parent.mkdir(parents=True, exist_ok=True)

@@ -13,8 +13,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..faults import errno_of
-from ..files import temp_beside
+from scorer.faults import errno_of
+from scorer.files import temp_beside
 
 METADATA_KEY = b"scorer"
 

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from ..errors import UsageError
-from .rows import ROW_ERROR, csv_tables, jsonl_tables, parquet_tables
-from .text import Encoding, file_encoding
+from scorer.errors import UsageError
+from scorer.sources.rows import ROW_ERROR, csv_tables, jsonl_tables, parquet_tables
+from scorer.sources.text import Encoding, file_encoding
 
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl",
            ".parquet": "parquet", ".pq": "parquet"}

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from ..errors import UsageError
-from .text import Encoding, file_encoding
+from scorer.errors import UsageError
+from scorer.sources.text import Encoding, file_encoding
 
 LINK_SUFFIXES = (".tsv",)
 _NAME = re.compile(r"^(?P<genre>[^/\s]+)/(?P<album>[^/\s]+?)(?P<ext>\.[A-Za-z0-9]+)?$")

@@ -17,9 +17,12 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from ..errors import RowError, UsageError
-from ..fetch import MEMORY
-from .catalog import URL_COLUMN
+from scorer.errors import RowError, UsageError
+from scorer.sources.catalog import URL_COLUMN
+
+#: the scheme of refs to :attr:`scorer.fetch.CoverFetcher.memory`; never a cover URL of a catalog (unknown there:
+#: bad_url)
+MEMORY = "memory:"
 
 IMAGE_TYPES = (bytes, bytearray, memoryview, Image.Image, np.ndarray)
 ACCEPTED = ("a pandas DataFrame with a cover_url column (or a Series of covers), a list (or any iterable) of covers "

@@ -24,7 +24,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from ..errors import UsageError
+from scorer.errors import UsageError
 
 ROW_ERROR = "__scorer_row_error__"
 MAX_FIELD = 16 << 20  # a CSV field over this (a binary file read as text, say) makes its record bad

@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import UsageError
+from scorer.errors import UsageError
 
 CHUNK = 1 << 20
 SAMPLE = 64 << 10  # bytes of non-ASCII lines looked at

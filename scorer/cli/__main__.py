@@ -1,0 +1,3 @@
+from scorer.cli.commands import main
+
+main()

@@ -1,0 +1,209 @@
+"""Deezer playlists through Deezer's public API: no key, no sign-in, public playlists only.
+
+The API answers its errors inside an HTTP 200 body, ``{"error": {"type", "message", "code"}}``:
+code 4 is the quota (about 50 requests per 5 seconds per IP address: wait and go on), 800 is
+"no data" (no such playlist), and an ``OAuthException`` or ``PermissionException`` means the
+playlist, or its owner's profile, is private. Tracks come in pages (``index``/``limit``).
+``SCORER_DEEZER_API_URL`` points it at a proxy or a test server.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from datetime import datetime, timezone
+from typing import Any
+from urllib.parse import SplitResult, urlsplit
+
+from scorer.errors import RowError, UsageError
+from scorer.services.tracks import Track, shown, smallest_at_least
+
+NAME = "deezer"
+DEFAULT_API_URL = "https://api.deezer.com/"
+PAGE_LIMIT = 100
+REQUEST_TIMEOUT = 15
+#: the quota is counted over 5 seconds; wait that long, this many times, before giving up
+QUOTA_WAIT_S = 5.0
+QUOTA_WAITS = 12
+SERVER_RETRIES = 3
+#: album cover fields, smallest first, with their size in pixels (the featurizer reads 224)
+COVER_SIZES = (("cover_medium", 250), ("cover_big", 500), ("cover_xl", 1000), ("cover", 120))
+FORMS = "https://www.deezer.com/[xx/]playlist/ID or deezer:playlist:ID"
+HOSTS = ("deezer.com", "www.deezer.com")
+SHARE_HOSTS = ("link.deezer.com", "deezer.page.link")
+
+_ID = re.compile(r"[0-9]{1,20}")
+_URI = re.compile(r"deezer:([A-Za-z]+):(.*)", re.IGNORECASE | re.DOTALL)
+_LANG = re.compile(r"[a-z]{2}(-[a-z]{2})?", re.IGNORECASE)
+_TYPES = ("album", "artist", "track", "episode", "show", "podcast", "profile", "radio", "channel", "mixes")
+
+
+class DeezerAccessError(Exception):
+    """Deezer refused or failed a request; the message says why and what to do instead."""
+
+
+def claims(text: str) -> bool:
+    """Whether ``text`` names something on Deezer (a deezer.com link, a share link or a deezer: URI)."""
+    if not isinstance(text, str):
+        return False
+    s = text.strip()
+    if s.lower().startswith("deezer:"):
+        return True
+    url = _split(s)
+    return url is not None and (url.hostname in HOSTS or url.hostname in SHARE_HOSTS)
+
+
+def _split(s: str) -> SplitResult | None:
+    """``s`` as a URL (the scheme may be left out); None for text no URL parser should guess at."""
+    if any(c.isspace() or not c.isprintable() for c in s):
+        return None
+    try:
+        url = urlsplit(s if "://" in s else f"https://{s}")
+        url.hostname  # noqa: B018 - raises ValueError for a malformed host part
+    except ValueError:
+        return None
+    return url
+
+
+def parse_playlist_id(text: str) -> str:
+    """The numeric playlist ID in a deezer.com link (with or without a language part) or a
+    ``deezer:playlist:ID`` URI; a :class:`UsageError` for anything else, before any request."""
+    s = text.strip()
+    quoted = shown(s)
+    if m := _URI.fullmatch(s):
+        kind, rest = m.group(1).lower(), m.group(2)
+        if kind == "playlist" and _ID.fullmatch(rest):
+            return rest
+        _wrong_kind(quoted, kind)
+        raise UsageError(f"not a Deezer playlist: {quoted}; give {FORMS}")
+    url = _split(s)
+    if url is not None and url.hostname in SHARE_HOSTS:
+        raise UsageError(f"{quoted} is a Deezer share link, which only a browser resolves: open it, then give the "
+                         f"deezer.com/playlist/ID address it lands on ({FORMS})")
+    if url is not None and url.hostname in HOSTS and url.scheme in ("http", "https"):
+        parts = [p for p in url.path.split("/") if p]
+        if parts and _LANG.fullmatch(parts[0]) and parts[0].lower() not in _TYPES:
+            parts = parts[1:]
+        if len(parts) == 2 and parts[0] == "playlist" and _ID.fullmatch(parts[1]):
+            return parts[1]
+        if parts:
+            _wrong_kind(quoted, parts[0].lower())
+    raise UsageError(f"not a Deezer playlist: {quoted}; give {FORMS}")
+
+
+def _wrong_kind(quoted: str, kind: str) -> None:
+    if kind in _TYPES:
+        raise UsageError(f"that is a Deezer {kind}, not a playlist: {quoted}; give {FORMS}")
+
+
+def api_url() -> str:
+    url = os.environ.get("SCORER_DEEZER_API_URL") or DEFAULT_API_URL
+    return url if url.endswith("/") else url + "/"
+
+
+class DeezerClient:
+    """GET requests to the public API, with the quota waited out and errors turned into messages."""
+
+    def __init__(self, base_url: str | None = None, sleep=time.sleep):
+        import requests
+
+        self.base = base_url or api_url()
+        self.session = requests.Session()
+        self.session.headers["Accept"] = "application/json"
+        self.sleep = sleep
+
+    def get(self, path: str, params: dict[str, Any] | None = None, playlist_id: str | None = None) -> dict:
+        import requests
+
+        quota = server = 0
+        while True:
+            try:
+                r = self.session.get(self.base + path, params=params, timeout=REQUEST_TIMEOUT)
+            except requests.RequestException as e:
+                raise DeezerAccessError(f"could not reach the Deezer API at {self.base}: {type(e).__name__}") from e
+            if r.status_code >= 500 and server < SERVER_RETRIES:
+                server += 1
+                self.sleep(2.0 ** server)
+                continue
+            if r.status_code != 200:
+                raise DeezerAccessError(f"the Deezer API answered HTTP {r.status_code} for /{path}")
+            try:
+                body = r.json()
+            except ValueError as e:
+                raise DeezerAccessError(f"the Deezer API answered /{path} with something that is not JSON") from e
+            error = body.get("error") if isinstance(body, dict) else None
+            if not error:
+                return body if isinstance(body, dict) else {}
+            code = error.get("code") if isinstance(error, dict) else None
+            if code == 4 and quota < QUOTA_WAITS:  # quota: about 50 requests per 5 s
+                quota += 1
+                self.sleep(QUOTA_WAIT_S)
+                continue
+            raise _access_error(error if isinstance(error, dict) else {}, playlist_id)
+
+
+def _access_error(error: dict, playlist_id: str | None) -> DeezerAccessError:
+    code, kind, message = error.get("code"), error.get("type") or "", error.get("message") or ""
+    what = f"Deezer playlist {playlist_id}" if playlist_id else "that Deezer playlist"
+    if code == 800:
+        return DeezerAccessError(f"{what} does not exist (Deezer: no data); check the link")
+    if kind in ("OAuthException", "PermissionException") or code == 200:
+        return DeezerAccessError(f"{what} is private: Deezer's public API reads public playlists only. Make it "
+                                 "public in Deezer, or copy its tracks into a public playlist of yours")
+    if code == 4:
+        return DeezerAccessError("Deezer's request quota stayed exceeded for a minute (about 50 requests per 5 "
+                                 "seconds per IP address, shared with other programs here); try again later")
+    return DeezerAccessError(f"Deezer refused: {kind or 'error'} {code}: {message}".strip())
+
+
+def pick_cover(album: dict, size: int = 224) -> str | None:
+    """The smallest album cover at least ``size`` pixels wide, else the largest there is."""
+    sized = [(px, album[f]) for f, px in COVER_SIZES if isinstance(album.get(f), str) and album[f]]
+    return smallest_at_least(sized, size) if sized else None
+
+
+def _added_at(value: Any) -> str | None:
+    if isinstance(value, (int, float)) and value > 0:
+        return datetime.fromtimestamp(value, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return None
+
+
+def _track(position: int, item: Any) -> Track:
+    item = item if isinstance(item, dict) else {}
+    album = item.get("album") if isinstance(item.get("album"), dict) else {}
+    artist = item.get("artist") if isinstance(item.get("artist"), dict) else {}
+    track = Track(position, str(item["id"]) if item.get("id") is not None else None, item.get("title") or None,
+                  artist.get("name") or None, album.get("title") or None,
+                  str(album["id"]) if album.get("id") is not None else None, None, _added_at(item.get("time_add")))
+    kind = item.get("type", "track")
+    if not item:
+        track.error = RowError("not_a_track", "empty playlist entry")
+    elif kind != "track":
+        track.error = RowError("not_a_track", f"a {kind}, not a music track")
+    elif (cover := pick_cover(album)) is None:
+        track.error = RowError("no_cover", "the album has no cover image on Deezer")
+    else:
+        track.cover_url = cover
+    return track
+
+
+def read_playlist(client: DeezerClient, playlist_id: str) -> tuple[dict, list[Track]]:
+    """The playlist's ``{id, name, owner, owner_id, total}`` and every track, in playlist order.
+
+    Raises :class:`DeezerAccessError` when Deezer refuses (no such playlist, private, quota)."""
+    meta = client.get(f"playlist/{playlist_id}", playlist_id=playlist_id)
+    tracks: list[Track] = []
+    while True:
+        page = client.get(f"playlist/{playlist_id}/tracks", {"index": len(tracks), "limit": PAGE_LIMIT},
+                          playlist_id=playlist_id)
+        data = page.get("data") if isinstance(page.get("data"), list) else []
+        tracks += [_track(len(tracks) + i, item) for i, item in enumerate(data)]
+        if not data or not page.get("next"):
+            break
+    creator = meta.get("creator") if isinstance(meta.get("creator"), dict) else {}
+    total = meta.get("nb_tracks")
+    info = {"id": str(meta.get("id") or playlist_id), "name": meta.get("title"), "owner": creator.get("name"),
+            "owner_id": str(creator["id"]) if creator.get("id") is not None else None,
+            "total": total if isinstance(total, int) else len(tracks)}
+    return info, tracks

@@ -1,0 +1,453 @@
+"""Spotify playlists as a source: read a playlist's tracks with their album covers, and save a playlist.
+
+Importing this module does not import spotipy (``parse_playlist_id`` and ``pick_cover`` work without it);
+``make_client``, ``read_playlist``, ``save_playlist`` and ``TokenFileCache`` load it when first used.
+Base URLs come from ``SCORER_SPOTIFY_API_URL`` and ``SCORER_SPOTIFY_ACCOUNTS_URL`` so tests can point
+everything at a loopback fake.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import re
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from scorer.errors import RowError, UsageError
+from scorer.services.tracks import Track, shown, smallest_at_least
+
+if TYPE_CHECKING:
+    import spotipy
+
+log = logging.getLogger(__name__)
+
+#: Spotify-owned editorial and algorithmic playlists (Discover Weekly, Daily Mix, ...) have IDs starting so.
+EDITORIAL_PREFIX = "37i9dQZF1"
+DEFAULT_API_URL = "https://api.spotify.com/v1/"
+DEFAULT_ACCOUNTS_URL = "https://accounts.spotify.com/"
+DEFAULT_REDIRECT_URI = "http://127.0.0.1:8888/callback"
+USER_SCOPES = ("playlist-read-private", "playlist-read-collaborative",
+               "playlist-modify-private", "playlist-modify-public")
+#: Items per page: Get Playlist Items documents a maximum of 50 (it was 100 before the 2026 changes).
+PAGE_LIMIT = 50
+#: Add Items to Playlist takes at most 100 URIs per request.
+ADD_CHUNK = 100
+REQUESTS_TIMEOUT = 10
+#: A 429 whose Retry-After asks for longer than this fails at once instead of sleeping (urllib3 would sleep
+#: up to six hours, silently).
+MAX_RETRY_AFTER_S = 120
+PLAYLIST_FIELDS = "id,name,owner(id,display_name),items(total),tracks(total)"
+
+_ID = re.compile(r"[0-9A-Za-z]{22}")
+_URI = re.compile(r"spotify:([A-Za-z]+):(.*)", re.IGNORECASE | re.DOTALL)
+_INTL = re.compile(r"intl-[a-z]{2}", re.IGNORECASE)
+_TYPES = ("album", "artist", "track", "episode", "show", "audiobook", "chapter", "user", "genre", "concert")
+_FORMS = ("a playlist ID (22 letters and digits), spotify:playlist:ID, "
+          "or a link like https://open.spotify.com/playlist/ID")
+
+
+class SpotifyAccessError(Exception):
+    """Spotify refused or failed a request; the message says why and what to do instead."""
+
+    def __init__(self, message: str, status: int | None = None):
+        super().__init__(message)
+        self.status = status
+
+
+# ------------------------------------------------------------------------------------------- parsing
+
+
+def parse_playlist_id(text: str) -> str:
+    """The 22-character playlist ID in a bare ID, a ``spotify:playlist:`` URI or an open.spotify.com link."""
+    if not isinstance(text, str):
+        raise UsageError(f"expected a Spotify playlist as text, got {type(text).__name__}; give {_FORMS}")
+    s = text.strip()
+    if _ID.fullmatch(s):
+        return s
+    if m := _URI.fullmatch(s):
+        kind, rest = m.group(1).lower(), m.group(2)
+        if kind == "user":  # the old form spotify:user:NAME:playlist:ID
+            kind, sep, rest = rest.partition(":")[2].partition(":")
+            kind = kind.lower() if sep else "user"
+        if kind == "playlist" and _ID.fullmatch(rest):
+            return rest
+        _wrong_kind(text, kind)
+    elif not any(c.isspace() or not c.isprintable() for c in s):  # urlsplit would silently drop some
+        parts = _link_path(s)
+        if parts and _INTL.fullmatch(parts[0]):
+            parts = parts[1:]
+        if len(parts) == 4 and parts[0] == "user":  # the old form /user/NAME/playlist/ID
+            parts = parts[2:]
+        if len(parts) == 2 and parts[0] == "playlist" and _ID.fullmatch(parts[1]):
+            return parts[1]
+        if parts:
+            _wrong_kind(text, parts[0].lower())
+    raise UsageError(f"not a Spotify playlist: {shown(text)}; give {_FORMS}")
+
+
+def _link_path(s: str) -> list[str]:
+    """The path segments of an open.spotify.com link (the scheme may be left out); [] for anything else."""
+    try:
+        url = urlsplit(s if "://" in s else f"https://{s}")
+        host = url.hostname
+    except ValueError:  # e.g. an unbalanced [ in the host part
+        return []
+    if host != "open.spotify.com" or url.scheme not in ("http", "https") or url.netloc.lower() != host:
+        return []
+    return [p for p in url.path.split("/") if p]
+
+
+def _wrong_kind(text: str, kind: str) -> None:
+    """Raise the error for a link or URI to something that is not a playlist (a no-op for a malformed one)."""
+    if kind in _TYPES:
+        article = "an" if kind[0] in "aeio" else "a"
+        raise UsageError(f"that is {article} {kind}, not a playlist: {shown(text)}; give {_FORMS}")
+
+
+def is_editorial(playlist_id: str) -> bool:
+    """Whether the ID is one of Spotify's own editorial or algorithmic playlists."""
+    return playlist_id.startswith(EDITORIAL_PREFIX)
+
+
+def pick_cover(images: list[dict], size: int = 224) -> str | None:
+    """The smallest image at least ``size`` pixels on its short side; else the largest; else the first."""
+    images = [im for im in images or [] if isinstance(im, dict) and im.get("url")]
+    if not images:
+        return None
+    sized = [(min(im["width"], im["height"]), im["url"]) for im in images
+             if isinstance(im.get("width"), int) and isinstance(im.get("height"), int)]
+    if not sized:
+        return images[0]["url"]
+    return smallest_at_least(sized, size)
+
+
+# -------------------------------------------------------------------------------------------- tracks
+
+
+def _track(position: int, entry: dict | None) -> Track:
+    entry = entry if isinstance(entry, dict) else {}
+    # Since February 2026 the entry holds the track under "item"; "track" is the deprecated name.
+    item = entry.get("item") or entry.get("track")
+    added_at = entry.get("added_at")
+    if not isinstance(item, dict):
+        return Track(position, None, None, None, None, None, None, added_at,
+                     RowError("not_a_track", "empty playlist entry: the track was removed from Spotify"))
+    title = item.get("name") or None
+    artist = ", ".join(a["name"] for a in item.get("artists") or [] if isinstance(a, dict) and a.get("name"))
+    album = item.get("album") if isinstance(item.get("album"), dict) else {}
+    track = Track(position, item.get("id"), title, artist or None, album.get("name") or None, album.get("id"),
+                  None, added_at)
+    kind = item.get("type", "track")
+    if kind != "track":
+        track.error = RowError("not_a_track", f"a podcast {kind}, not a music track" if kind == "episode"
+                               else f"a {kind}, not a music track")
+    elif entry.get("is_local") or item.get("is_local"):
+        track.error = RowError("local_file", "a local file: it has no Spotify album cover")
+    elif (cover := pick_cover(album.get("images") or [])) is None:
+        track.error = RowError("no_cover", "the album has no cover image on Spotify")
+    else:
+        track.cover_url = cover
+    return track
+
+
+def read_playlist(sp: spotipy.Spotify, playlist_id: str) -> tuple[dict, list[Track]]:
+    """The playlist's ``{id, name, owner, owner_id, total}`` and every entry, in playlist order.
+
+    Raises :class:`SpotifyAccessError` when Spotify refuses (editorial playlist, private, bad credentials,
+    rate limited after retries)."""
+    playlist_id = parse_playlist_id(playlist_id)
+    tracks: list[Track] = []
+    with _spotify_errors(sp, playlist_id):
+        meta = sp.playlist(playlist_id, fields=PLAYLIST_FIELDS) or {}
+        page = sp.playlist_items(playlist_id, limit=PAGE_LIMIT, additional_types=("track", "episode"))
+        while page:
+            tracks += [_track(len(tracks) + i, entry) for i, entry in enumerate(page.get("items") or [])]
+            page = sp.next(page) if page.get("next") else None
+    owner = meta.get("owner") or {}
+    total = (meta.get("items") or meta.get("tracks") or {}).get("total")
+    info = {"id": meta.get("id") or playlist_id, "name": meta.get("name"),
+            "owner": owner.get("display_name") or owner.get("id"), "owner_id": owner.get("id"),
+            "total": total if isinstance(total, int) else len(tracks)}
+    return info, tracks
+
+
+def save_playlist(sp: spotipy.Spotify, name: str, track_ids: list[str], description: str) -> dict:
+    """Create a private playlist for the signed-in user holding ``track_ids`` in order; return its JSON."""
+    if not name.strip():
+        raise UsageError("the new playlist needs a name")
+    bad = [t for t in track_ids if not (isinstance(t, str) and _ID.fullmatch(t))]
+    if bad:
+        raise UsageError(f"not Spotify track IDs: {', '.join(map(shown, bad[:5]))}")
+    with _spotify_errors(sp, None):
+        created = sp.current_user_playlist_create(name, public=False, description=description)
+        for start in range(0, len(track_ids), ADD_CHUNK):
+            sp.playlist_add_items(created["id"], [f"spotify:track:{t}" for t in track_ids[start:start + ADD_CHUNK]])
+    return created
+
+
+# ---------------------------------------------------------------------------------------------- errors
+
+
+@contextlib.contextmanager
+def _spotify_errors(sp: spotipy.Spotify, playlist_id: str | None) -> Iterator[None]:
+    """Turn spotipy's and requests' exceptions into :class:`SpotifyAccessError` with advice, never secrets."""
+    import requests
+    from spotipy.exceptions import SpotifyException, SpotifyOauthError
+
+    try:
+        yield
+    except SpotifyException as e:
+        raise _api_error(e, playlist_id) from None
+    except SpotifyOauthError as e:
+        raise _oauth_error(e, sp) from None
+    except requests.exceptions.RequestException as e:
+        raise SpotifyAccessError(f"could not reach Spotify at {getattr(sp, 'prefix', '?')} ({type(e).__name__}); "
+                                 f"check your connection and try again") from None
+
+
+def _api_error(e: Any, playlist_id: str | None) -> SpotifyAccessError:
+    status = e.http_status
+    said = str(e.msg).rsplit("\n", 1)[-1].strip()  # spotipy prefixes the request URL
+    what = f"playlist {playlist_id}" if playlist_id else "the request"
+    if status == 404 and playlist_id and is_editorial(playlist_id):
+        msg = (f"playlist {playlist_id} is one of Spotify's own editorial or algorithmic playlists (Discover Weekly, "
+               f"Release Radar, Daily Mix..., IDs starting {EDITORIAL_PREFIX}); since November 2024 Spotify "
+               f"answers 404 for them to third-party apps. What works instead: open it in Spotify, select all "
+               f"tracks, add them to a playlist of your own, and score that one")
+    elif status == 404:
+        msg = (f"{what} was not found: it does not exist, or it is private. For a private playlist of your own, "
+               f"sign in with --user")
+    elif status == 401:
+        msg = (f"Spotify rejected the credentials for {what} (401: {said}); check SPOTIPY_CLIENT_ID and "
+               f"SPOTIPY_CLIENT_SECRET, or sign in again with --user")
+    elif status == 403:
+        msg = (f"Spotify refused access to {what} (403: {said}). Apps in Spotify's Development Mode may only read "
+               f"the tracks of playlists the signed-in user owns or collaborates on, and app credentials have no "
+               f"user: sign in with --user, and copy someone else's playlist into one of your own, or give its "
+               f"Deezer link if it is on Deezer (no sign-in); saving needs --user too")
+    elif status == 429:
+        why = str(e.reason) if e.reason else said
+        if "429" in why or "Retry-After" in why or not e.reason:
+            msg = f"Spotify rate limited this app for {what} ({why}); wait a while and try again"
+        else:  # spotipy reports every exhausted retry as 429, a run of 5xx answers too
+            msg = f"Spotify kept failing for {what} ({why}); try again later"
+    else:
+        msg = f"Spotify answered {status} for {what}: {said}"
+    return SpotifyAccessError(msg, status)
+
+
+def _oauth_error(e: Any, sp: spotipy.Spotify) -> SpotifyAccessError:
+    error = getattr(e, "error", None) or "error"
+    detail = getattr(e, "error_description", None)
+    said = f"{error}: {detail}" if detail else str(error)
+    if error == "invalid_client":
+        return SpotifyAccessError(f"Spotify rejected the app credentials ({said}); check SPOTIPY_CLIENT_ID and "
+                                  f"SPOTIPY_CLIENT_SECRET (from developer.spotify.com/dashboard)", 400)
+    if error == "invalid_grant":
+        cache = getattr(getattr(sp.auth_manager, "cache_handler", None), "path", None)
+        where = f": delete {cache} and sign in again with --user" if cache else "; sign in again with --user"
+        return SpotifyAccessError(f"the saved Spotify sign-in is no longer valid ({said}){where}", 400)
+    return SpotifyAccessError(f"Spotify sign-in failed ({said})", 400)
+
+
+# ---------------------------------------------------------------------------------------------- client
+
+
+def api_url() -> str:
+    return _with_slash(os.environ.get("SCORER_SPOTIFY_API_URL") or DEFAULT_API_URL)
+
+
+def accounts_url() -> str:
+    return _with_slash(os.environ.get("SCORER_SPOTIFY_ACCOUNTS_URL") or DEFAULT_ACCOUNTS_URL)
+
+
+def _with_slash(url: str) -> str:
+    url = url.strip()
+    return url if url.endswith("/") else url + "/"
+
+
+def default_token_path() -> Path:
+    base = os.environ.get("SCORER_CONFIG_DIR")
+    return (Path(base) if base else Path.home() / ".config" / "scorer") / "spotify-token.json"
+
+
+def make_client(user: bool = False, cache_path: Path | None = None, open_browser: bool = True) -> spotipy.Spotify:
+    """A Spotify client: app-only (client credentials) or, with ``user``, signed in as the user (PKCE).
+
+    The user's token is kept in ``cache_path`` (default :func:`default_token_path`), readable only by them;
+    the app token lives in memory only."""
+    import spotipy
+
+    _hush_spotipy_debug()
+    client_id = os.environ.get("SPOTIPY_CLIENT_ID", "").strip()
+    accounts = accounts_url()
+    session = _session()
+    auth: Any
+    if user:
+        if not client_id:
+            raise UsageError("signing in to Spotify needs your app's client ID: set SPOTIPY_CLIENT_ID (from "
+                             "developer.spotify.com/dashboard) and register SPOTIPY_REDIRECT_URI in the app "
+                             f"(default {DEFAULT_REDIRECT_URI})")
+        redirect = os.environ.get("SPOTIPY_REDIRECT_URI", "").strip() or DEFAULT_REDIRECT_URI
+        auth = spotipy.SpotifyPKCE(
+            client_id=client_id, redirect_uri=redirect, scope=list(USER_SCOPES), state=secrets.token_urlsafe(16),
+            cache_handler=_token_cache_class()(cache_path or default_token_path()), requests_session=session,
+            requests_timeout=REQUESTS_TIMEOUT, open_browser=open_browser)
+        # spotipy reads these as self.OAUTH_*: instance attributes override the class defaults.
+        auth.OAUTH_AUTHORIZE_URL = accounts + "authorize"
+        auth.OAUTH_TOKEN_URL = accounts + "api/token"
+    else:
+        missing = [v for v in ("SPOTIPY_CLIENT_ID", "SPOTIPY_CLIENT_SECRET") if not os.environ.get(v, "").strip()]
+        if missing:
+            raise UsageError(f"reading Spotify playlists needs app credentials: set {' and '.join(missing)} "
+                             f"(client ID and secret from developer.spotify.com/dashboard), or sign in with --user")
+        # An explicit cache handler: spotipy's default would write the app token to ./.cache.
+        auth = spotipy.SpotifyClientCredentials(
+            client_id=client_id, client_secret=os.environ["SPOTIPY_CLIENT_SECRET"].strip(),
+            cache_handler=spotipy.MemoryCacheHandler(), requests_session=session, requests_timeout=REQUESTS_TIMEOUT)
+        auth.OAUTH_TOKEN_URL = accounts + "api/token"
+    sp = spotipy.Spotify(auth_manager=auth, requests_session=session, requests_timeout=REQUESTS_TIMEOUT)
+    sp.prefix = api_url()
+    return sp
+
+
+class _NoDebug(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno > logging.DEBUG
+
+
+def _hush_spotipy_debug() -> None:
+    """spotipy logs request headers at DEBUG: the client secret (Basic, base64) and bearer tokens. Drop those
+    records whatever logging level the application sets."""
+    for name in ("spotipy.client", "spotipy.oauth2"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _NoDebug) for f in logger.filters):
+            logger.addFilter(_NoDebug())
+
+
+def _session() -> Any:
+    """A requests session retrying like spotipy's own (3 tries, 429/5xx, Retry-After honoured), with
+    :func:`_retry_class`'s two refinements."""
+    import requests
+
+    retry = _retry_class()(total=3, connect=None, read=False, status=3, backoff_factor=0.3,
+                           allowed_methods=frozenset({"GET", "POST", "PUT", "DELETE"}),
+                           status_forcelist=(429, 500, 502, 503, 504))
+    session = requests.Session()
+    adapter = requests.adapters.HTTPAdapter(max_retries=retry)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
+
+
+_RETRY: Any = None
+
+
+def _retry_class() -> Any:
+    """spotipy's Retry, but a POST is retried only on 429 (after a 5xx the tracks may already have been
+    added), and a Retry-After over :data:`MAX_RETRY_AFTER_S` fails at once."""
+    global _RETRY
+    if _RETRY is None:
+        from spotipy.util import Retry
+        from urllib3.exceptions import MaxRetryError, ResponseError
+
+        class SpotifyRetry(Retry):
+            def is_retry(self, method: str, status_code: int, has_retry_after: bool = False) -> bool:
+                if method.upper() == "POST" and status_code != 429:
+                    return False
+                return super().is_retry(method, status_code, has_retry_after)
+
+            def increment(self, method: str | None = None, url: str | None = None, response: Any = None,
+                          error: Exception | None = None, _pool: Any = None, _stacktrace: Any = None) -> Any:
+                if response is not None and response.status == 429:
+                    wait = self.get_retry_after(response)
+                    if wait is not None and wait > MAX_RETRY_AFTER_S:
+                        reason = ResponseError(f"429 with Retry-After {wait:.0f} s")
+                        raise MaxRetryError(_pool, url, reason) from None
+                return super().increment(method, url, response=response, error=error, _pool=_pool,
+                                         _stacktrace=_stacktrace)
+
+        _RETRY = SpotifyRetry
+    return _RETRY
+
+
+# ------------------------------------------------------------------------------------------ token cache
+
+
+class _TokenFile:
+    """The user's Spotify token as JSON in one file only they can read; see :data:`TokenFileCache`."""
+
+    def __init__(self, path: Path | str):
+        self.path = Path(path)
+        self._warned = False
+
+    def get_cached_token(self) -> dict | None:
+        try:
+            fd = os.open(self.path, os.O_RDONLY)
+        except FileNotFoundError:
+            return None
+        except OSError as e:
+            self._warn(f"cannot read the Spotify token cache {self.path}: {e.strerror}")
+            return None
+        with os.fdopen(fd, encoding="utf-8") as f:
+            st = os.fstat(f.fileno())
+            if os.name == "posix" and (st.st_mode & 0o077 or st.st_uid != os.getuid()):
+                self._warn(f"ignoring the Spotify token cache {self.path}: other users can access it "
+                           f"(mode {st.st_mode & 0o777:o}); delete it and sign in again")
+                return None
+            try:
+                token = json.load(f)
+            except (ValueError, UnicodeDecodeError):
+                self._warn(f"ignoring the Spotify token cache {self.path}: it is not valid JSON")
+                return None
+        return token if isinstance(token, dict) and token.get("access_token") else None
+
+    def save_token_to_cache(self, token_info: dict) -> None:
+        """Write atomically: a private temp file in the same folder, then rename over the cache."""
+        tmp = self.path.with_name(f".{self.path.name}.{secrets.token_hex(6)}.tmp")
+        try:
+            if not self.path.parent.is_dir():
+                self.path.parent.mkdir(mode=0o700, parents=True)
+            fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY | getattr(os, "O_NOFOLLOW", 0), 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump(token_info, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.path)
+        except OSError as e:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            log.warning("could not save the Spotify sign-in to %s (%s); you will be asked to sign in again",
+                        self.path, e.strerror or type(e).__name__)
+
+    def _warn(self, message: str) -> None:
+        if not self._warned:  # spotipy reads the cache before every request
+            log.warning(message)
+            self._warned = True
+
+
+def _token_cache_class() -> Any:
+    global _TOKEN_CACHE
+    if _TOKEN_CACHE is None:
+        from spotipy import CacheHandler
+
+        _TOKEN_CACHE = type("TokenFileCache", (_TokenFile, CacheHandler),
+                            {"__module__": __name__, "__qualname__": "TokenFileCache", "__doc__": _TokenFile.__doc__})
+    return _TOKEN_CACHE
+
+
+_TOKEN_CACHE: Any = None
+
+
+def __getattr__(name: str) -> Any:
+    """``TokenFileCache(path)``: :class:`_TokenFile` as a ``spotipy.CacheHandler``, built on first use so that
+    importing this module does not import spotipy."""
+    if name == "TokenFileCache":
+        return _token_cache_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
