@@ -21,11 +21,13 @@ _EXPORTS = {
     "load_model": "api", "score": "api", "iter_scores": "api", "score_catalog": "api", "score_links": "api",
     "score_playlist": "api", "evaluate": "api", "train": "api", "report": "api", "dataset_musicbrainz": "api",
     "cache_info": "api", "prune_cache": "api", "clear_cache": "api", "ScoreChunks": "api", "FileRun": "api",
-    "Model": "model", "UsageError": "errors", "RunLocked": "errors", "STATUS_CODES": "errors", "EXIT_CODES": "faults",
+    "Model": "model", "ScorerError": "errors", "UsageError": "errors", "InputNotFound": "errors",
+    "RunLocked": "errors", "ServiceError": "errors", "STATUS_CODES": "errors", "EXIT_CODES": "errors",
 }
 
 __all__ = [  # the names of _EXPORTS, spelled out for tools that read __all__ without running it
-    "EXIT_CODES", "STATUS_CODES", "FileRun", "Model", "RunLocked", "ScoreChunks", "UsageError", "__version__",
+    "EXIT_CODES", "STATUS_CODES", "FileRun", "InputNotFound", "Model", "RunLocked", "ScoreChunks", "ScorerError",
+    "ServiceError", "UsageError", "__version__",
     "cache_info", "clear_cache", "dataset_musicbrainz", "evaluate", "iter_scores", "load_model", "prune_cache",
     "report", "score", "score_catalog", "score_links", "score_playlist", "train",
 ]
@@ -48,8 +50,7 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time, __getattr_
         score_playlist,
         train,
     )
-    from scorer.errors import STATUS_CODES, RunLocked, UsageError
-    from scorer.faults import EXIT_CODES
+    from scorer.errors import EXIT_CODES, STATUS_CODES, InputNotFound, RunLocked, ScorerError, ServiceError, UsageError
     from scorer.model import Model
 
 

@@ -10,11 +10,11 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Generic, TypeVar, cast
 
 import numpy as np
 
-from scorer.decode import decode_image
+from scorer.decode import InMemory, decode_image
 from scorer.errors import RowError
 from scorer.fetch import CoverFetcher
 
@@ -61,7 +61,7 @@ def decoded(items: Iterable[T], ref: Callable[[T], str], fetcher: CoverFetcher,
         data = fetched[1]
         if isinstance(data, RowError):
             raise data
-        return decode_image(data)
+        return decode_image(cast(InMemory, data))  # bytes, or an image the fetcher holds in memory
 
     for (item, _), fut in ordered_map(work, fetcher.stream(items, ref), workers, window):
         err = fut.exception()

@@ -25,10 +25,11 @@ def resolve_genres(wanted: list[str], known: list[str], aliases: dict[str, str] 
     """``(genres, unknown)``: each wanted name as one of ``known`` (directly or by an alias), and
     the names that are neither."""
     table = {genre_key(g): g for g in known}
-    for alias, genre in (aliases or {}).items():
-        if genre in known:
-            table.setdefault(genre_key(alias), genre)
-    genres, unknown = [], []
+    for alias, target in (aliases or {}).items():
+        if target in known:
+            table.setdefault(genre_key(alias), target)
+    genres: list[str] = []
+    unknown: list[str] = []
     for name in wanted:
         genre = table.get(genre_key(name))
         if genre is None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from functools import cached_property
 from pathlib import Path
@@ -13,6 +12,7 @@ from scorer.featurize import ColourFeaturizer, FlipAveraged, OnnxFeaturizer
 from scorer.heads import EnsembleHead, Head, load_head
 from scorer.heads.calibration import CalibratedHead, Calibration
 from scorer.heads.familiarity import Familiarity
+from scorer.manifest import Manifest, read_manifest
 
 ENSEMBLE = "ensemble"
 #: a weighted ensemble whose weights were chosen on held-back covers (``manifest["blend"]``)
@@ -70,48 +70,46 @@ class Model:
         if not manifest_path.exists():
             raise FileNotFoundError(f"{self.dir} is not a model directory (no manifest.json) nor the name of a "
                                     f"shipped model ({', '.join(shipped_models())})")
-        self.manifest: dict = json.loads(manifest_path.read_text())
-        self.genres: list[str] = list(self.manifest["genres"])
-        self.default_head: str = self.manifest["default_head"]
+        #: the manifest, typed (:class:`~scorer.manifest.Manifest`); :attr:`manifest` is the JSON as read
+        self.spec: Manifest = read_manifest(manifest_path)
+        self.manifest: dict = self.spec.raw
+        self.genres: list[str] = list(self.spec.genres)
+        self.default_head: str = self.spec.default_head
         self.threads = threads
-        cnn = self.manifest["featurizers"]["cnn"]
+        cnn = self.spec.cnn
         #: ``{"fp32": {"id", "file"}, "int8": {...}}``: the same network at each precision it ships in
-        self.variants: dict[str, dict] = {"fp32": cnn, **cnn.get("variants", {})}
-        self.precision: str = precision or cnn.get("default_precision", "fp32")
+        self.variants: dict[str, dict] = cnn.variants
+        self.precision: str = precision or cnn.default_precision
         if self.precision not in self.variants:
             raise ValueError(f"precision {self.precision!r} is not shipped with {self.dir}; "
                              f"it has: {', '.join(self.variants)}")
         #: test-time augmentation: ``flip`` (features averaged with the mirrored cover's) or ``none``
-        self.tta: str = tta or cnn.get("tta", "none")
+        self.tta: str = tta or cnn.tta
         if self.tta not in TTAS:
             raise ValueError(f"test-time augmentation {self.tta!r}: use one of {', '.join(TTAS)}")
         # outputs record precision and TTA, and incremental runs rescore when either changes
-        self.version: str = f"{self.manifest['version']}+{self.precision}" + ("+flip" if self.tta == "flip" else "")
+        self.version: str = f"{self.spec.version}+{self.precision}" + ("+flip" if self.tta == "flip" else "")
         self._heads: dict[str, Head] = {}
 
     @property
     def aliases(self) -> dict[str, str]:
         """``{alias: genre}``: other names ``--keep`` takes for this model's genres."""
-        return dict(self.manifest.get("aliases") or {})
+        return dict(self.spec.aliases)
 
     def calibration(self, head: str) -> Calibration:
         """The head's :class:`~scorer.heads.calibration.Calibration` (temperature, familiarity slope, mix; the identity
         when it has none), fitted on out-of-fold and held-out-collection predictions."""
-        spec = ((self.manifest.get("calibration") or {}).get("heads") or {}).get(head) or {}
-        if not spec.get("used", True):
-            return Calibration()
-        return Calibration(float(spec.get("temperature", 1.0)), float(spec.get("slope", 0.0)),
-                           float(spec.get("mix", 0.0)))
+        return self.spec.head_calibration(head)
 
     @cached_property
     def familiarity(self) -> Familiarity | None:
         """The familiarity scale of the training covers (``None`` for a model trained before it existed)."""
-        spec = self.manifest.get("familiarity")
+        spec = self.spec.familiarity
         return Familiarity.load(self.dir / spec["file"]) if spec else None
 
     @property
     def head_names(self) -> list[str]:
-        return [*self.manifest["heads"], ENSEMBLE, *([BLEND] if self.manifest.get(BLEND) else [])]
+        return [*self.spec.heads, ENSEMBLE, *([BLEND] if self.spec.blend else [])]
 
     @property
     def heads(self) -> list[str]:
@@ -161,18 +159,18 @@ class Model:
 
     def _raw_head(self, name: str) -> Head | EnsembleHead:
         if name == ENSEMBLE:
-            members = self.manifest.get("ensemble") or list(self.manifest["heads"])
+            members = list(self.spec.ensemble) or list(self.spec.heads)
             return EnsembleHead([self._load_head(m) for m in members])
-        if name == BLEND and self.manifest.get(BLEND):
-            weights = self.manifest[BLEND]["weights"]
+        if name == BLEND and self.spec.blend:
+            weights = self.spec.blend["weights"]
             return EnsembleHead([self._load_head(m) for m in weights], name=BLEND, weights=list(weights.values()))
-        if name not in self.manifest["heads"]:
+        if name not in self.spec.heads:
             raise KeyError(f"unknown head {name!r}; this model has: {', '.join(self.head_names)}")
         return self._load_head(name)
 
     def _load_head(self, name: str) -> Head:
         if name not in self._heads:
-            spec = self.manifest["heads"][name]
+            spec = self.spec.heads[name]
             self._heads[name] = load_head(name, spec["featurizer"], self.dir / spec["file"])
         return self._heads[name]
 

@@ -4,9 +4,9 @@
 from __future__ import annotations
 
 import math
-import os
-from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from scorer.errors import UsageError
@@ -14,16 +14,16 @@ from scorer.errors import UsageError
 if TYPE_CHECKING:
     from scorer.fetch import FetchOptions
 
-#: the environment variables scoring sets (only when unset, and only to take effect before numpy loads)
-BLAS_VARIABLES = ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+@contextmanager
+def blas_threads(n: int = 1) -> Iterator[None]:
+    """BLAS on ``n`` threads inside the block, as it was after it (threadpoolctl, so it works after numpy has
+    loaded). Scoring leaves the cores to onnxruntime: the heads' small matrix products gain nothing from BLAS
+    threads, and idle OpenBLAS threads spin and halve throughput. The limit is the process's while the block
+    runs (BLAS libraries have no per-thread setting)."""
+    from threadpoolctl import threadpool_limits
 
-
-def single_threaded_blas() -> None:
-    """Scoring leaves the cores to onnxruntime: the heads' small matrix products gain nothing from BLAS
-    threads, and idle OpenBLAS threads spin and halve throughput. Sets :data:`BLAS_VARIABLES` to 1 where
-    they are unset; it takes effect only if numpy has not been imported yet."""
-    for var in BLAS_VARIABLES:
-        os.environ.setdefault(var, "1")
+    with threadpool_limits(limits=n, user_api="blas"):
+        yield
 
 
 def check_number(flag: str, value: Any, low: float, high: float | None = None, whole: bool = True) -> None:
@@ -65,7 +65,7 @@ def keep_text(keep: str | Sequence[str] | None) -> str | None:
 @dataclass(frozen=True)
 class Options:
     """Scoring options, named as the command line's flags (``allow_private_hosts`` is
-    ``--allow-private-hosts``). See ``scorer catalog --help`` for each."""
+    ``--allow-private-hosts``; ``local_files=False`` is ``--no-local-files``). See ``scorer catalog --help``."""
 
     allow_private_hosts: bool = False
     concurrency: int = 64
@@ -74,20 +74,11 @@ class Options:
     retries: int = 3
     cache: bool = True
     cache_max_size: str | int | None = None
-    no_local_files: bool = False
+    local_files: bool = True
     precision: str | None = None
     tta: str | None = None
     batch_size: int | None = None
     workers: int = 4
-
-    @classmethod
-    def of(cls, options: dict[str, Any]) -> Options:
-        """From keyword arguments; an unknown name is a :class:`UsageError` listing the known ones."""
-        known = [f.name for f in fields(cls)]
-        unknown = sorted(set(options) - set(known))
-        if unknown:
-            raise UsageError(f"unknown option(s) {', '.join(unknown)}; the options are: {', '.join(known)}")
-        return cls(**options)
 
     def check(self) -> Options:
         check_number("--concurrency", self.concurrency, 1, 1024)
@@ -106,5 +97,5 @@ class Options:
         max_bytes = cache_bound("--cache-max-size", self.cache_max_size)
         return FetchOptions(concurrency=self.concurrency, per_host=self.per_host, deadline=self.timeout,
                             retries=self.retries, allow_private_hosts=self.allow_private_hosts, cache=self.cache,
-                            local_files=not self.no_local_files, cache_max_bytes=max_bytes,
+                            local_files=self.local_files, cache_max_bytes=max_bytes,
                             connect_timeout=min(10.0, self.timeout), read_timeout=min(20.0, self.timeout))

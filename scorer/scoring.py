@@ -163,6 +163,7 @@ class Scorer:
         return out
 
     def _score_covers(self, urls: list[str], on_progress: Callable[[int], None]) -> Iterator[tuple[str, Verdict]]:
+        assert self.batch_size is not None  # set in __post_init__
         stream = decoded(urls, lambda u: u, self.fetcher, self.workers, window=max(64, 4 * self.batch_size))
         for batch in batched(stream, self.batch_size):
             images = stack_images(batch)

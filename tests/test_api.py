@@ -31,6 +31,7 @@ from typer.testing import CliRunner
 
 import scorer
 from scorer.cli import app
+from scorer.errors import python_names
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 HEAVY = ("numpy", "onnxruntime", "pandas", "pyarrow")
@@ -91,12 +92,31 @@ def test_import_loads_nothing_heavy_and_leaves_the_environment_alone():
     env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
     assert out.stdout.split() == ["[]", "True"]
-    # the first call that scores sets the BLAS threads where unset, and loads the rest
-    code = ("import os, sys, scorer; scorer.load_model(); print(os.environ.get('OPENBLAS_NUM_THREADS'), "
-            "sorted(m for m in " + repr(HEAVY) + " if m in sys.modules))")
+    # the first call that needs them loads the rest; the environment stays as it was
+    code = ("import os, sys, scorer; before = dict(os.environ); scorer.load_model(); "
+            "print(dict(os.environ) == before, sorted(m for m in " + repr(HEAVY) + " if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
-    blas, loaded = out.stdout.split(maxsplit=1)
-    assert blas == "1" and "numpy" in loaded
+    same, loaded = out.stdout.split(maxsplit=1)
+    assert same == "True" and "numpy" in loaded
+
+
+def test_scoring_runs_blas_on_one_thread_and_restores_it(sample_covers, model):
+    """numpy is loaded long before scoring: the limit is set with threadpoolctl while scoring, and undone."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from scorer.options import blas_threads
+
+    def blas() -> list[int]:
+        return [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
+
+    with threadpool_limits(limits=2, user_api="blas"):
+        assert blas() and set(blas()) == {2}
+        with blas_threads(1):
+            assert set(blas()) == {1}
+        assert set(blas()) == {2}
+        seen = [set(blas()) for _ in scorer.iter_scores(sample_covers[:4], model=model)]
+        assert seen == [{2}]  # the caller's own work between chunks keeps its threads
+        assert set(blas()) == {2}
 
 
 def test_public_names_are_there_and_typed():
@@ -236,13 +256,16 @@ def test_usage_errors_say_what_the_command_line_says_before_any_fetch(albums, st
         cli = CliRunner().invoke(app, ["catalog", str(tmp_path / "albums.csv"), "--out", str(tmp_path / "o.parquet"),
                                        *flags])
         assert cli.exit_code == 2
-        assert cli.output.strip() == f"error: {raised.value}"
+        assert cli.output.strip() == f"error: {raised.value.cli_message}"  # the command line names the flag
+        assert str(raised.value) == python_names(raised.value.cli_message)  # the library the parameter
+        assert "--" not in str(raised.value).split(". To score")[0]
     for kwargs, message in [
-        (dict(concurrency=0), "--concurrency 0: give a whole number from 1 to 1024"),
-        (dict(timeout=-1), "--timeout -1: give a number of at least 0.1"),
-        (dict(keep=["rock", 3]), "--keep ['rock', 3]: give genre names"),
-        (dict(keep="rock", min_prob="0.5"), "--min-prob '0.5': give a number between 0 and 1"),
-        (dict(batch_size=2.5), "--batch-size 2.5: give a whole number from 1 to 1024"),
+        (dict(concurrency=0), "concurrency 0: give a whole number from 1 to 1024"),
+        (dict(timeout=-1), "timeout -1: give a number of at least 0.1"),
+        (dict(keep=["rock", 3]), "keep ['rock', 3]: give genre names"),
+        (dict(keep="rock", min_prob="0.5"), "min_prob '0.5': give a number between 0 and 1"),
+        (dict(keep="rock", min_prob=2), "min_prob must be between 0 and 1, got 2"),
+        (dict(batch_size=2.5), "batch_size 2.5: give a whole number from 1 to 1024"),
     ]:
         with pytest.raises(scorer.UsageError, match=re.escape(message)):
             scorer.score(albums, **kwargs)
@@ -257,10 +280,65 @@ def test_usage_errors_say_what_the_command_line_says_before_any_fetch(albums, st
     ]:
         with pytest.raises(scorer.UsageError, match=re.escape(message)):
             scorer.iter_scores(covers)  # at the call, before the first chunk is asked for
-    with pytest.raises(scorer.UsageError, match="unknown option.*colour"):
-        scorer.score_catalog(tmp_path / "albums.csv", tmp_path / "o.parquet", colour=True)
+    with pytest.raises(TypeError, match="concurency"):
+        scorer.score_catalog(tmp_path / "albums.csv", tmp_path / "o.parquet", concurency=3)  # type: ignore[call-arg]
+    with pytest.raises(FileNotFoundError) as missing:
+        scorer.score_catalog(tmp_path / "none.csv", tmp_path / "o.parquet")
+    assert isinstance(missing.value, scorer.ScorerError) and isinstance(missing.value, scorer.UsageError)
     assert isinstance(scorer.UsageError("x"), ValueError)
     assert sum(store.hits.values()) == hits
+
+
+def test_the_cover_column_can_have_another_name(albums, model, tmp_path):
+    """``url_col``: a DataFrame's or a catalog file's covers in a column not called cover_url; it keeps its name."""
+    plain = scorer.score(albums, model=model, allow_private_hosts=True)
+    renamed = albums.rename(columns={"cover_url": "image"})
+    scored = scorer.score(renamed, url_col="image", model=model, allow_private_hosts=True)
+    assert "cover_url" not in scored.columns and list(scored["image"]) == list(renamed["image"])
+    assert list(scored["status"]) == list(plain["status"])
+    assert scored["p_rock"].round(5).equals(plain["p_rock"].round(5))
+    renamed.to_csv(tmp_path / "renamed.csv", index=False)
+    from_file = scorer.score(tmp_path / "renamed.csv", url_col="image", model=model, allow_private_hosts=True)
+    assert list(from_file["status"]) == list(plain["status"]) and "cover_url" not in from_file.columns
+    with pytest.raises(scorer.UsageError, match="no 'cover_url' column"):
+        scorer.score(renamed, model=model)  # the default column is cover_url, and the message says url_col
+    with pytest.raises(scorer.UsageError, match="url_col"):
+        scorer.score(renamed, model=model)
+
+
+def test_one_error_family_with_builtin_kinds():
+    """Every error the library raises on purpose is a ScorerError; a bad argument is also a ValueError, a
+    missing input also a FileNotFoundError; a misspelt keyword is a TypeError in every public function."""
+    from scorer.datasets.musicbrainz import BuildInterrupted
+    from scorer.errors import Fault, OutputUnavailable, RowError
+    from scorer.services.deezer import DeezerAccessError
+    from scorer.services.musicbrainz import MusicBrainzError
+    from scorer.services.spotify import SpotifyAccessError
+
+    for kind in (scorer.UsageError, scorer.InputNotFound, scorer.RunLocked, scorer.ServiceError, Fault,
+                 OutputUnavailable, RowError, BuildInterrupted, SpotifyAccessError, DeezerAccessError,
+                 MusicBrainzError):
+        assert issubclass(kind, scorer.ScorerError), kind
+    for kind in (SpotifyAccessError, DeezerAccessError, MusicBrainzError):
+        assert issubclass(kind, scorer.ServiceError)
+    assert issubclass(scorer.InputNotFound, FileNotFoundError) and issubclass(scorer.InputNotFound, ValueError)
+    for call in (lambda: scorer.score([], concurency=3), lambda: scorer.iter_scores([], concurency=3),
+                 lambda: scorer.score_catalog("a.csv", "o.parquet", concurency=3),
+                 lambda: scorer.score_links("a.tsv", "o.parquet", engine="local"),
+                 lambda: scorer.score_playlist("x", concurency=3), lambda: scorer.evaluate("d", concurency=3),
+                 lambda: scorer.train("d", "m", concurency=3), lambda: scorer.report("d", "r", concurency=3)):
+        with pytest.raises(TypeError, match="unexpected keyword"):
+            call()
+
+
+def test_messages_name_parameters_in_python_and_flags_on_the_command_line():
+    assert python_names("--min-prob 2: give a number between 0 and 1") == "min_prob 2: give a number between 0 and 1"
+    assert python_names("--cache-max-size lots: not a size") == "cache_max_size lots: not a size"
+    # a command the message suggests keeps its flags; a value that merely contains dashes is left alone
+    text = "unknown genre(s) in --keep: x (scorer train DIR --out MODEL, then --model MODEL); see a--b"
+    assert python_names(text) == text.replace("in --keep", "in keep")
+    e = scorer.UsageError("--workers 0: give a whole number from 1 to 256")
+    assert str(e) == "workers 0: give a whole number from 1 to 256" and e.cli_message.startswith("--workers 0")
 
 
 def test_a_missing_extra_is_named_before_any_work(tmp_path):
@@ -392,7 +470,7 @@ def test_readme_python_section_runs_as_written(tmp_path, sample_covers, store, n
     assert result["memory"] == ["ok", "ok", "ok"]
     assert result["kept"] == result["kept_rows"]  # the chunked run keeps what the whole one kept
     assert store.hits["golden-hour.jpg"] > before
-    assert "unknown genre(s) in --keep: indie" in out.stdout  # the last block prints the UsageError
+    assert "unknown genre(s) in keep: indie" in out.stdout  # the last block prints the UsageError
     assert (tmp_path / "albums-report" / "index.html").is_file()
 
 

@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 from fakes.cdn import CoverCDN
 
-from scorer.faults import EXIT_CODES
+from scorer.errors import EXIT_CODES
 
 REPO = Path(__file__).resolve().parent.parent
 

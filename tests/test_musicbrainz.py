@@ -100,7 +100,7 @@ def test_query_and_contact():
     assert check_contact(" me@example.org ") == "me@example.org"
     assert check_contact("https://example.org/me") == "https://example.org/me"
     for bad in ("", "me", "me@", "example.org", "ftp://example.org"):
-        with pytest.raises(UsageError, match="--contact"):
+        with pytest.raises(UsageError, match="contact"):
             check_contact(bad)
     assert folder_name("Hip Hop") == "hip-hop" and folder_name("r&b") == "r-b"
 

@@ -154,7 +154,18 @@ def print_model(model) -> None:
     c.print(f"featurizer: {model.variants[model.precision]['id']} ({model.precision}"
             + (f"; also {', '.join(others)} with --precision" if others else "")
             + f") · default head: {model.default_head}")
-    ts = m.get("training_set") or {}
+    _print_training_set(c, m.get("training_set") or {})
+    _print_network(c, model)
+    if m.get("blend"):
+        c.print("blend: " + ", ".join(f"{n} {w:.2f}" for n, w in m["blend"]["weights"].items()))
+    if m.get("cv"):
+        _print_cv(c, model, m["cv"])
+    others = [n for n in _shipped_names() if n != model.dir.name]
+    if others:
+        c.print(f"other shipped models: {', '.join(others)} (--model NAME)")
+
+
+def _print_training_set(c: Console, ts: dict) -> None:
     c.print(f"trained on {ts.get('images')} covers ({ts.get('source')}, sha256 {str(ts.get('sha256'))[:12]}…)")
     for source, counts in (ts.get("per_source") or {}).items():
         c.print(f"  {source}: " + ", ".join(f"{g} {n}" for g, n in counts.items()))
@@ -164,6 +175,11 @@ def print_model(model) -> None:
         c.print(f"leak-free groups: {grouping['groups']} ({nd['clusters']} near-duplicate clusters of "
                 f"{nd['covers_in_clusters']} covers" + (f", {grouping['artists']['known']} artists"
                                                        if grouping.get("artists") else "") + ")")
+
+
+def _print_network(c: Console, model) -> None:
+    """How the CNN was fine-tuned, and its test-time augmentation."""
+    m = model.manifest
     cnn = m["featurizers"]["cnn"]
     if cnn.get("finetuning"):
         r = cnn["finetuning"]["recipe"]
@@ -175,39 +191,36 @@ def print_model(model) -> None:
         if flip is not None:
             c.print(f"  flip under CV: {model.default_head} {flip:+.3f} balanced accuracy, "
                     "for twice the network's time")
-    if m.get("blend"):
-        c.print("blend: " + ", ".join(f"{n} {w:.2f}" for n, w in m["blend"]["weights"].items()))
-    cv = m.get("cv")
-    if cv:
-        int8 = model.variants.get("int8", {}).get("cv") or {}
-        cal = (m.get("calibration") or {}).get("heads") or {}
-        # short headings: the table must fit an 80-column terminal or log without cutting names
-        columns = ["head", "acc.", "bal. acc."] + (["int8 Δ"] if int8 else []) \
-            + (["temp.", "slope", "ECE", "ECE cal."] if cal else [])
-        inside = ", CNN fine-tuned inside each fold" if cv.get("finetuned_in_each_fold") else ""
-        grouped = " grouped" if cv.get("grouped") else ""
-        t = Table(*columns, title=f"{cv['folds']}-fold{grouped} CV{inside}", box=box.SIMPLE_HEAD)
-        t.columns[0].no_wrap = True
-        for name, h in sorted(cv["heads"].items(), key=lambda kv: -kv[1]["balanced_accuracy"]):
-            change = [f"{int8[name]['change']:+.3f}"] if name in int8 else ([""] if int8 else [])
-            calib = []
-            if cal:
-                cn = model.calibration(name)
-                calib = ([f"{cn.temperature:.2f}", f"{cn.slope:.2f}", f"{cal[name]['ece_before']:.3f}",
-                          f"{cal[name]['ece_after']:.3f}"] if name in cal else ["", "", "", ""])
-            t.add_row(name, f"{h['accuracy']:.3f}", f"{h['balanced_accuracy']:.3f}", *change, *calib)
-        c.print(t)
-        best = cv["heads"].get(model.default_head)
-        if best and best.get("recall"):
-            c.print(f"{model.default_head} recall: " + ", ".join(f"{g} {v:.2f}" for g, v in best["recall"].items()))
-        for source, r in (cv.get("by_source") or {}).items():
-            h = r["heads"].get(model.default_head)
-            if h:
-                c.print(f"on {source} covers ({r['covers']}): balanced accuracy {h['balanced_accuracy']:.3f}, "
-                        f"ECE {h['ece']:.3f}")
-    others = [n for n in _shipped_names() if n != model.dir.name]
-    if others:
-        c.print(f"other shipped models: {', '.join(others)} (--model NAME)")
+
+
+def _print_cv(c: Console, model, cv: dict) -> None:
+    """The heads' cross-validated figures, with int8's change and each calibration."""
+    int8 = model.variants.get("int8", {}).get("cv") or {}
+    cal = (model.manifest.get("calibration") or {}).get("heads") or {}
+    # short headings: the table must fit an 80-column terminal or log without cutting names
+    columns = ["head", "acc.", "bal. acc."] + (["int8 Δ"] if int8 else []) \
+        + (["temp.", "slope", "ECE", "ECE cal."] if cal else [])
+    inside = ", CNN fine-tuned inside each fold" if cv.get("finetuned_in_each_fold") else ""
+    grouped = " grouped" if cv.get("grouped") else ""
+    t = Table(*columns, title=f"{cv['folds']}-fold{grouped} CV{inside}", box=box.SIMPLE_HEAD)
+    t.columns[0].no_wrap = True
+    for name, h in sorted(cv["heads"].items(), key=lambda kv: -kv[1]["balanced_accuracy"]):
+        change = [f"{int8[name]['change']:+.3f}"] if name in int8 else ([""] if int8 else [])
+        calib = []
+        if cal:
+            cn = model.calibration(name)
+            calib = ([f"{cn.temperature:.2f}", f"{cn.slope:.2f}", f"{cal[name]['ece_before']:.3f}",
+                      f"{cal[name]['ece_after']:.3f}"] if name in cal else ["", "", "", ""])
+        t.add_row(name, f"{h['accuracy']:.3f}", f"{h['balanced_accuracy']:.3f}", *change, *calib)
+    c.print(t)
+    best = cv["heads"].get(model.default_head)
+    if best and best.get("recall"):
+        c.print(f"{model.default_head} recall: " + ", ".join(f"{g} {v:.2f}" for g, v in best["recall"].items()))
+    for source, r in (cv.get("by_source") or {}).items():
+        h = r["heads"].get(model.default_head)
+        if h:
+            c.print(f"on {source} covers ({r['covers']}): balanced accuracy {h['balanced_accuracy']:.3f}, "
+                    f"ECE {h['ece']:.3f}")
 
 
 def _print_expectations(c: Console, model) -> None:

@@ -82,12 +82,12 @@ def run_demo(folder: Path, keep: str | None) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from scorer.api import score_catalog
     from scorer.cli.console import print_summary
-    from scorer.runners.files import run_catalog
 
     catalog = make_catalog(Path(folder))
     out = Path(folder) / "scored.parquet"
-    summary = run_catalog(catalog, out, keep=keep)
+    summary = score_catalog(catalog, out, keep=keep).summary
     t = Table("title", "status", "top genre", "prob", "kept", title=f"{catalog} → {out}")
     for r in pq.read_table(out).to_pylist():
         prob = "" if r["status"] != "ok" else f"{r['genre_prob']:.2f}"

@@ -15,23 +15,24 @@ title, year``) are what ``scorer train DIR --group-by artist_mbid`` reads.
 
 from __future__ import annotations
 
+import contextlib
 import csv
-import fcntl
 import io
-import json
-import os
 import re
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import cast
 
 from PIL import Image
 
+from scorer.datasets.journal import LABELS, BuildInterrupted, BuildSummary, GenreTally, Journal
 from scorer.errors import RowError, UsageError
 from scorer.fetch import CoverFetcher, FetchOptions
 from scorer.files import atomic_write
+from scorer.locks import Held, file_lock
 from scorer.progress import progress
 from scorer.services import musicbrainz
 from scorer.services.musicbrainz import (
@@ -50,7 +51,6 @@ from scorer.services.musicbrainz import (
 
 JOURNAL = ".musicbrainz.jsonl"
 LOCK = ".musicbrainz.lock"
-LABELS = "labels.csv"
 LABEL_COLUMNS = ("path", "genre", "mbid", "artist", "artist_mbid", "title", "year")
 MAX_PER_GENRE = 100_000
 #: covers that can never be used: asked for once, then remembered
@@ -59,63 +59,6 @@ UNUSABLE = {"not_an_image", "decode_error", "too_large", "http_4xx", "blocked_ad
 MAX_FAILURES_IN_A_ROW = 20
 WINDOW = 4  # covers asked for ahead of the one being written
 _EXT = {"JPEG": ".jpg", "PNG": ".png", "GIF": ".gif", "WEBP": ".webp", "BMP": ".bmp", "TIFF": ".tif"}
-
-
-@dataclass
-class GenreTally:
-    """One genre's part of the set, and why release groups the search found were left out."""
-
-    wanted: int
-    covers: int = 0  # in the set now
-    new: int = 0  # written by this run
-    seen: int = 0  # release groups the search returned
-    no_cover: int = 0  # the Cover Art Archive has no front cover (404)
-    two_genres: int = 0  # tagged with another requested genre too
-    other_tag: int = 0  # matched the search only through a longer tag (``indie rock`` for ``indie``)
-    not_studio: int = 0  # a compilation, live album, soundtrack, remix, ...
-    artist_cap: int = 0  # the artist already has ``per_artist`` albums in this genre
-    unusable: int = 0  # the archive's file is not an image we can read
-    failed: int = 0  # failed this run for a passing reason; the next run asks again
-    matches: int | None = None  # how many release groups the search says match the tag
-    exhausted: bool = False  # the search has nothing more
-
-    def as_dict(self) -> dict:
-        return dict(self.__dict__)
-
-
-@dataclass
-class BuildSummary:
-    out: Path
-    genres: dict[str, GenreTally]
-    per_artist: int
-    searches: int = 0  # search requests made by this run
-    covers_asked: int = 0  # covers asked of the fetcher by this run (the cover cache may answer)
-    busy_waits: int = 0  # 503 answers from MusicBrainz waited out
-    seconds: float = 0.0
-
-    @property
-    def labels(self) -> Path:
-        return self.out / LABELS
-
-    @property
-    def complete(self) -> bool:
-        """Nothing more to get by running again: each genre has its covers, or the search ran dry and no
-        cover failed for a passing reason."""
-        return all(t.covers >= t.wanted or (t.exhausted and not t.failed) for t in self.genres.values())
-
-    def as_dict(self) -> dict:
-        return {"out": str(self.out), "labels": str(self.labels), "per_artist": self.per_artist,
-                "genres": {g: t.as_dict() for g, t in self.genres.items()}, "searches": self.searches,
-                "covers_asked": self.covers_asked, "busy_waits": self.busy_waits,
-                "seconds": round(self.seconds, 1), "complete": self.complete}
-
-
-class BuildInterrupted(Exception):
-    """The run stopped early (MusicBrainz or the archive kept failing); what it got is kept."""
-
-    def __init__(self, message: str, summary: BuildSummary):
-        super().__init__(message)
-        self.summary = summary
 
 
 def folder_name(genre: str) -> str:
@@ -144,60 +87,14 @@ def check_genres(genres: Sequence[str]) -> list[str]:
     return out
 
 
-class _Lock:
+@contextlib.contextmanager
+def _one_run(out: Path) -> Iterator[None]:
     """One run per folder: a second one would interleave the journal."""
-
-    def __init__(self, out: Path) -> None:
-        self.fd = os.open(out / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(self.fd)
-            raise UsageError(f"another scorer dataset run is writing {out}; wait for it to finish") from None
-
-    def release(self) -> None:
-        fcntl.flock(self.fd, fcntl.LOCK_UN)
-        os.close(self.fd)
-
-
-class _Journal:
-    """Append-only JSON lines; a line cut short by a kill is ignored on reading."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._file: io.TextIOWrapper | None = None
-
-    def read(self) -> list[dict]:
-        if not self.path.exists():
-            return []
-        events = []
-        with open(self.path, encoding="utf-8") as f:
-            for line in f:
-                if not line.endswith("\n"):
-                    break  # torn by a kill; appends go after the last whole line
-                try:
-                    events.append(json.loads(line))
-                except ValueError:
-                    continue
-        return events
-
-    def open(self) -> None:
-        if self.path.exists():  # cut a torn last line off, so that appends start on a line of their own
-            data = self.path.read_bytes()
-            if data and not data.endswith(b"\n"):
-                with open(self.path, "r+b") as f:
-                    f.truncate(data.rfind(b"\n") + 1)
-        self._file = open(self.path, "a", encoding="utf-8")
-
-    def append(self, event: dict) -> None:
-        assert self._file is not None
-        self._file.write(json.dumps(event, ensure_ascii=False) + "\n")
-        self._file.flush()
-
-    def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+    try:
+        with file_lock(out / LOCK, wait=False):
+            yield
+    except Held:
+        raise UsageError(f"another scorer dataset run is writing {out}; wait for it to finish") from None
 
 
 @dataclass
@@ -216,7 +113,7 @@ class _Builder:
         self.genres = {g: _Genre(g, GenreTally(per_genre)) for g in genres}
         self.out, self.per_artist, self.client = out, per_artist, client
         self.coverart, self.page_limit = coverart, page_limit
-        self.journal = _Journal(out / JOURNAL)
+        self.journal = Journal(out / JOURNAL)
         self.outcome: dict[str, dict] = {}  # mbid → its cover / no_cover / unusable event
         self.labels: dict[str, dict] = {}  # mbid → labels.csv row
         self.artists: Counter = Counter()  # (genre, artist_mbid) → covers in the set or asked for
@@ -411,9 +308,8 @@ def build_musicbrainz(genres: Sequence[str], per_genre: int, out: Path | str, co
     options = replace(fetch, user_agent=user_agent(contact), retries=max(5, fetch.retries),
                       paced=((coverart, interval),) if interval > 0 else ())
     out.mkdir(parents=True, exist_ok=True)
-    lock = _Lock(out)
-    started = time.monotonic()
-    try:
+    with _one_run(out):
+        started = time.monotonic()
         for stale in [*out.glob(".*.tmp"), *out.glob("*/.*.tmp")]:  # left by a killed run; the lock is ours
             stale.unlink(missing_ok=True)
         builder = _Builder(genres, per_genre, out, per_artist, client, coverart, page_limit)
@@ -434,8 +330,6 @@ def build_musicbrainz(genres: Sequence[str], per_genre: int, out: Path | str, co
             summary.busy_waits = client.busy_waits
             summary.seconds = time.monotonic() - started
         return summary
-    finally:
-        lock.release()
 
 
 def _run(builder: _Builder, options: FetchOptions, summary: BuildSummary, have: int,
@@ -451,7 +345,7 @@ def _run(builder: _Builder, options: FetchOptions, summary: BuildSummary, have: 
                 for (g, rg), got in stream:
                     answered += 1
                     summary.covers_asked += 1
-                    if builder.take(g, rg, got):
+                    if builder.take(g, rg, cast("bytes | RowError", got)):  # an http(s) URL: bytes or the error
                         advance(1)
                     if builder.failures_in_a_row >= MAX_FAILURES_IN_A_ROW:
                         raise BuildInterrupted(f"the Cover Art Archive failed {MAX_FAILURES_IN_A_ROW} covers in a "

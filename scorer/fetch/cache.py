@@ -18,7 +18,6 @@ between two prunes.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -27,8 +26,10 @@ import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import overload
 
 from scorer.files import atomic_write
+from scorer.locks import file_lock
 
 #: URLs whose content is fixed by the URL itself: a hit never goes to the network.
 IMMUTABLE_URL = re.compile(r"^https?://i\.scdn\.co/image/[0-9a-f]+$", re.IGNORECASE)
@@ -38,6 +39,14 @@ DEFAULT_MAX_BYTES = 10 * 1000**3
 LOW_WATER = 0.8  # a prune goes down to this share of the bound, so that it is not needed again at once
 _UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "m": 1000**2, "mb": 1000**2, "g": 1000**3, "gb": 1000**3,
           "t": 1000**4, "tb": 1000**4, "kib": 1024, "mib": 1024**2, "gib": 1024**3, "tib": 1024**4}
+
+
+@overload
+def parse_size(text: str | int) -> int: ...
+
+
+@overload
+def parse_size(text: None) -> None: ...
 
 
 def parse_size(text: str | int | None) -> int | None:
@@ -160,8 +169,7 @@ class CoverCache:
         """Delete the least recently used files until at most ``target`` bytes remain; the bytes left.
         Under a lock shared by every run on this cache (one prune at a time)."""
         self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.root / ".prune.lock", "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        with file_lock(self.root / ".prune.lock"):
             files = self._files()
             total = sum(f[1] for f in files)
             gone = freed = 0

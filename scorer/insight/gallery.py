@@ -210,6 +210,7 @@ def _model_calibration(meta: dict) -> str:
     cal = ((meta.get("model") or {}).get("calibration") or {}).get("heads", {}).get(head)
     if not cal:
         return ""
+    assert head is not None  # a manifest's heads are named by strings
     return calibration_figures(head, cal)
 
 

@@ -9,7 +9,6 @@ else is refused before any work starts.
 from __future__ import annotations
 
 import html
-import os
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ import numpy as np
 from PIL import Image
 
 from scorer.errors import UsageError
+from scorer.files import publish_dir
 
 #: written into every report folder: only folders carrying it are ever replaced
 MARKER = ".scorer-report"
@@ -69,13 +69,8 @@ class ReportDir:
     def finish(self, page_html: str) -> Path:
         (self.root / "index.html").write_text(page_html, encoding="utf-8")
         (self.root / MARKER).write_text("written by scorer report\n")
-        umask = os.umask(0)
-        os.umask(umask)
-        self.root.chmod(0o777 & ~umask)  # mkdtemp makes it owner-only; a report is meant to be shared
-        if self.out.exists():
-            check_out_dir(self.out)  # still ours: it may have changed while the report was drawn
-            shutil.rmtree(self.out)
-        self.root.rename(self.out)
+        # an existing folder must still be ours: it may have changed while the report was drawn
+        publish_dir(self.root, self.out, before_replacing=check_out_dir)
         return self.out / "index.html"
 
     def abort(self) -> None:

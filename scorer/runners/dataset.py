@@ -14,7 +14,6 @@ Memory holds one shard (plus the bounded decode/fetch windows), whatever the cat
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -23,12 +22,9 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from scorer.fetch import CoverFetcher, FetchOptions
-from scorer.filters import KeepFilter
-from scorer.model import Model
 from scorer.options import check_number
+from scorer.plan import ScoringPlan
 from scorer.progress import progress
-from scorer.runners.files import open_model, run_metadata
 from scorer.scoring import Scorer, Summary, append_scores, check_passthrough, peak_rss_mb
 from scorer.sinks.dataset import DatasetSink, fingerprint
 from scorer.sources.catalog import iter_catalog
@@ -53,34 +49,28 @@ class RunReport:
                 "rows_carried": self.rows_carried, "parts_dropped": self.parts_dropped, "peak_rss_mb": peak_rss_mb()}
 
 
-def run_dataset(input: Path, out: str, keep: str | None = None, head: str | None = None,
-                min_prob: float | None = None, model_dir: Model | str | os.PathLike | None = None,
-                batch_size: int | None = None, workers: int = 4, precision: str | None = None,
-                show_progress: bool | None = None, fetch: FetchOptions | None = None, shard_rows: int = 10_000,
-                rescore: bool = False,
-                tta: str | None = None, encoding: str | Encoding | None = None) -> RunReport:
-    """Score ``input`` into the dataset folder/URI ``out``. Arguments, the catalog's header and the
-    output location are checked before anything is fetched."""
+def run_dataset(input: Path, out: str, plan: ScoringPlan, shard_rows: int = 10_000, rescore: bool = False,
+                encoding: str | Encoding | None = None, show_progress: bool | None = None) -> RunReport:
+    """Score ``input`` into the dataset folder/URI ``out``. The catalog's header and the output location are
+    checked before anything is fetched."""
     check_number("--shard-rows", shard_rows, 1)
-    model = open_model(model_dir, head, precision, tta)
-    keep_filter = KeepFilter.parse(keep, model.genres, min_prob, model.aliases)
-    head_name = head or model.default_head
     schema, chunks = iter_catalog(input, shard_rows, encoding)
-    check_passthrough(schema.names, model.genres)
+    check_passthrough(schema.names, plan.model.genres)
     sink = DatasetSink(out)
-    settings = {"model_version": model.version, "head": head_name, "keep": list(keep_filter.genres),
-                "min_prob": keep_filter.min_prob}
-    metadata = run_metadata(model, head_name, keep_filter, input=str(input), shard_rows=shard_rows)
+    settings = {"model_version": plan.model.version, "head": plan.head, "keep": list(plan.keep.genres),
+                "min_prob": plan.keep.min_prob}
+    metadata = plan.metadata(input=str(input), shard_rows=shard_rows)
     report = RunReport()
     start = time.perf_counter()
     started_at = datetime.now(timezone.utc).isoformat()
     with sink.lock():
         sink.prepare()
+        shards: dict[str, dict] = {}
         manifest = {"input": str(input), "started_at": started_at, "finished_at": None, "settings": settings,
-                    "shard_rows": shard_rows, "shards": {}}
-        with CoverFetcher(fetch, base_dir=Path(input).resolve().parent) as fetcher, \
+                    "shard_rows": shard_rows, "shards": shards}
+        with plan.fetcher(Path(input).resolve().parent) as fetcher, \
                 progress("scoring", total=None, enabled=show_progress) as advance:
-            scorer = Scorer(model, head_name, keep_filter, fetcher, batch_size=batch_size, workers=workers)
+            scorer = plan.scorer(fetcher)
             for i, chunk in enumerate(chunks):
                 fp = fingerprint(chunk)
                 shard = {"index": i, "rows": chunk.num_rows, "fingerprint": fp, **settings}
@@ -98,7 +88,7 @@ def run_dataset(input: Path, out: str, keep: str | None = None, head: str | None
                     report.rows_rescored += chunk.num_rows - carried
                     entry = {"rows": chunk.num_rows, "rescored": chunk.num_rows - carried, "carried": carried}
                 report.shards += 1
-                manifest["shards"][str(i)] = {**entry, "fingerprint": fp, "file": sink.part_path(i).rsplit("/", 1)[-1]}
+                shards[str(i)] = {**entry, "fingerprint": fp, "file": sink.part_path(i).rsplit("/", 1)[-1]}
                 sink.write_json("manifest.json", manifest)
                 advance(chunk.num_rows)
         report.parts_dropped = sink.drop_parts_from(report.shards)
@@ -124,7 +114,7 @@ def score_shard(scorer: Scorer, chunk: pa.Table, previous: pa.Table | None) -> t
             if status == "ok" and version == scorer.model.version and head == scorer.head.name:
                 carry.setdefault(url, j)
     carried_rows = [k for k, u in enumerate(urls) if u in carry]
-    if not carried_rows:
+    if previous is None or not carried_rows:
         return scorer.score(chunk), 0
     fresh_rows = [k for k, u in enumerate(urls) if u not in carry]
     fresh = scorer.score(chunk.take(pa.array(fresh_rows, pa.int64())))

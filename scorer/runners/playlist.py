@@ -1,22 +1,19 @@
 """``scorer playlist``: a Spotify or Deezer playlist's tracks → one scored row per track, each album cover scored
-once. Each service is a module of ``sources`` that parses its links and yields :class:`~.sources.tracks.Track` rows
-(``read_playlist``); adding a service is one module and one entry in :func:`resolve`."""
+once. Each service is a module of :mod:`scorer.services` that parses its links and yields
+:class:`~scorer.services.tracks.Track` rows (``read_playlist``); adding a service is one module and one entry
+in :func:`resolve`."""
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
 
 from scorer.errors import UsageError
-from scorer.fetch import CoverFetcher, FetchOptions
-from scorer.filters import KeepFilter
-from scorer.model import Model
+from scorer.plan import ScoringPlan, check_out
 from scorer.progress import progress
-from scorer.runners.files import check_out, open_model, run_metadata
-from scorer.scoring import Scorer, Summary
+from scorer.scoring import Summary
 from scorer.services import deezer, spotify
 from scorer.services.tracks import TRACK_COLUMNS, Track
 from scorer.sinks import ParquetSink
@@ -46,19 +43,13 @@ def resolve(playlist: str) -> tuple[str, str]:
         return "spotify", spotify.parse_playlist_id(playlist)
     except UsageError as e:
         if str(e).startswith("not a Spotify playlist"):
-            raise UsageError(f"{e}; or a Deezer playlist: {deezer.FORMS}") from None
+            raise UsageError(f"{e.cli_message}; or a Deezer playlist: {deezer.FORMS}") from None
         raise
 
 
-def run_playlist(playlist: str, out: Path | None = None, keep: str | None = None, head: str | None = None,
-                 min_prob: float | None = None, model_dir: Model | str | os.PathLike | None = None, user: bool = False,
-                 save_as: str | None = None, token_cache: Path | None = None, batch_size: int | None = None,
-                 workers: int = 4, precision: str | None = None, show_progress: bool | None = None,
-                 fetch: FetchOptions | None = None, tta: str | None = None) -> PlaylistResult:
-    """Score every track's album cover. Arguments are checked before the service is asked anything.
-
-    Raises :class:`UsageError` for bad arguments, and ``SpotifyAccessError`` or ``DeezerAccessError`` when
-    the service refuses."""
+def check_playlist(playlist: str, out: Path | None = None, user: bool = False,
+                   save_as: str | None = None) -> tuple[str, str]:
+    """``(service, playlist ID)``, once the playlist's own arguments are checked (before the model loads)."""
     service, playlist_id = resolve(playlist)
     check_out(out)
     if save_as is not None and not save_as.strip():
@@ -66,9 +57,17 @@ def run_playlist(playlist: str, out: Path | None = None, keep: str | None = None
     if service != "spotify" and (user or save_as is not None):
         raise UsageError(f"--user and --save-playlist are for Spotify playlists; {service} playlists are read "
                          "without signing in")
-    model = open_model(model_dir, head, precision, tta)
-    keep_filter = KeepFilter.parse(keep, model.genres, min_prob, model.aliases)
-    head_name = head or model.default_head
+    return service, playlist_id
+
+
+def run_playlist(playlist: str, plan: ScoringPlan, out: Path | None = None, user: bool = False,
+                 save_as: str | None = None, token_cache: Path | None = None,
+                 show_progress: bool | None = None) -> PlaylistResult:
+    """Score every track's album cover. Arguments are checked before the service is asked anything.
+
+    Raises :class:`UsageError` for bad arguments, and ``SpotifyAccessError`` or ``DeezerAccessError`` (both
+    :class:`~scorer.errors.ServiceError`) when the service refuses."""
+    service, playlist_id = check_playlist(playlist, out, user, save_as)
     if service == "deezer":
         sp = None
         info, tracks = deezer.read_playlist(deezer.DeezerClient(), playlist_id)
@@ -77,20 +76,18 @@ def run_playlist(playlist: str, out: Path | None = None, keep: str | None = None
         info, tracks = spotify.read_playlist(sp, playlist_id)
     info = {**info, "service": service}
     covers = len({t.cover_url for t in tracks if t.error is None})
-    with CoverFetcher(fetch) as fetcher, progress("scoring covers", total=len(tracks),
-                                                  enabled=show_progress) as advance:
-        scorer = Scorer(model, head_name, keep_filter, fetcher, batch_size=batch_size, workers=workers)
+    with plan.fetcher() as fetcher, progress("scoring covers", total=len(tracks), enabled=show_progress) as advance:
+        scorer = plan.scorer(fetcher)
         table = scorer.score(tracks_table(tracks, service), preset=[t.error for t in tracks], on_progress=advance)
     if out is not None:
-        metadata = run_metadata(model, head_name, keep_filter, source=f"{service}-playlist", playlist=info,
-                                distinct_covers=covers)
+        metadata = plan.metadata(source=f"{service}-playlist", playlist=info, distinct_covers=covers)
         with ParquetSink(Path(out), metadata) as sink:
             sink.write(table)
     saved = None
     if save_as is not None:
         kept_ids = [r["track_id"] for r in table.select(["track_id", "kept"]).to_pylist()
                     if r["kept"] and r["track_id"]]
-        description = (f"Tracks of “{info.get('name')}” kept by scorer ({head_name}, "
-                       f"keep: {', '.join(keep_filter.genres) or 'all'})")
+        description = (f"Tracks of “{info.get('name')}” kept by scorer ({plan.head}, "
+                       f"keep: {', '.join(plan.keep.genres) or 'all'})")
         saved = spotify.save_playlist(sp, save_as, list(dict.fromkeys(kept_ids)), description)
     return PlaylistResult(info, table, scorer.summary, covers, saved)

@@ -20,8 +20,7 @@ import pyarrow as pa
 
 from scorer.fetch import CoverFetcher, FetchOptions
 from scorer.filters import KeepFilter
-from scorer.model import Model
-from scorer.runners.files import open_model, run_metadata
+from scorer.plan import ScoringPlan, open_model
 from scorer.scoring import Scorer, Summary, check_passthrough
 from scorer.sinks.dataset import META_DIR, DatasetSink
 from scorer.sources.catalog import FORMATS, iter_catalog
@@ -29,7 +28,8 @@ from scorer.sources.text import Encoding, file_encoding
 
 
 class ScoreStage:
-    """One per Ray worker: the model and the fetcher live as long as the worker."""
+    """One per Ray worker: the model and the fetcher live as long as the worker. Built from the driver's
+    :class:`ScoringPlan` by value (:func:`stage_arguments`): a plan holds open sessions, a worker opens its own."""
 
     def __init__(self, model_dir: str | None, head: str, keep: list[str], min_prob: float | None,
                  fetch: FetchOptions, base_dir: str, batch_size: int | None, workers: int, precision: str,
@@ -41,6 +41,13 @@ class ScoreStage:
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         return self.scorer.score(batch)
+
+
+def stage_arguments(plan: ScoringPlan, base_dir: Path) -> dict:
+    """What a worker's :class:`ScoreStage` is built from: the plan, by value."""
+    return dict(model_dir=str(plan.model.dir), head=plan.head, keep=list(plan.keep.genres),
+                min_prob=plan.keep.min_prob, fetch=plan.fetch, base_dir=str(base_dir), batch_size=plan.batch_size,
+                workers=plan.workers, precision=plan.model.precision, tta=plan.model.tta)
 
 
 def read_dataset(input: Path, encoding: str | Encoding | None = None, shard_rows: int = 10_000):
@@ -55,33 +62,23 @@ def read_dataset(input: Path, encoding: str | Encoding | None = None, shard_rows
     return ray.data.from_arrow(list(chunks))
 
 
-def run_ray(input: Path, out: str, keep: str | None = None, head: str | None = None, min_prob: float | None = None,
-            model_dir: Model | str | os.PathLike | None = None, batch_size: int | None = None, workers: int = 4,
-            precision: str | None = None, fetch: FetchOptions | None = None, shard_rows: int = 10_000,
-            actors: int | None = None, tta: str | None = None, encoding: str | Encoding | None = None,
-            **_ignored) -> Summary:
+def run_ray(input: Path, out: str, plan: ScoringPlan, shard_rows: int = 10_000, actors: int | None = None,
+            encoding: str | Encoding | None = None) -> Summary:
     """Score ``input`` into the dataset ``out`` on Ray. Everything is checked before Ray starts."""
-    import ray  # without the 'ray' extra: ModuleNotFoundError, which scorer.faults turns into the pip install
+    import ray  # without the 'ray' extra: ModuleNotFoundError, which scorer.cli.faults turns into the pip install
     import ray.data
 
-    model = open_model(model_dir, head, precision, tta)
-    keep_filter = KeepFilter.parse(keep, model.genres, min_prob, model.aliases)
-    head_name = head or model.default_head
     if FORMATS[Path(input).suffix.lower()] != "parquet":
         encoding = file_encoding(Path(input), encoding)  # once: both readers below take it as found
     schema, _ = iter_catalog(input, 1, encoding)
-    check_passthrough(schema.names, model.genres)
+    check_passthrough(schema.names, plan.model.genres)
     if not ray.is_initialized():
         ray.init(address=os.environ.get("RAY_ADDRESS"), include_dashboard=False, log_to_driver=False)
     actors = actors or max(1, int(ray.available_resources().get("CPU", 1)) // 2)
     ds = read_dataset(Path(input).resolve(), encoding, shard_rows)
     scored = ds.map_batches(
         ScoreStage, batch_format="pyarrow", batch_size=min(shard_rows, 4096), concurrency=actors,
-        fn_constructor_kwargs=dict(model_dir=str(model.dir), head=head_name,
-                                   keep=list(keep_filter.genres), min_prob=keep_filter.min_prob,
-                                   fetch=fetch or FetchOptions(), base_dir=str(Path(input).resolve().parent),
-                                   batch_size=batch_size, workers=workers,
-                                   precision=model.precision, tta=model.tta))
+        fn_constructor_kwargs=stage_arguments(plan, Path(input).resolve().parent))
     scored.write_parquet(out, mode="overwrite")
     summary = Summary()
     written = ray.data.read_parquet(out).select_columns(["status", "genre", "kept"])
@@ -90,5 +87,5 @@ def run_ray(input: Path, out: str, keep: str | None = None, head: str | None = N
     sink = DatasetSink(out)  # the parts carry no scorer metadata: the run's goes beside them
     sink.fs.create_dir(sink.path(META_DIR, "tmp"), recursive=True)
     sink.write_json("summary.json", {**summary.as_dict(), "engine": "ray", "actors": actors,
-                                     **run_metadata(model, head_name, keep_filter, input=str(input))})
+                                     **plan.metadata(input=str(input))})
     return summary

@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import SplitResult, urlsplit
 
-from scorer.errors import RowError, UsageError
+from scorer.errors import RowError, ServiceError, UsageError
 from scorer.services.tracks import Track, shown, smallest_at_least
 
 NAME = "deezer"
@@ -39,7 +39,7 @@ _LANG = re.compile(r"[a-z]{2}(-[a-z]{2})?", re.IGNORECASE)
 _TYPES = ("album", "artist", "track", "episode", "show", "podcast", "profile", "radio", "channel", "mixes")
 
 
-class DeezerAccessError(Exception):
+class DeezerAccessError(ServiceError):
     """Deezer refused or failed a request; the message says why and what to do instead."""
 
 
@@ -197,11 +197,11 @@ def read_playlist(client: DeezerClient, playlist_id: str) -> tuple[dict, list[Tr
     while True:
         page = client.get(f"playlist/{playlist_id}/tracks", {"index": len(tracks), "limit": PAGE_LIMIT},
                           playlist_id=playlist_id)
-        data = page.get("data") if isinstance(page.get("data"), list) else []
+        data = listed if isinstance(listed := page.get("data"), list) else []
         tracks += [_track(len(tracks) + i, item) for i, item in enumerate(data)]
         if not data or not page.get("next"):
             break
-    creator = meta.get("creator") if isinstance(meta.get("creator"), dict) else {}
+    creator = raw if isinstance(raw := meta.get("creator"), dict) else {}
     total = meta.get("nb_tracks")
     info = {"id": str(meta.get("id") or playlist_id), "name": meta.get("title"), "owner": creator.get("name"),
             "owner_id": str(creator["id"]) if creator.get("id") is not None else None,

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from scorer.errors import UsageError
+from scorer.errors import ServiceError, UsageError
 from scorer.version import __version__
 
 NAME = "musicbrainz"
@@ -38,7 +38,7 @@ _EMAIL = re.compile(r"[^@\s()]+@[^@\s()]+\.[^@\s()]+")
 _URL = re.compile(r"https?://[^\s()]+\.[^\s()]+")
 
 
-class MusicBrainzError(Exception):
+class MusicBrainzError(ServiceError):
     """MusicBrainz refused or failed a request; the message says why and what to do."""
 
 
@@ -215,7 +215,7 @@ def parse_release_group(item: Any) -> ReleaseGroup | None:
     credits = [c for c in item.get("artist-credit") or [] if isinstance(c, dict)]
     artist = "".join(f"{c.get('name') or (c.get('artist') or {}).get('name') or ''}{c.get('joinphrase') or ''}"
                      for c in credits).strip()
-    first = credits[0].get("artist") if credits and isinstance(credits[0].get("artist"), dict) else {}
+    first = raw if credits and isinstance(raw := credits[0].get("artist"), dict) else {}
     date = item.get("first-release-date") or ""
     year = date[:4] if isinstance(date, str) and date[:4].isdigit() else ""
     tags = tuple(normalise_genre(t["name"]) for t in item.get("tags") or []

@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,8 +26,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from scorer.errors import RunLocked, UsageError
-from scorer.faults import OutputUnavailable, explain
+from scorer.errors import OUTPUT_ERRNOS, OutputUnavailable, RunLocked, UsageError, errno_of
 from scorer.sinks.parquet import METADATA_KEY
 
 PART = "part-{:05d}.parquet"
@@ -82,7 +80,7 @@ class DatasetSink:
             for stale in self.fs.get_file_info(pafs.FileSelector(self.path(META_DIR, "tmp"))):
                 self.fs.delete_file(stale.path)  # parts a killed run left half-written
         except OSError as e:
-            if explain(e) is not None:  # permission, space, read-only: said as such
+            if errno_of(e) in OUTPUT_ERRNOS:  # permission, space, read-only: the command line says them as such
                 raise
             raise OutputUnavailable(f"--out {self.uri}: cannot reach it ({_first_line(e)})") from e
 
@@ -158,7 +156,7 @@ class DatasetSink:
     def lock(self) -> Iterator[None]:
         """One writer at a time. Local outputs lock ``_scorer/lock``; remote ones a lock file in the user's
         cache keyed by the URI (it keeps runs on one machine apart; across machines, schedule one writer)."""
-        import fcntl
+        from scorer.locks import Held, file_lock
 
         if self.local:
             lock_path = Path(self.path(META_DIR, "lock"))
@@ -166,20 +164,12 @@ class DatasetSink:
             from scorer.fetch import default_cache_root
 
             lock_path = default_cache_root() / "locks" / hashlib.sha256(self.uri.encode()).hexdigest()
-        lock_path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                holder = os.pread(fd, 200, 0).decode(errors="replace").strip()
-                raise RunLocked(f"another run is writing {self.uri} ({holder or 'pid unknown'}); "
-                                f"try again when it has finished") from None
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, f"pid {os.getpid()}".encode(), 0)
-            yield
-        finally:
-            os.close(fd)  # closing releases the lock, also when the process is killed
+            with file_lock(lock_path, wait=False):
+                yield
+        except Held as e:
+            raise RunLocked(f"another run is writing {self.uri} ({e.holder or 'pid unknown'}); "
+                            f"try again when it has finished") from None
 
 
 def fingerprint(table: pa.Table) -> str:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from scorer.faults import errno_of
+from scorer.errors import errno_of
 from scorer.files import temp_beside
 
 METADATA_KEY = b"scorer"
@@ -45,6 +45,7 @@ class ParquetSink:
         """Finish the file and move it into place."""
         if self._writer is None:
             raise RuntimeError("nothing was written")
+        assert self._tmp is not None  # set together with the writer
         try:
             self._writer.close()
             os.replace(self._tmp, self.path)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from scorer.errors import UsageError
+from scorer.errors import InputNotFound, UsageError
 from scorer.sources.rows import ROW_ERROR, csv_tables, jsonl_tables, parquet_tables
 from scorer.sources.text import Encoding, file_encoding
 
@@ -30,7 +30,7 @@ def catalog_format(path: Path) -> str:
     if fmt is None:
         raise UsageError(f"{path}: unknown catalog format {path.suffix!r}; use .csv, .jsonl or .parquet")
     if not path.is_file():
-        raise UsageError(f"{path}: no such file")
+        raise InputNotFound(f"{path}: no such file", str(path))
     return fmt
 
 
@@ -47,24 +47,22 @@ def read_catalog(path: Path, encoding: str | Encoding | None = None) -> pa.Table
     return pa.concat_tables(list(chunks))
 
 
-def iter_catalog(path: Path, chunk_rows: int = 10_000, encoding: str | Encoding | None = None
-                 ) -> tuple[pa.Schema, Iterator[pa.Table]]:
+def iter_catalog(path: Path, chunk_rows: int = 10_000, encoding: str | Encoding | None = None,
+                 url_col: str = URL_COLUMN) -> tuple[pa.Schema, Iterator[pa.Table]]:
     """The catalog's schema, and its rows as tables of ``chunk_rows`` (with the hidden column
     :data:`~scorer.sources.rows.ROW_ERROR` besides its own). The header (and first chunk)
     are read and checked at once, so a file that cannot be read at all fails before any work with a
     :class:`UsageError`; a broken row further on is a row of its own (:mod:`scorer.sources.rows`).
-    ``encoding``: see :func:`text_encoding`."""
+    ``encoding``: see :func:`text_encoding`; ``url_col``: the column of covers."""
     path = Path(path)
     fmt = catalog_format(path)
-    codec = text_encoding(path, encoding) if fmt != "parquet" else None
-    codec = "utf-8-sig" if codec == "utf-8" else codec  # a byte-order mark is not part of the first name
     try:
-        if fmt == "csv":
-            batches = csv_tables(path, codec, chunk_rows)
-        elif fmt == "jsonl":
-            batches = jsonl_tables(path, codec, chunk_rows)
-        else:
+        if fmt == "parquet":
             batches = parquet_tables(path, chunk_rows)
+        else:
+            codec = text_encoding(path, encoding)
+            codec = "utf-8-sig" if codec == "utf-8" else codec  # a byte-order mark is not part of the first name
+            batches = (csv_tables if fmt == "csv" else jsonl_tables)(path, codec, chunk_rows)
         chunks = _rechunk(batches, chunk_rows)
         first = next(chunks, None)
         if first is None:
@@ -75,24 +73,23 @@ def iter_catalog(path: Path, chunk_rows: int = 10_000, encoding: str | Encoding 
     if first.num_rows and errors.null_count == 0:
         raise UsageError(f"{path}: not one row of the first {first.num_rows} can be read as {fmt.upper()} "
                          f"(first: {errors[0].as_py()})")
-    first = _checked(first, path)
-    rest = (_checked(t, path) for t in chunks)
+    first = _checked(first, path, url_col)
+    rest = (_checked(t, path, url_col) for t in chunks)
     schema = first.schema.remove(first.schema.get_field_index(ROW_ERROR))  # the catalog's own columns
     return schema, itertools.chain([first], rest)
 
 
-def _checked(table: pa.Table, path: Path) -> pa.Table:
-    """``table`` with a text ``cover_url`` (an all-empty column becomes text: its rows are ``missing_url``)."""
-    if URL_COLUMN not in table.column_names:
+def _checked(table: pa.Table, path: Path, url_col: str = URL_COLUMN) -> pa.Table:
+    """``table`` with a text ``url_col`` (an all-empty column becomes text: its rows are ``missing_url``)."""
+    if url_col not in table.column_names:
         found = [c for c in table.column_names if c != ROW_ERROR]
-        raise UsageError(f"{path}: no {URL_COLUMN!r} column (found: {', '.join(found) or 'none'}); "
-                         f"each row needs a cover_url with an http(s) URL or a local path")
-    url_type = table.schema.field(URL_COLUMN).type
+        raise UsageError(f"{path}: no {url_col!r} column (found: {', '.join(found) or 'none'}); "
+                         f"each row needs a {url_col} with an http(s) URL or a local path")
+    url_type = table.schema.field(url_col).type
     if pa.types.is_null(url_type) or pa.types.is_large_string(url_type):
-        return table.set_column(table.column_names.index(URL_COLUMN), URL_COLUMN,
-                                table.column(URL_COLUMN).cast(pa.string()))
+        return table.set_column(table.column_names.index(url_col), url_col, table.column(url_col).cast(pa.string()))
     if not pa.types.is_string(url_type) and table.num_rows:
-        raise UsageError(f"{path}: {URL_COLUMN!r} must hold text (URLs or paths)")
+        raise UsageError(f"{path}: {url_col!r} must hold text (URLs or paths)")
     return table
 
 

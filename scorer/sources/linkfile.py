@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from scorer.errors import UsageError
+from scorer.errors import InputNotFound, UsageError
 from scorer.sources.text import Encoding, file_encoding
 
 LINK_SUFFIXES = (".tsv",)
@@ -48,8 +48,10 @@ def read_links(path: Path, max_errors: int = 5, encoding: str | Encoding | None 
     for catalogs (:func:`scorer.sources.text.file_encoding`: detected when None)."""
     path = Path(path)
     if not path.is_file():
-        raise UsageError(f"{path}: no such file")
-    links, bad, n_bad = [], [], 0
+        raise InputNotFound(f"{path}: no such file", str(path))
+    links: list[Link] = []
+    bad: list[str] = []
+    n_bad = 0
     codec = file_encoding(path, encoding).name
     with open(path, encoding="utf-8-sig" if codec == "utf-8" else codec, newline="") as f:
         for number, raw in enumerate(f, 1):

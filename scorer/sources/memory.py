@@ -30,19 +30,21 @@ ACCEPTED = ("a pandas DataFrame with a cover_url column (or a Series of covers),
             ".parquet)")
 
 
-def frame_chunks(covers: pd.DataFrame | Iterable, chunk_rows: int) -> Iterator[pd.DataFrame]:
+def frame_chunks(covers: pd.DataFrame | Iterable, chunk_rows: int, url_col: str = URL_COLUMN
+                 ) -> Iterator[pd.DataFrame]:
     """DataFrames of at most ``chunk_rows`` rows (at least one, maybe empty, so the columns are always there).
 
-    A DataFrame keeps its index and columns, a Series its index (its values are the covers); an iterable
-    becomes a ``cover_url`` column (paths as text) with its position as the index, read ``chunk_rows``
-    at a time, so a generator need not fit in memory."""
+    A DataFrame keeps its index and columns (its covers in ``url_col``), a Series its index (its values are
+    the covers); an iterable becomes a ``url_col`` column (paths as text) with its position as the index, read
+    ``chunk_rows`` at a time, so a generator need not fit in memory."""
     if isinstance(covers, pd.Series):  # a column of covers: its index is kept
-        covers = covers.to_frame(URL_COLUMN)
+        covers = covers.to_frame(url_col)
     if isinstance(covers, pd.DataFrame):
-        if URL_COLUMN not in covers.columns:
+        if url_col not in covers.columns:
             found = ", ".join(map(str, covers.columns)) or "none"
-            raise UsageError(f"covers: the DataFrame has no {URL_COLUMN!r} column (found: {found}); each row needs "
-                             f"a cover_url with an http(s) URL, a local path or an image")
+            raise UsageError(f"covers: the DataFrame has no {url_col!r} column (found: {found}); each row needs "
+                             f"a cover in it (an http(s) URL, a local path or an image), or name the column "
+                             f"that has them with url_col")
         for start in range(0, max(len(covers), 1), chunk_rows):
             yield covers.iloc[start:start + chunk_rows]
         return
@@ -55,7 +57,7 @@ def frame_chunks(covers: pd.DataFrame | Iterable, chunk_rows: int) -> Iterator[p
         column = np.empty(len(block), dtype=object)  # element by element: arrays must stay whole cells
         for i, item in enumerate(block):
             column[i] = os.fspath(item) if isinstance(item, os.PathLike) else item
-        yield pd.DataFrame({URL_COLUMN: column}, index=pd.RangeIndex(start, start + len(block)))
+        yield pd.DataFrame({url_col: column}, index=pd.RangeIndex(start, start + len(block)))
         start += len(block)
         if len(block) < chunk_rows:
             return

@@ -126,59 +126,75 @@ def _fits(value: Any, arrow: pa.DataType) -> Any:
     raise ValueError
 
 
+#: how a message names the values a JSONL column holds
+_SAID = {pa.string(): "text", pa.int64(): "whole numbers", pa.float64(): "numbers", pa.bool_(): "true or false"}
+
+
 def jsonl_tables(path: Path, codec: str, chunk_rows: int) -> Iterator[pa.Table]:
     columns: list[str] | None = None
     types: dict[str, pa.DataType] = {}
-    said = {pa.string(): "text", pa.int64(): "whole numbers", pa.float64(): "numbers", pa.bool_(): "true or false"}
     pending: list[tuple[int, Any, str | None]] = []  # (line, object or None, error)
-
-    def settle() -> pa.Table:
-        nonlocal columns
-        if columns is None:  # the first chunk names the columns, and the first value of each its type
-            columns = []
-            for _, obj, _ in pending:
-                for key, value in (obj or {}).items():
-                    if key not in columns:
-                        columns.append(key)
-                    if key not in types and value is not None:
-                        kind = _kind(value)
-                        types[key] = kind[0] if kind else pa.string()
-            for key in columns:
-                types.setdefault(key, pa.string())
-        rows, errors = [], []
-        for line, obj, parse_error in pending:
-            row, error = None, parse_error
-            if obj is not None:
-                row = {}
-                for c in columns:
-                    try:
-                        row[c] = _fits(obj.get(c), types[c])
-                    except ValueError:
-                        row, error = None, (f"line {line}: {c!r} is {_said(obj[c])}; the column holds "
-                                            f"{said[types[c]]} (from the first lines)")
-                        break
-            rows.append(row)
-            errors.append(error)
-        pending.clear()
-        return _table(columns, types, rows, errors)
-
     with open(path, encoding=codec, newline="") as f:
         for number, line in enumerate(f, 1):
             if not line.strip():
                 continue
-            try:
-                obj = json.loads(line.rstrip("\r\n"))  # positions in the line, not past its end
-            except ValueError as e:
-                pending.append((number, None, f"line {number}: not JSON ({_json_reason(e)})"))
-            else:
-                if isinstance(obj, dict):
-                    pending.append((number, obj, None))
-                else:
-                    pending.append((number, None, f"line {number}: {_said(obj)}, not an object with a cover_url"))
+            pending.append(_jsonl_line(number, line))
             if len(pending) == chunk_rows:
-                yield settle()
+                columns = columns if columns is not None else _jsonl_columns(pending, types)
+                yield _jsonl_table(pending, columns, types)
     if pending or columns is None:
-        yield settle()
+        columns = columns if columns is not None else _jsonl_columns(pending, types)
+        yield _jsonl_table(pending, columns, types)
+
+
+def _jsonl_line(number: int, line: str) -> tuple[int, Any, str | None]:
+    """``(line number, object or None, error)`` for one line of a JSONL file."""
+    try:
+        obj = json.loads(line.rstrip("\r\n"))  # positions in the line, not past its end
+    except ValueError as e:
+        return number, None, f"line {number}: not JSON ({_json_reason(e)})"
+    if isinstance(obj, dict):
+        return number, obj, None
+    return number, None, f"line {number}: {_said(obj)}, not an object with a cover_url"
+
+
+def _jsonl_columns(pending: list[tuple[int, Any, str | None]], types: dict[str, pa.DataType]) -> list[str]:
+    """The first chunk names the columns, and the first value of each its type (into ``types``)."""
+    columns: list[str] = []
+    for _, obj, _ in pending:
+        for key, value in (obj or {}).items():
+            if key not in columns:
+                columns.append(key)
+            if key not in types and value is not None:
+                kind = _kind(value)
+                types[key] = kind[0] if kind else pa.string()
+    for key in columns:
+        types.setdefault(key, pa.string())
+    return columns
+
+
+def _jsonl_table(pending: list[tuple[int, Any, str | None]], columns: list[str],
+                 types: dict[str, pa.DataType]) -> pa.Table:
+    """The pending lines as a table (emptying ``pending``); a value that does not fit its column's type makes
+    its line a bad row."""
+    rows: list[dict | None] = []
+    errors: list[str | None] = []
+    for line, obj, parse_error in pending:
+        row: dict | None = None
+        error = parse_error
+        if obj is not None:
+            row = {}
+            for c in columns:
+                try:
+                    row[c] = _fits(obj.get(c), types[c])
+                except ValueError:
+                    row, error = None, (f"line {line}: {c!r} is {_said(obj[c])}; the column holds "
+                                        f"{_SAID[types[c]]} (from the first lines)")
+                    break
+        rows.append(row)
+        errors.append(error)
+    pending.clear()
+    return _table(columns, types, rows, errors)
 
 
 def _json_reason(e: ValueError) -> str:

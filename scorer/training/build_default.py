@@ -29,22 +29,20 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import os
 import sys
 from pathlib import Path
+from typing import Any
 
+from scorer.manifest import write_manifest
 from scorer.training.dataset import load_labelled
 from scorer.training.evaluate import BLEND, HEAD_CV_TOLERANCE, best_head
+from scorer.training.manifests import CV_FIELDS, CV_SECTIONS, calibration_manifest, variant_cv
 from scorer.training.pipeline import (
-    CV_FIELDS,
-    CV_SECTIONS,
-    calibration_manifest,
     choose_precision,
     evaluate_dataset,
     evaluate_finetuned,
     train_dataset,
     train_finetuned,
-    variant_cv,
 )
 
 REPO = Path(__file__).resolve().parent.parent
@@ -132,20 +130,18 @@ def main() -> None:
     # the floor needs no bar: a fine-tuning under it is turned down before the shipped covers are read
     why = under_floor(cv)
     bar = None if why else the_bar(args.out, args.data, args.group_by, args.folds, cv, args.frozen_cv)
-    verdict = beats(cv, bar) if bar else {"ship": False, "why": why}
+    verdict: dict[str, Any] = beats(cv, bar) if bar else {"ship": False, "why": why}
     log(verdict["why"])
     if not verdict["ship"]:
         print(f"{verdict['why']}: {args.out} unchanged")
         return
+    assert bar is not None  # only a fine-tuning that beats the bar ships
     manifest = train_finetuned(args.data, args.out, recipe, name=args.name, log=log, group_by=args.group_by)
     manifest = finetuned_manifest(manifest, cv)
     manifest["cv"]["beat_frozen"] = {"head": bar["frozen"]["head"],
                                      "balanced_accuracy": bar["frozen"]["balanced_accuracy"],
                                      "featurizer": "models/featurizer (ImageNet weights, not fine-tuned)"}
-    path = args.out / "manifest.json"
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(manifest, indent=2) + "\n")
-    os.replace(tmp, path)
+    manifest = write_manifest(args.out / "manifest.json", manifest)
     print(f"{args.out}: {manifest['version']} (fine-tuned), default head {manifest['default_head']}")
 
 

@@ -88,6 +88,7 @@ def fit_calibration(parts: list[tuple[Rows, float]]) -> Calibration:
                        options={"xatol": 1e-5, "fatol": 1e-7, "maxiter": 3000})
         if best is None or res.fun < best.fun:
             best = res
+    assert best is not None  # two starts, two results
     return unpack(best.x)
 
 
@@ -98,6 +99,7 @@ def _rounded(c: Calibration) -> Calibration:
 def _cross_fitted_oof(oof: Rows, heldout: list[Rows], heldout_weight: float) -> np.ndarray:
     """Each fold's out-of-fold rows through a calibration fitted on the other folds and on the held-out rows of
     other covers."""
+    assert oof.fold is not None  # out-of-fold rows: each has its fold
     after = np.empty_like(oof.proba)
     for f in np.unique(oof.fold):
         rows = oof.fold == f

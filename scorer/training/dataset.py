@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from scorer.errors import RowError
 from scorer.fetch import CoverCache, CoverFetcher, FetchOptions
 from scorer.progress import progress
 from scorer.sources.linkfile import LINK_SUFFIXES, read_links
@@ -199,12 +200,16 @@ def _from_links(path: Path, fetch: FetchOptions) -> tuple[list[tuple[Path, str]]
     links = read_links(path)
     # the files must outlive the run, as training reads them by path: this run does not prune the cache
     cache = CoverCache(CoverCache.default().root, max_bytes=None)
-    pairs, failed = [], Counter()
+    pairs: list[tuple[Path, str]] = []
+    failed: Counter[str] = Counter()
     with CoverFetcher(fetch, cache=cache) as fetcher, progress("fetching", total=len(links)) as advance:
         for link, got in fetcher.stream(links, lambda x: x.url):
             if isinstance(got, bytes):
-                pairs.append((cache.blob_path(cache.put_blob(got)), link.genre))
+                sha = cache.put_blob(got)
+                assert sha is not None  # the cache has no size limit: every blob fits
+                pairs.append((cache.blob_path(sha), link.genre))
             else:
+                assert isinstance(got, RowError)  # a link is a URL or a path: bytes or the error
                 failed[got.code] += 1
             advance(1)
     return pairs, failed

@@ -12,51 +12,39 @@ import json
 import os
 import time
 from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 
-from scorer.heads.calibration import ECE_BINS, expected_calibration_error
+from scorer.heads.calibration import ECE_BINS
 from scorer.heads.familiarity import Familiarity
 from scorer.training.calibration import OUT_OF_FOLD_ECE, Rows, calibrate, fit_calibration, precision_at, weighted_parts
+from scorer.training.figures import (
+    HEAD_CV_TOLERANCE,
+    HELDOUT_TIE,
+    _quartiles,
+    best_head,
+    by_source,
+    heldout_figures,
+    heldout_summary,
+    metrics,
+)
 from scorer.training.heads import HEAD_KINDS, fit_head
+from scorer.training.splits import (
+    CROSS_MIN_COVERS,
+    Fold,
+    Split,
+    cross_source_splits,
+    cv_splits,
+    heldout_splits,
+    stratified_folds,
+    unknown_genre_splits,
+)
 
 FEATURIZER_KINDS = ("cnn", "colour")
 BLEND = "blend"
 ENSEMBLE = "ensemble"
-#: a genre takes part in a cross-source split when both sides have at least this many covers of it
-CROSS_MIN_COVERS = 20
-
-
-@dataclass
-class Fold:
-    """What one split of :func:`cross_validate` works with, when it is not the same for every split."""
-
-    features: dict[str, np.ndarray]
-    prefitted: dict = field(default_factory=dict)  # heads already fitted on ``fit_rows``, by name
-    fit_rows: np.ndarray | None = None  # training rows to fit on; the other training rows choose the blend
-    #: other features of the same covers, by variant name and featurizer kind (int8, flip TTA):
-    #: the heads fitted on ``features`` score them too
-    variants: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
-
-
-@dataclass
-class Split:
-    """Training and test rows of one fold (``fold1``…) or cross-source split (``cross:A→B``)."""
-
-    name: str
-    train: np.ndarray
-    test: np.ndarray
-    info: dict = field(default_factory=dict)
-
-    @property
-    def is_fold(self) -> bool:
-        return self.name.startswith("fold")
-
-    @property
-    def is_unknown_genre(self) -> bool:
-        return self.name.startswith("unknown:")
 
 
 def balanced_log_loss(y: np.ndarray, proba: np.ndarray) -> float:
@@ -78,120 +66,10 @@ def select_blend(probs: dict[str, np.ndarray], y: np.ndarray, rounds: int = 25) 
             loss = balanced_log_loss(y, candidate)
             if best is None or loss < best[0]:
                 best = (loss, name, candidate)
+        assert best is not None  # probs has a member at least
         chosen[best[1]] += 1
         current = best[2]
     return {n: round(c / rounds, 4) for n, c in sorted(chosen.items(), key=lambda kv: -kv[1])}
-
-
-def metrics(y_true: np.ndarray, y_pred: np.ndarray, genres: list[str]) -> dict:
-    n = len(genres)
-    cm = np.zeros((n, n), dtype=np.int64)
-    np.add.at(cm, (y_true, y_pred), 1)
-    support = cm.sum(axis=1)
-    recall = np.divide(np.diag(cm), support, out=np.zeros(n), where=support > 0)
-    predicted = cm.sum(axis=0)
-    precision = np.divide(np.diag(cm), predicted, out=np.zeros(n), where=predicted > 0)
-    return {
-        "accuracy": float(np.trace(cm) / max(cm.sum(), 1)),
-        "balanced_accuracy": float(recall[support > 0].mean()) if (support > 0).any() else 0.0,
-        "recall": {g: float(r) for g, r in zip(genres, recall)},
-        "precision": {g: float(p) for g, p in zip(genres, precision)},
-        "confusion_matrix": cm.tolist(),
-    }
-
-
-def stratified_folds(y: np.ndarray, folds: int, seed: int, groups: list[str] | None = None) -> list[np.ndarray]:
-    """Test rows of each fold; with ``groups``, every group sits in one fold only (stratified group k-fold)."""
-    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
-
-    if groups is None or len(set(groups)) == len(groups):  # no group of two: plain stratified k-fold
-        skf = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-        return [test for _, test in skf.split(np.zeros(len(y)), y)]
-    if len(set(groups)) < folds:
-        raise ValueError(f"{len(set(groups))} groups (artists, near-duplicate clusters) cannot fill {folds} folds")
-    sgkf = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
-    return [test for _, test in sgkf.split(np.zeros(len(y)), y, groups)]
-
-
-def cv_splits(y: np.ndarray, folds: int, seed: int, groups: list[str] | None = None) -> list[Split]:
-    n = len(y)
-    return [Split(f"fold{i + 1}", np.setdiff1d(np.arange(n), test), test)
-            for i, test in enumerate(stratified_folds(y, folds, seed, groups))]
-
-
-def _leave_one_out(y: np.ndarray, genres: list[str], units: list[str], groups: list[str] | None, min_covers: int,
-                   name: str, kind: str) -> list[Split]:
-    """Per unit B (an input or a collection) sharing genres with the others: test on B's covers of
-    those genres, train on every other cover except those of a group (artist, near-duplicate cluster)
-    among the test covers."""
-    y, unit = np.asarray(y), np.asarray(units)
-    names = sorted(set(units))
-    out = []
-    for b in names:
-        counts_b = np.bincount(y[unit == b], minlength=len(genres))
-        counts_rest = np.bincount(y[unit != b], minlength=len(genres))
-        shared = [g for g in range(len(genres)) if counts_b[g] >= min_covers and counts_rest[g] >= min_covers]
-        if not shared:
-            continue
-        held = (unit == b) & np.isin(y, shared)
-        test = np.flatnonzero(held)
-        banned = {groups[i] for i in test} if groups is not None else set()
-        train = np.array([i for i in range(len(y)) if not held[i] and (groups is None or groups[i] not in banned)],
-                         dtype=np.int64)
-        others = [s for s in names if s != b]
-        trained_on = [s for s in names if (unit[train] == s).any()] if kind == "collection" else others
-        split_name = f"heldout:{b}" if kind == "collection" else f"cross:{'+'.join(others)}→{b}"
-        out.append(Split(split_name, train, test,
-                         {"kind": kind, f"train_{name}s": trained_on, f"test_{name}": b,
-                          "genres": [genres[g] for g in shared], "test_covers": int(len(test)),
-                          "left_out_of_training": int(len(y) - len(test) - len(train))}))
-    return out
-
-
-def cross_source_splits(y: np.ndarray, genres: list[str], sources: list[str] | None,
-                        groups: list[str] | None = None, min_covers: int = CROSS_MIN_COVERS) -> list[Split]:
-    """Per input set B sharing genres with the others: test on B's covers of those genres, train on
-    every other cover except those of a group (artist, near-duplicate cluster) among the test covers."""
-    if not sources or len(set(sources)) < 2:
-        return []
-    return _leave_one_out(y, genres, sources, groups, min_covers, "source", "input")
-
-
-def heldout_splits(y: np.ndarray, genres: list[str], collections: list[str] | None,
-                   sources: list[str] | None = None, groups: list[str] | None = None,
-                   min_covers: int = CROSS_MIN_COVERS) -> list[Split]:
-    """Covers from a collection the model did not train on: ``heldout:C`` leaves collection C's covers
-    of the genres another collection also holds out of training (with their groups) and tests on
-    them; then the input-level :func:`cross_source_splits` whose test covers differ from all of those.
-
-    A collection is an input, or one value of an input's ``source`` column
-    (:attr:`scorer.training.dataset.Example.collection`); with neither, there is nothing to hold out."""
-    out: list[Split] = []
-    if collections and len(set(collections)) > 1:
-        out = _leave_one_out(y, genres, collections, groups, min_covers, "collection", "collection")
-    seen = {tuple(s.test) for s in out}
-    return out + [s for s in cross_source_splits(y, genres, sources, groups, min_covers) if tuple(s.test) not in seen]
-
-
-def unknown_genre_splits(y: np.ndarray, genres: list[str], groups: list[str] | None = None,
-                         min_covers: int = CROSS_MIN_COVERS) -> list[Split]:
-    """``unknown:G``: train without genre G (and without every cover in a group with one of its covers), test
-    on G's covers, which the model then cannot get right: how sure is it of covers of a genre it does not
-    know? Genres of fewer than ``min_covers`` covers, and sets of fewer than three genres, have none."""
-    y = np.asarray(y)
-    counts = np.bincount(y, minlength=len(genres))
-    if (counts > 0).sum() < 3:
-        return []
-    out = []
-    for g in np.flatnonzero(counts >= min_covers):
-        test = np.flatnonzero(y == g)
-        banned = {groups[i] for i in test} if groups is not None else set()
-        train = np.array([i for i in range(len(y)) if y[i] != g and (groups is None or groups[i] not in banned)],
-                         dtype=np.int64)
-        out.append(Split(f"unknown:{genres[g]}", train, test,
-                         {"kind": "unknown genre", "genre": genres[g], "test_covers": int(len(test)),
-                          "left_out_of_training": int(len(y) - len(test) - len(train))}))
-    return out
 
 
 def cross_validate(features: dict[str, np.ndarray], y: np.ndarray, genres: list[str], folds: int = 5,
@@ -305,7 +183,7 @@ def _run_split(split: Split, fold: Fold, y: np.ndarray, genres: list[str], heads
         weights = select_blend({n: f.predict_proba(fold.features[f.featurizer][holdout])
                                 for n, f in fitted_heads.items()}, y[holdout])
         for target in (probs, *variant_probs.values()):
-            target[BLEND] = sum(w * target[n] for n, w in weights.items()).astype(np.float32)
+            target[BLEND] = cast(np.ndarray, sum(w * target[n] for n, w in weights.items())).astype(np.float32)
         if log:
             score = metrics(y[test], probs[BLEND].argmax(1), genres)["balanced_accuracy"]
             log(f"{split.name} blend {weights}: balanced accuracy {score:.3f}")
@@ -394,7 +272,7 @@ def _pooled(splits: list[Split], extra: list[Split], done: dict, y: np.ndarray, 
         m["accuracy_per_fold"] = [round(float((proba[s.test].argmax(1) == y[s.test]).mean()), 4) for s in splits]
         m["precision_at"] = precision_at(calibration[name]["after_oof"], y)
         results[name] = m
-    out = {"heads": results, "genres": genres, "folds": folds, "seed": seed, "images": int(len(y)),
+    out: dict[str, Any] = {"heads": results, "genres": genres, "folds": folds, "seed": seed, "images": int(len(y)),
            "grouped": groups is not None,
            "seconds": round(time.perf_counter() - start, 1),
            "fold_seconds": [done[s.name].get("seconds") for s in splits],
@@ -466,107 +344,9 @@ CALIBRATION_METHOD = ("temperature scaling of log-probabilities, the temperature
 PLAIN_CALIBRATION_METHOD = "temperature scaling of log-probabilities, fitted on out-of-fold predictions"
 
 
-def _quartiles(values: np.ndarray) -> dict:
-    q = np.quantile(np.asarray(values, dtype=np.float64), [0.25, 0.5, 0.75])
-    return {"q25": round(float(q[0]), 4), "median": round(float(q[1]), 4), "q75": round(float(q[2]), 4)}
-
-
-def by_source(oof: dict[str, np.ndarray], y: np.ndarray, genres: list[str], sources: list[str],
-              calibrated: dict[str, np.ndarray]) -> dict:
-    """Per input set: each head's out-of-fold figures on that set's covers alone (its own genres); the ECE
-    of its cross-fitted calibrated probabilities."""
-    src = np.asarray(sources)
-    out = {}
-    for s in sorted(set(sources)):
-        rows = src == s
-        present = [g for g in range(len(genres)) if (y[rows] == g).any()]
-        heads = {}
-        for name, proba in oof.items():
-            m = metrics(y[rows], proba[rows].argmax(1), genres)
-            heads[name] = {"accuracy": round(m["accuracy"], 4), "balanced_accuracy": round(m["balanced_accuracy"], 4),
-                           "recall": {genres[g]: round(m["recall"][genres[g]], 4) for g in present},
-                           "ece": round(expected_calibration_error(calibrated[name][rows], y[rows]), 4)}
-        out[s] = {"covers": int(rows.sum()), "genres": [genres[g] for g in present], "heads": heads}
-    return out
-
-
-def heldout_figures(split: Split, result: dict, oof: dict[str, np.ndarray], y: np.ndarray,
-                    genres: list[str], calibrated: dict[str, np.ndarray]) -> dict:
-    """A held-out split's figures beside the in-CV figures of the same covers (the gap).
-
-    ``calibrated`` are the split's probabilities through a calibration fitted without any of its covers
-    (:func:`scorer.training.calibration.calibrate`): ECE and the precision of what ``--min-prob`` keeps are
-    measured on them."""
-    test = split.test
-    shared = [genres.index(g) for g in split.info["genres"]]
-    yt = y[test]
-    heads = {}
-    for name, proba in result["probs"].items():
-        pred = proba.argmax(1)
-        recall = {genres[g]: float((pred[yt == g] == g).mean()) for g in shared}
-        in_cv = oof[name][test].argmax(1)
-        in_cv_recall = {genres[g]: float((in_cv[yt == g] == g).mean()) for g in shared}
-        predicted = Counter(genres[p] for p in pred)
-        heads[name] = {
-            "balanced_accuracy": round(float(np.mean(list(recall.values()))), 4),
-            "recall": {g: round(r, 4) for g, r in recall.items()},
-            "in_cv_balanced_accuracy": round(float(np.mean(list(in_cv_recall.values()))), 4),
-            "in_cv_recall": {g: round(r, 4) for g, r in in_cv_recall.items()},
-            "predicted_share": {g: round(predicted[g] / len(pred), 4) for g in genres if predicted[g]},
-            "ece": round(expected_calibration_error(calibrated[name], yt), 4),
-            "ece_uncalibrated": round(expected_calibration_error(proba, yt), 4),
-            "precision_at": precision_at(calibrated[name], yt),
-        }
-        for v, probs in (result.get("variants") or {}).items():
-            if name in probs:
-                pv = probs[name].argmax(1)
-                heads[name].setdefault("variants", {})[v] = round(float(np.mean(
-                    [(pv[yt == g] == g).mean() for g in shared])), 4)
-        heads[name]["gap"] = round(heads[name]["in_cv_balanced_accuracy"] - heads[name]["balanced_accuracy"], 4)
-    familiarity = result.get("familiarity")
-    return {**split.info, "seconds": result.get("seconds"), "missing_genres": result["missing_genres"],
-            **({"familiarity": _quartiles(familiarity)} if familiarity is not None else {}), "heads": heads}
-
-
-def heldout_summary(heldout: dict) -> dict:
-    """Per head, over the held-out splits: the mean balanced accuracy, the worst ECE, and the lowest
-    precision of what ``--min-prob`` 0.5 and 0.7 keep (splits where it keeps nothing do not count)."""
-    names = list(next(iter(heldout.values()))["heads"])
-    out = {}
-    for n in names:
-        figures = [split["heads"][n] for split in heldout.values()]
-        lowest = {}
-        for t in ("0.5", "0.7"):
-            kept = [f["precision_at"][t]["precision"] for f in figures if f["precision_at"][t]["precision"] is not None]
-            lowest[t] = round(min(kept), 4) if kept else None
-        out[n] = {"balanced_accuracy": round(float(np.mean([f["balanced_accuracy"] for f in figures])), 4),
-                  "worst_ece": round(max(f["ece"] for f in figures), 4), "lowest_precision_at": lowest}
-        variants = {v for f in figures for v in f.get("variants", {})}
-        for v in sorted(variants):
-            if all(v in f.get("variants", {}) for f in figures):
-                out[n].setdefault("variants_change", {})[v] = round(float(np.mean(
-                    [f["variants"][v] - f["balanced_accuracy"] for f in figures])), 4)
-    return out
-
-
-#: a head whose in-collection balanced accuracy is within this of the best one's may be chosen for its held-out one
-HEAD_CV_TOLERANCE = 0.02
-#: held-out means closer than this are a tie (a few hundred covers per split): the in-collection figure decides
-HELDOUT_TIE = 0.01
-
-
-def best_head(cv: dict) -> str:
-    """The default head: with held-out collections, the best held-out balanced accuracy (mean over the splits)
-    among the heads within :data:`HEAD_CV_TOLERANCE` of the best in-collection figure, held-out means within
-    :data:`HELDOUT_TIE` of the best counting as a tie that the in-collection figure breaks; without held-out
-    collections, the best in-collection figure."""
-    heads = cv["heads"]
-    top = max(heads, key=lambda n: heads[n]["balanced_accuracy"])
-    held = cv.get("heldout_summary") or {}
-    near = [n for n in heads if n in held and heads[n]["balanced_accuracy"] >= heads[top]["balanced_accuracy"]
-            - HEAD_CV_TOLERANCE]
-    if not near:
-        return top
-    best_held = max(held[n]["balanced_accuracy"] for n in near)
-    tied = [n for n in near if held[n]["balanced_accuracy"] >= best_held - HELDOUT_TIE]
-    return max(tied, key=lambda n: heads[n]["balanced_accuracy"])
+__all__ = [  # what the other modules and the tests take from here, wherever it is defined
+    "BLEND", "CROSS_MIN_COVERS", "ENSEMBLE", "FEATURIZER_KINDS", "HEAD_CV_TOLERANCE", "HELDOUT_TIE", "Fold", "Split",
+    "best_head", "by_source", "cross_source_splits", "cross_validate", "cv_splits", "heldout_figures",
+    "heldout_splits", "heldout_summary", "metrics", "select_blend", "stratified_folds", "unknown_genre_figures",
+    "unknown_genre_splits",
+]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
@@ -49,7 +50,7 @@ def extract(examples: list[Example], featurizers: dict, cache_root: Path | None 
     """
     cache_root = cache_root or default_cache_dir()
     caches = {k: FeatureCache(cache_root, f.id) for k, f in featurizers.items()}
-    out = {k: [None] * len(examples) for k in featurizers}
+    out: dict[str, list[np.ndarray | None]] = {k: [None] * len(examples) for k in featurizers}
     todo = []
     for i, ex in enumerate(examples):
         missing = False
@@ -77,4 +78,5 @@ def extract(examples: list[Example], featurizers: dict, cache_root: Path | None 
     if failures:
         shown = "; ".join(f"{p}: {m}" for p, m in failures[:5])
         raise ValueError(f"{len(failures)} labelled image(s) could not be read: {shown}")
-    return {k: np.stack(v).astype(np.float32) for k, v in out.items()}
+    # every slot is filled now: a cover neither cached nor featurized failed above
+    return {k: np.stack(cast("list[np.ndarray]", v)).astype(np.float32) for k, v in out.items()}

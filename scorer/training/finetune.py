@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -95,7 +96,7 @@ class Recipe:
 class Finetuned:
     """A fine-tuned network (torch, eval mode) and what happened while training it."""
 
-    model: object  # the ``wrap``-ped network: uint8 NHWC → (features, genre logits)
+    model: Any  # the ``wrap``-ped network: uint8 NHWC → (features, genre logits)
     genres: list[str]
     recipe: Recipe
     history: list[dict] = field(default_factory=list)
@@ -169,6 +170,7 @@ def finetune(examples: list[Example], genres: list[str], recipe: Recipe, work_di
     opt = torch.optim.AdamW([{"params": body, "lr": recipe.lr}, {"params": head, "lr": recipe.lr * 10}],
                             weight_decay=recipe.weight_decay)
     steps = -(-len(examples) // recipe.batch_size)
+    sched: torch.optim.lr_scheduler.LRScheduler
     if steps * recipe.epochs >= 3:
         # a quarter of the steps warm up; very small sets need two at least, or the schedule divides by 0
         warmup = min(0.5, max(0.25, 2.0 / (steps * recipe.epochs)))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -38,7 +39,7 @@ class Fitted:
 
     kind: str
     featurizer: str
-    model: object
+    model: Any  # a runtime head, or (xgboost) the fitted classifier widened to every genre
     params: dict = field(default_factory=dict)
     suffix: str = ".npz"
 
@@ -92,8 +93,8 @@ def fit_head(kind: str, featurizer: str, x: np.ndarray, y: np.ndarray, n_classes
         head = _fit_mlp(name, featurizer, x, yk, seed, sample_weight=sample_weight, **mlp)
         return Fitted(kind, featurizer, head.widened(present, n_classes), params)
     if kind == "logreg":
-        head = _fit_logreg(name, featurizer, x, yk, seed, sample_weight, params["C"], present, n_classes)
-        return Fitted(kind, featurizer, head, params)
+        linear = _fit_logreg(name, featurizer, x, yk, seed, sample_weight, params["C"], present, n_classes)
+        return Fitted(kind, featurizer, linear, params)
     import xgboost as xgb
 
     objective = "binary:logistic" if len(present) == 2 else "multi:softprob"

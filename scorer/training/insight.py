@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from scorer.decode import IMAGE_SIZE, decode_image
-from scorer.errors import UsageError
+from scorer.errors import InputNotFound, UsageError
 from scorer.featurize import ColourFeaturizer, OnnxFeaturizer
 from scorer.fetch import FetchOptions
 from scorer.insight.page import Page, ReportDir, Section, check_out_dir, esc, filter_bar, table
@@ -67,16 +67,8 @@ def labelled_report(data: Path, out: Path, folds: int = 5, seed: int = 0, heads:
     given_cv = load_evaluation(evaluation) if evaluation else None
     featurizer = Path(featurizer) if featurizer else shipped_featurizer()
     if not featurizer.is_file():
-        raise UsageError(f"--featurizer {featurizer}: no such ONNX file")
-
-    dataset = load_labelled(data, fetch)
-    if per_genre:
-        dataset = _subsample(dataset, per_genre, seed)
-    if len(dataset.genres) < 2:
-        raise UsageError(f"{data}: need at least two genres, found {dataset.genres}")
-    if given_cv and list(given_cv["genres"]) != dataset.genres:
-        raise UsageError(f"--evaluation {evaluation}: its genres {given_cv['genres']} are not this set's "
-                         f"{dataset.genres}")
+        raise InputNotFound(f"--featurizer {featurizer}: no such ONNX file", str(featurizer))
+    dataset = _labelled(data, fetch, per_genre, seed, given_cv, evaluation)
     if log:
         log(f"{len(dataset.examples)} covers in {len(dataset.genres)} genres {dataset.counts()}")
     cnn = OnnxFeaturizer(featurizer)
@@ -94,24 +86,7 @@ def labelled_report(data: Path, out: Path, folds: int = 5, seed: int = 0, heads:
         page.add(Section("sight-check", "Data sight-check", _sight_check(dataset, grid, seed, report)))
 
         fold0: dict = {}
-
-        def keep_first_fold(i, train, test, fitted):
-            if i == 0:
-                fold0.update(train=train, test=test, fitted=fitted)
-
-        if given_cv:
-            cv = given_cv
-        else:
-            if log:
-                log(f"{folds}-fold cross-validation of {', '.join(pairs)} and their ensemble")
-            try:
-                cv = cross_validate(features, y, dataset.genres, folds, seed, heads=head_kinds, log=log,
-                                    on_fold=keep_first_fold, groups=dataset.groups,
-                                    sources=[e.source for e in dataset.examples], cross_source=False)
-            except ValueError as e:
-                raise UsageError(str(e)) from e
-            cv["featurizers"] = {"cnn": cnn.id, "colour": ColourFeaturizer.id}
-            cv["best_head"] = best_head(cv)
+        cv = given_cv or _cross_validate(dataset, features, y, folds, seed, head_kinds, cnn.id, fold0, log)
         page.add(Section("evaluation", "Evaluation", _evaluation(cv, given=evaluation)))
 
         if log:
@@ -133,6 +108,42 @@ def labelled_report(data: Path, out: Path, folds: int = 5, seed: int = 0, heads:
         page.add(Section("activations", "Activation maps",
                          _activations(dataset, features, y, fold0, name, featurizers, activations, seed, report)))
         return report.finish(page.render())
+
+
+def _labelled(data: Path, fetch: FetchOptions | None, per_genre: int | None, seed: int, given_cv: dict | None,
+              evaluation: Path | None) -> Dataset:
+    """The labelled set (a seeded sample of ``per_genre`` a genre), checked against a given evaluation."""
+    dataset = load_labelled(data, fetch)
+    if per_genre:
+        dataset = _subsample(dataset, per_genre, seed)
+    if len(dataset.genres) < 2:
+        raise UsageError(f"{data}: need at least two genres, found {dataset.genres}")
+    if given_cv and list(given_cv["genres"]) != dataset.genres:
+        raise UsageError(f"--evaluation {evaluation}: its genres {given_cv['genres']} are not this set's "
+                         f"{dataset.genres}")
+    return dataset
+
+
+def _cross_validate(dataset: Dataset, features: dict[str, np.ndarray], y: np.ndarray, folds: int, seed: int,
+                    head_kinds: tuple[str, ...], cnn_id: str, fold0: dict, log: Log) -> dict:
+    """The report's own CV; its first fold's split and heads go into ``fold0`` for the activation maps."""
+
+    def keep_first_fold(i, train, test, fitted):
+        if i == 0:
+            fold0.update(train=train, test=test, fitted=fitted)
+
+    if log:
+        log(f"{folds}-fold cross-validation of {', '.join(f'{f}-{h}' for f in FEATURIZER_KINDS for h in head_kinds)}"
+            " and their ensemble")
+    try:
+        cv = cross_validate(features, y, dataset.genres, folds, seed, heads=head_kinds, log=log,
+                            on_fold=keep_first_fold, groups=dataset.groups,
+                            sources=[e.source for e in dataset.examples], cross_source=False)
+    except ValueError as e:
+        raise UsageError.of(e) from e
+    cv["featurizers"] = {"cnn": cnn_id, "colour": ColourFeaturizer.id}
+    cv["best_head"] = best_head(cv)
+    return cv
 
 
 def _subsample(dataset: Dataset, per_genre: int, seed: int) -> Dataset:

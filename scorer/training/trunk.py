@@ -14,12 +14,16 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from scorer.featurize.cnn import default_threads
 from scorer.fetch import default_cache_root
 from scorer.training.dataset import Example
+
+if TYPE_CHECKING:
+    import torch
 
 Log = Callable[[str], None] | None
 
@@ -71,7 +75,7 @@ class TrunkViews:
         self._dir = tempfile.TemporaryDirectory(prefix="trunk-", dir=root)
         self._epochs: dict[int, np.ndarray] = {}
         self._session = None
-        self._images = None
+        self._images: torch.Tensor | None = None
 
     def close(self) -> None:
         self._epochs.clear()
@@ -103,7 +107,7 @@ class TrunkViews:
         session = self._trunk_session()
         if self._images is None:
             self._images = torch.from_numpy(decode_all(self.examples))
-        out = None
+        out: np.ndarray | None = None
         for start in range(0, len(self.examples), self.batch):
             idx = range(start, min(start + self.batch, len(self.examples)))
             views = torch.cat([augment(self._images[i:i + 1], self._rng(epoch, i), self.min_crop_area, size=self.size,
@@ -117,6 +121,7 @@ class TrunkViews:
         if self.log:
             self.log(f"frozen trunk ({self.blocks} blocks) on epoch {epoch + 1}'s views of {len(self.examples)} covers "
                      f"({time.perf_counter() - t0:.0f}s)")
+        assert out is not None  # there are covers: one batch at least
         return out
 
     def _rng(self, epoch: int, i: int) -> np.random.Generator:
