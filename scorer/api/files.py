@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Union
+from typing import TYPE_CHECKING
 
 from scorer.api.scoring import ModelArg
 from scorer.errors import UsageError
@@ -17,7 +18,8 @@ if TYPE_CHECKING:
 
     from scorer.scoring import Summary
 
-Log = Union[Callable[[str], None], None]
+#: notes (a detected encoding, training progress) go to this logger at INFO; the command line prints them
+notes = logging.getLogger("scorer")
 
 
 @dataclass
@@ -34,7 +36,7 @@ class FileRun:
 def score_catalog(input: str | os.PathLike, out: str | os.PathLike, *, keep: str | Sequence[str] | None = None,
                   min_prob: float | None = None, head: str | None = None, model: ModelArg = None,
                   engine: str = "local", shard_rows: int = 10_000, rescore: bool = False,
-                  encoding: str | None = None, log: Log = None, progress: bool | None = False,
+                  encoding: str | None = None, progress: bool | None = False,
                   allow_private_hosts: bool = False, concurrency: int = 64, per_host: int = 16,
                   timeout: float = 60.0, retries: int = 3, cache: bool = True,
                   cache_max_size: str | int | None = None, local_files: bool = True, precision: str | None = None,
@@ -46,12 +48,12 @@ def score_catalog(input: str | os.PathLike, out: str | os.PathLike, *, keep: str
                       timeout=timeout, retries=retries, cache=cache, cache_max_size=cache_max_size,
                       local_files=local_files, precision=precision, tta=tta, batch_size=batch_size, workers=workers)
     return _score_file("catalog", input, out, keep, min_prob, head, model, engine, shard_rows, rescore, encoding,
-                       log, progress, options)
+                       progress, options)
 
 
 def score_links(input: str | os.PathLike, out: str | os.PathLike, *, keep: str | Sequence[str] | None = None,
                 min_prob: float | None = None, head: str | None = None, model: ModelArg = None,
-                encoding: str | None = None, log: Log = None, progress: bool | None = False,
+                encoding: str | None = None, progress: bool | None = False,
                 allow_private_hosts: bool = False, concurrency: int = 64, per_host: int = 16, timeout: float = 60.0,
                 retries: int = 3, cache: bool = True, cache_max_size: str | int | None = None,
                 local_files: bool = True, precision: str | None = None, tta: str | None = None,
@@ -62,11 +64,11 @@ def score_links(input: str | os.PathLike, out: str | os.PathLike, *, keep: str |
                       timeout=timeout, retries=retries, cache=cache, cache_max_size=cache_max_size,
                       local_files=local_files, precision=precision, tta=tta, batch_size=batch_size, workers=workers)
     return _score_file("links", input, out, keep, min_prob, head, model, "local", 10_000, False, encoding,
-                       log, progress, options)
+                       progress, options)
 
 
 def _score_file(kind: str, input, out, keep, min_prob, head, model, engine: str, shard_rows: int, rescore: bool,
-                encoding, log: Log, progress, options: Options) -> FileRun:
+                encoding, progress, options: Options) -> FileRun:
     from scorer.plan import ScoringPlan
     from scorer.runners import files as run
 
@@ -82,7 +84,7 @@ def _score_file(kind: str, input, out, keep, min_prob, head, model, engine: str,
     if dataset and kind != "catalog":
         raise UsageError(f"--out {out}: give a .parquet file name")
     plan = ScoringPlan.build(model=model, head=head, keep=keep, min_prob=min_prob, options=options)
-    found = _text_encoding(input, encoding, log)
+    found = _text_encoding(input, encoding)
     with blas_threads(1):
         if not dataset:
             runner = run.run_catalog if kind == "catalog" else run.run_links
@@ -100,15 +102,16 @@ def _score_file(kind: str, input, out, keep, min_prob, head, model, engine: str,
     return FileRun(report.summary, report.as_dict(), dataset=True, incremental=True)
 
 
-def _text_encoding(input: Path, given: str | None, log: Log):
+def _text_encoding(input: Path, given: str | None):
     """The encoding to read a text input with, logged when it was detected rather than UTF-8."""
     from scorer.sources.text import file_encoding
 
     if not input.is_file() or input.suffix.lower() in (".parquet", ".pq"):
         return given  # the reader says what is wrong with it
     found = file_encoding(input, given)
-    if found.detected and log is not None:
-        log(f"note: {input} is not UTF-8; reading it as {found.name}, detected (give --encoding if that is wrong)")
+    if found.detected:
+        notes.info(f"note: {input} is not UTF-8; reading it as {found.name}, detected "
+                   "(give --encoding if that is wrong)")
     return found
 
 

@@ -3,8 +3,9 @@
 
 from __future__ import annotations
 
+import logging
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Union
@@ -18,7 +19,8 @@ if TYPE_CHECKING:
     from scorer.datasets.musicbrainz import BuildSummary
     from scorer.model import Model
 
-Log = Union[Callable[[str], None], None]
+#: notes (a detected encoding, training progress) go to this logger at INFO; the command line prints them
+notes = logging.getLogger("scorer")
 #: what the training functions take: a folder, CSV or link file of labelled covers, or several
 Data = Union[str, os.PathLike, Sequence[Union[str, os.PathLike]]]
 #: pixels of the fine-tuning crops by default: the shipped recipe's (``scorer.training.finetune.Recipe.size``)
@@ -29,7 +31,7 @@ def evaluate(data: Data, *, folds: int = 5, seed: int = 0, featurizer: str | os.
              finetune: bool = False, epochs: int = 6, arch: str = "lite0", freeze_blocks: int = 0,
              augment: str = "store", class_weighting: str = "balanced", train_size: int = TRAIN_SIZE,
              group_by: str | None = None, unknown_genres: bool = False, keep_checkpoints: bool = False,
-             log: Log = None, allow_private_hosts: bool = False, concurrency: int = 64, per_host: int = 16,
+             allow_private_hosts: bool = False, concurrency: int = 64, per_host: int = 16,
              timeout: float = 60.0, retries: int = 3) -> dict:
     """``scorer evaluate``: cross-validate every featurizer+head pair on labelled covers; returns the JSON of
     ``scorer evaluate --json``. Needs the ``train`` extra (``finetune``: also ``export``). ``data`` is a
@@ -44,18 +46,19 @@ def evaluate(data: Data, *, folds: int = 5, seed: int = 0, featurizer: str | os.
     with _user_errors():
         if finetune:
             recipe = _recipe(epochs, arch, freeze_blocks, seed, featurizer, augment, class_weighting, train_size)
-            return pipeline.evaluate_finetuned(_data(data), recipe, folds=folds, seed=seed, log=log, fetch=fetch,
+            return pipeline.evaluate_finetuned(_data(data), recipe, folds=folds, seed=seed, log=notes.info, fetch=fetch,
                                                group_by=group_by, keep_checkpoints=keep_checkpoints,
                                                unknown_genres=unknown_genres)
-        return pipeline.evaluate_dataset(_data(data), folds=folds, seed=seed, featurizer=_path(featurizer), log=log,
-                                         fetch=fetch, group_by=group_by, unknown_genres=unknown_genres)
+        return pipeline.evaluate_dataset(_data(data), folds=folds, seed=seed, featurizer=_path(featurizer),
+                                         log=notes.info, fetch=fetch, group_by=group_by,
+                                         unknown_genres=unknown_genres)
 
 
 def train(data: Data, out: str | os.PathLike, *, folds: int = 5, seed: int = 0, name: str = "custom",
           featurizer: str | os.PathLike | None = None, finetune: bool = False, epochs: int = 6, arch: str = "lite0",
           freeze_blocks: int = 0, augment: str = "store", class_weighting: str = "balanced",
           train_size: int = TRAIN_SIZE, group_by: str | None = None, keep_checkpoints: bool = False,
-          log: Log = None, allow_private_hosts: bool = False, concurrency: int = 64, per_host: int = 16,
+          allow_private_hosts: bool = False, concurrency: int = 64, per_host: int = 16,
           timeout: float = 60.0, retries: int = 3) -> Model:
     """``scorer train``: train heads on labelled covers (``data`` as for :func:`evaluate`), write the model
     directory ``out`` and return the model, loaded (its manifest is ``.manifest``; ``load_model(out)`` loads it
@@ -69,18 +72,18 @@ def train(data: Data, out: str | os.PathLike, *, folds: int = 5, seed: int = 0, 
     with _user_errors():
         if finetune:
             recipe = _recipe(epochs, arch, freeze_blocks, seed, featurizer, augment, class_weighting, train_size)
-            pipeline.train_finetuned(_data(data), Path(out), recipe, name=name, log=log, fetch=fetch,
+            pipeline.train_finetuned(_data(data), Path(out), recipe, name=name, log=notes.info, fetch=fetch,
                                      group_by=group_by, keep_checkpoints=keep_checkpoints)
         else:
             pipeline.train_dataset(_data(data), Path(out), folds=folds, seed=seed, name=name,
-                                   featurizer=_path(featurizer), log=log, fetch=fetch, group_by=group_by)
+                                   featurizer=_path(featurizer), log=notes.info, fetch=fetch, group_by=group_by)
     return Model(Path(out))
 
 
 def report(input: str | os.PathLike | pd.DataFrame, out: str | os.PathLike, *, folds: int = 5, seed: int = 0,
            heads: str | None = None, per_genre: int | None = None, grid: int = 12, activations: int = 6,
            activation_head: str | None = None, projection: str = "pca", evaluation: str | os.PathLike | None = None,
-           featurizer: str | os.PathLike | None = None, limit: int = 600, log: Log = None,
+           featurizer: str | os.PathLike | None = None, limit: int = 600,
            allow_private_hosts: bool = False, concurrency: int = 64, per_host: int = 16,
            timeout: float = 60.0, retries: int = 3) -> Path:
     """``scorer report``: write an HTML report to ``out`` and return the path of its ``index.html``.
@@ -96,7 +99,7 @@ def report(input: str | os.PathLike | pd.DataFrame, out: str | os.PathLike, *, f
 
         check_number("--limit", limit, 1)
         return frame_report(input, Path(out), limit=limit, seed=seed,
-                            fetch=_fetch(allow_private_hosts, concurrency, per_host, timeout, retries), log=log)
+                            fetch=_fetch(allow_private_hosts, concurrency, per_host, timeout, retries), log=notes.info)
     input = Path(input)
     if not input.exists():
         raise InputNotFound(f"{input}: no such file or folder", str(input))
@@ -106,18 +109,17 @@ def report(input: str | os.PathLike | pd.DataFrame, out: str | os.PathLike, *, f
             from scorer.insight.gallery import scored_report
 
             check_number("--limit", limit, 1)
-            return scored_report(input, Path(out), limit=limit, seed=seed, fetch=fetch, log=log)
+            return scored_report(input, Path(out), limit=limit, seed=seed, fetch=fetch, log=notes.info)
         insight = _training("insight")
         return insight.labelled_report(
             input, Path(out), folds=folds, seed=seed, heads=heads, per_genre=per_genre, grid=grid,
             activations=activations, activation_head=activation_head, projection=projection,
-            evaluation=_path(evaluation), featurizer=_path(featurizer), fetch=fetch, log=log)
+            evaluation=_path(evaluation), featurizer=_path(featurizer), fetch=fetch, log=notes.info)
 
 
 def dataset_musicbrainz(genres: str | Sequence[str], out: str | os.PathLike, *, contact: str, per_genre: int = 500,
                         per_artist: int = 5, interval: float = 1.0, timeout: float = 60.0, cache: bool = True,
-                        cache_max_size: str | int | None = None, allow_private_hosts: bool = False,
-                        log: Log = None) -> BuildSummary:
+                        cache_max_size: str | int | None = None, allow_private_hosts: bool = False) -> BuildSummary:
     """``scorer dataset musicbrainz``: build (or go on building) a labelled cover set in ``out`` from
     MusicBrainz genre tags and Cover Art Archive covers, ``per_genre`` albums per genre, paced to one
     request per second. ``contact`` (an e-mail address or URL) goes into every request's User-Agent, as
@@ -130,7 +132,7 @@ def dataset_musicbrainz(genres: str | Sequence[str], out: str | os.PathLike, *, 
                     cache=cache, cache_max_size=cache_max_size).check().fetch()
     names = [genres] if isinstance(genres, str) else list(genres)
     return build_musicbrainz(names, per_genre, Path(out), contact, per_artist=per_artist, fetch=fetch,
-                             interval=interval, log=log)
+                             interval=interval, log=notes.info)
 
 
 TRAIN_MODULES = ("sklearn", "xgboost", "scipy", "imagehash", "onnxmltools")

@@ -30,7 +30,7 @@ from scorer.cli.options import (
     TtaOpt,
     WorkersOpt,
     fail,
-    note,
+    notes_on_stderr,
 )
 from scorer.cli.training import evaluate, report, train
 
@@ -48,7 +48,8 @@ class _Commands(TyperGroup):
         if threading.current_thread() is threading.main_thread():
             previous = signal.signal(signal.SIGTERM, _terminate)
         try:
-            return super().invoke(ctx)
+            with notes_on_stderr():
+                return super().invoke(ctx)
         except (typer.Exit, typer.Abort, SystemExit, GeneratorExit):
             raise
         except BaseException as e:
@@ -138,7 +139,7 @@ def _file_command(name: str, input_help: str, doc: str) -> None:
         extra = dict(shard_rows=shard_rows, rescore=rescore, engine=engine) if name == "catalog" else {}
         try:
             result = score_file(
-                input, out, keep=keep, head=head, min_prob=min_prob, model=model, encoding=encoding, log=note,
+                input, out, keep=keep, head=head, min_prob=min_prob, model=model, encoding=encoding,
                 progress=None, batch_size=batch_size, precision=precision, tta=tta, workers=workers,
                 concurrency=concurrency, per_host=per_host, timeout=timeout, retries=retries, cache=cache,
                 cache_max_size=cache_max_size, allow_private_hosts=allow_private_hosts,

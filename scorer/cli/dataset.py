@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from scorer.cli.options import AllowPrivateOpt, CacheOpt, CacheSizeOpt, JsonOpt, TimeoutOpt, fail, note
+from scorer.cli.options import AllowPrivateOpt, CacheOpt, CacheSizeOpt, JsonOpt, TimeoutOpt, fail
 
 dataset_app = typer.Typer(help="Build a labelled cover set to train and evaluate models on.", no_args_is_help=True)
 
@@ -48,8 +48,7 @@ def dataset_musicbrainz(
     try:
         summary = api.dataset_musicbrainz(genre, out, contact=contact, per_genre=per_genre, per_artist=per_artist,
                                           interval=interval, timeout=timeout, cache=cache,
-                                          cache_max_size=cache_max_size, allow_private_hosts=allow_private_hosts,
-                                          log=note)
+                                          cache_max_size=cache_max_size, allow_private_hosts=allow_private_hosts)
     except UsageError as e:
         fail(e.cli_message)
     except BuildInterrupted as e:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -82,5 +85,32 @@ def fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
-def note(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+@contextmanager
+def notes_on_stderr() -> Iterator[None]:
+    """The library's notes (logger ``scorer``, INFO: a detected encoding, training progress) printed on stderr as
+    they come, while a command runs."""
+    logger = logging.getLogger("scorer")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    level, propagate = logger.level, logger.propagate
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+        logger.propagate = propagate
+
+
+@contextmanager
+def quiet_notes() -> Iterator[None]:
+    """Only warnings, inside the block (``scorer evaluate --json``: the JSON is the output)."""
+    logger = logging.getLogger("scorer")
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import Annotated, Optional
@@ -27,7 +28,7 @@ from scorer.cli.options import (
     UnknownGenresOpt,
     WeightingOpt,
     fail,
-    note,
+    quiet_notes,
 )
 
 
@@ -60,14 +61,15 @@ def evaluate(
     from scorer import api
     from scorer.errors import UsageError
 
+    quiet = quiet_notes() if json_out and not finetune else contextlib.nullcontext()
     try:
-        result = api.evaluate(data, folds=folds, seed=seed, featurizer=featurizer, finetune=finetune, epochs=epochs,
-                              arch=arch, freeze_blocks=freeze_blocks, augment=augment,
-                              class_weighting=class_weighting, train_size=train_size, group_by=group_by,
-                              unknown_genres=unknown_genres, keep_checkpoints=keep_checkpoints,
-                              log=note if finetune or not json_out else None, concurrency=concurrency,
-                              per_host=per_host, timeout=timeout, retries=retries,
-                              allow_private_hosts=allow_private_hosts)
+        with quiet:
+            result = api.evaluate(data, folds=folds, seed=seed, featurizer=featurizer, finetune=finetune,
+                                  epochs=epochs, arch=arch, freeze_blocks=freeze_blocks, augment=augment,
+                                  class_weighting=class_weighting, train_size=train_size, group_by=group_by,
+                                  unknown_genres=unknown_genres, keep_checkpoints=keep_checkpoints,
+                                  concurrency=concurrency, per_host=per_host, timeout=timeout, retries=retries,
+                                  allow_private_hosts=allow_private_hosts)
     except UsageError as e:
         fail(e.cli_message)
     if json_out:
@@ -114,7 +116,7 @@ def train(
                              epochs=epochs, arch=arch, freeze_blocks=freeze_blocks, augment=augment,
                              class_weighting=class_weighting, train_size=train_size, group_by=group_by,
                              keep_checkpoints=keep_checkpoints,
-                             log=note, concurrency=concurrency, per_host=per_host, timeout=timeout, retries=retries,
+                             concurrency=concurrency, per_host=per_host, timeout=timeout, retries=retries,
                              allow_private_hosts=allow_private_hosts).manifest
     except UsageError as e:
         fail(e.cli_message)
@@ -163,7 +165,7 @@ def report(
     try:
         index = api.report(input, out, folds=folds, seed=seed, heads=heads, per_genre=per_genre, grid=grid,
                            activations=activations, activation_head=activation_head, projection=projection,
-                           evaluation=evaluation, featurizer=featurizer, limit=limit, log=note,
+                           evaluation=evaluation, featurizer=featurizer, limit=limit,
                            concurrency=concurrency, per_host=per_host, timeout=timeout, retries=retries,
                            allow_private_hosts=allow_private_hosts)
     except UsageError as e:

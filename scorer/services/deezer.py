@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import SplitResult, urlsplit
 
 from scorer.errors import RowError, ServiceError, UsageError
+from scorer.services.http import JsonGet
 from scorer.services.tracks import Track, shown, smallest_at_least
 
 NAME = "deezer"
@@ -114,24 +115,11 @@ class DeezerClient:
         self.sleep = sleep
 
     def get(self, path: str, params: dict[str, Any] | None = None, playlist_id: str | None = None) -> dict:
-        import requests
-
-        quota = server = 0
+        ask = JsonGet("the Deezer API", DeezerAccessError, REQUEST_TIMEOUT, busy=range(500, 600),
+                      retries=SERVER_RETRIES, sleep=self.sleep)
+        quota = 0
         while True:
-            try:
-                r = self.session.get(self.base + path, params=params, timeout=REQUEST_TIMEOUT)
-            except requests.RequestException as e:
-                raise DeezerAccessError(f"could not reach the Deezer API at {self.base}: {type(e).__name__}") from e
-            if r.status_code >= 500 and server < SERVER_RETRIES:
-                server += 1
-                self.sleep(2.0 ** server)
-                continue
-            if r.status_code != 200:
-                raise DeezerAccessError(f"the Deezer API answered HTTP {r.status_code} for /{path}")
-            try:
-                body = r.json()
-            except ValueError as e:
-                raise DeezerAccessError(f"the Deezer API answered /{path} with something that is not JSON") from e
+            body, _ = ask(self.session, self.base, path, params)
             error = body.get("error") if isinstance(body, dict) else None
             if not error:
                 return body if isinstance(body, dict) else {}

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from scorer.errors import ServiceError, UsageError
+from scorer.services.http import JsonGet
 from scorer.version import __version__
 
 NAME = "musicbrainz"
@@ -128,6 +129,14 @@ def album_query(tag: str) -> str:
     return f'tag:"{escaped}" AND primarytype:album'
 
 
+def _busy_wait(n: int, retry_after: str | None) -> float:
+    """The ``n``-th wait for a busy MusicBrainz: its Retry-After, else doubling from :data:`BUSY_WAIT_S`."""
+    from scorer.fetch.http import retry_after as seconds
+
+    wait = seconds(retry_after)
+    return min(MAX_BUSY_WAIT_S, wait if wait is not None else BUSY_WAIT_S * 2 ** (n - 1))
+
+
 class MusicBrainzClient:
     """Paced GET requests to the search API: one per ``interval`` seconds, 503 answers waited out."""
 
@@ -153,42 +162,28 @@ class MusicBrainzClient:
                 self.sleep(wait)
         self._last = self.clock()
 
+    def _attempt(self) -> None:
+        self._pace()
+        self.requests += 1
+
+    def _refused(self, r: Any, path: str) -> MusicBrainzError:
+        if r.status_code == 403:
+            return MusicBrainzError(f"MusicBrainz refused the request (HTTP 403) at {self.base}: it blocks "
+                                    "clients without a proper User-Agent, or that went over its rate limit; "
+                                    "check --contact, wait, and run again")
+        detail = _error_text(r)
+        return MusicBrainzError(f"MusicBrainz answered HTTP {r.status_code} for /{path}"
+                                + (f": {detail}" if detail else "")
+                                + ("; it stayed busy, run again later" if r.status_code >= 500 else ""))
+
     def get(self, path: str, params: dict[str, Any]) -> dict:
-        import requests
-
-        from scorer.fetch.http import retry_after
-
-        busy = 0
-        while True:
-            self._pace()
-            self.requests += 1
-            try:
-                r = self.session.get(self.base + path, params={**params, "fmt": "json"}, timeout=REQUEST_TIMEOUT)
-            except requests.RequestException as e:
-                raise MusicBrainzError(f"could not reach MusicBrainz at {self.base}: {type(e).__name__}") from e
-            if r.status_code in (502, 503, 504) and busy < BUSY_WAITS:
-                wait = retry_after(r.headers.get("Retry-After"))
-                wait = min(MAX_BUSY_WAIT_S, wait if wait is not None else BUSY_WAIT_S * 2 ** busy)
-                busy += 1
-                self.busy_waits += 1
-                self.sleep(wait)
-                continue
-            if r.status_code == 403:
-                raise MusicBrainzError(f"MusicBrainz refused the request (HTTP 403) at {self.base}: it blocks "
-                                       "clients without a proper User-Agent, or that went over its rate limit; "
-                                       "check --contact, wait, and run again")
-            if r.status_code != 200:
-                detail = _error_text(r)
-                raise MusicBrainzError(f"MusicBrainz answered HTTP {r.status_code} for /{path}"
-                                       + (f": {detail}" if detail else "")
-                                       + ("; it stayed busy, run again later" if r.status_code >= 500 else ""))
-            try:
-                body = r.json()
-            except ValueError as e:
-                raise MusicBrainzError(f"MusicBrainz answered /{path} with something that is not JSON") from e
-            if not isinstance(body, dict):
-                raise MusicBrainzError(f"MusicBrainz answered /{path} with an unexpected JSON value")
-            return body
+        body, waits = JsonGet("MusicBrainz", MusicBrainzError, REQUEST_TIMEOUT, busy=(502, 503, 504),
+                              retries=BUSY_WAITS, wait=_busy_wait, sleep=self.sleep, before=self._attempt,
+                              refused=self._refused)(self.session, self.base, path, {**params, "fmt": "json"})
+        self.busy_waits += waits
+        if not isinstance(body, dict):
+            raise MusicBrainzError(f"MusicBrainz answered /{path} with an unexpected JSON value")
+        return body
 
     def search_albums(self, tag: str, offset: int, limit: int = PAGE_LIMIT) -> Page:
         """One page of album release groups whose tags match ``tag``, and how many match in all."""
