@@ -62,6 +62,20 @@ def keep_text(keep: str | Sequence[str] | None) -> str | None:
     return ",".join(keep)
 
 
+#: the accepted range of each numeric option, ``(low, high)`` (``None``: no upper bound): the library checks
+#: these, and the command line's flags show and check the same ranges
+RANGES: dict[str, tuple[float, float | None]] = {
+    "concurrency": (1, 1024), "per_host": (1, 1024), "timeout": (0.1, None), "retries": (0, 20),
+    "workers": (1, 256), "batch_size": (1, 1024),
+}
+
+
+def check_range(name: str, value: Any, whole: bool = True) -> None:
+    """``value`` within :data:`RANGES` of option ``name`` (flag ``--name-with-dashes`` in the message)."""
+    low, high = RANGES[name]
+    check_number("--" + name.replace("_", "-"), value, low, high, whole=whole)
+
+
 @dataclass(frozen=True)
 class Options:
     """Scoring options, named as the command line's flags (``allow_private_hosts`` is
@@ -81,13 +95,13 @@ class Options:
     workers: int = 4
 
     def check(self) -> Options:
-        check_number("--concurrency", self.concurrency, 1, 1024)
-        check_number("--per-host", self.per_host, 1, 1024)
-        check_number("--timeout", self.timeout, 0.1, whole=False)
-        check_number("--retries", self.retries, 0, 20)
-        check_number("--workers", self.workers, 1, 256)
+        check_range("concurrency", self.concurrency)
+        check_range("per_host", self.per_host)
+        check_range("timeout", self.timeout, whole=False)
+        check_range("retries", self.retries)
+        check_range("workers", self.workers)
         if self.batch_size is not None:
-            check_number("--batch-size", self.batch_size, 1, 1024)
+            check_range("batch_size", self.batch_size)
         return self
 
     def fetch(self) -> FetchOptions:

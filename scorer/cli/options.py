@@ -11,6 +11,15 @@ from typing import Annotated, Optional
 
 import typer
 
+from scorer.options import RANGES
+
+
+def _range(name: str) -> dict:
+    """typer's ``min``/``max`` for option ``name``: the library's range (:data:`scorer.options.RANGES`)."""
+    low, high = RANGES[name]
+    return {"min": low, **({"max": high} if high is not None else {})}
+
+
 ModelOpt = Annotated[Optional[Path], typer.Option("--model", help="Model directory (default: the shipped model).")]
 FeaturizerOpt = Annotated[Optional[Path], typer.Option(
     "--featurizer", help="CNN featurizer ONNX file (default: the shipped EfficientNet-Lite0).")]
@@ -23,11 +32,13 @@ MinProbOpt = Annotated[Optional[float], typer.Option(
 AllowPrivateOpt = Annotated[bool, typer.Option(
     "--allow-private-hosts",
     help="Allow cover URLs on loopback and private networks (refused by default; link-local never).")]
-ConcurrencyOpt = Annotated[int, typer.Option(help="HTTP requests in flight.", min=1, max=1024)]
-PerHostOpt = Annotated[int, typer.Option(help="Connections to any one host.", min=1, max=1024)]
+ConcurrencyOpt = Annotated[int, typer.Option(help="HTTP requests in flight.", **_range("concurrency"))]
+PerHostOpt = Annotated[int, typer.Option(help="Connections to any one host.", **_range("per_host"))]
 TimeoutOpt = Annotated[float, typer.Option(
-    "--timeout", help="Seconds one request may take in all (connect and read stalls time out sooner).", min=0.1)]
-RetriesOpt = Annotated[int, typer.Option(help="Retries for connection errors, timeouts, 5xx and 429.", min=0, max=20)]
+    "--timeout", help="Seconds one request may take in all (connect and read stalls time out sooner).",
+    **_range("timeout"))]
+RetriesOpt = Annotated[int, typer.Option(help="Retries for connection errors, timeouts, 5xx and 429.",
+                                         **_range("retries"))]
 NoLocalOpt = Annotated[bool, typer.Option(
     "--no-local-files", envvar="SCORER_NO_LOCAL_FILES",
     help="Refuse local paths and file:// URLs in the input (status local_file_refused): for catalogs from others, "
@@ -40,14 +51,15 @@ CacheSizeOpt = Annotated[Optional[str], typer.Option(
 
 
 BatchOpt = Annotated[Optional[int], typer.Option(
-    help="Covers per featurizer batch [default: 16 on CPU, 128 on a GPU].", min=1, max=1024, show_default=False)]
+    help="Covers per featurizer batch [default: 16 on CPU, 128 on a GPU].", show_default=False,
+    **_range("batch_size"))]
 PrecisionOpt = Annotated[Optional[str], typer.Option(
     help="Featurizer precision: fp32 or int8 [default: the model's choice, see `scorer info`].",
     show_default=False)]
 TtaOpt = Annotated[Optional[str], typer.Option(
     help="Test-time augmentation: flip (each cover's features averaged with its mirror image's: the network runs "
          "twice per cover) or none [default: the model's choice, see `scorer info`].", show_default=False)]
-WorkersOpt = Annotated[int, typer.Option(help="Decode threads.", min=1, max=256)]
+WorkersOpt = Annotated[int, typer.Option(help="Decode threads.", **_range("workers"))]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the run summary as JSON.")]
 FinetuneOpt = Annotated[bool, typer.Option(
     "--finetune", help="Fine-tune the pretrained CNN on the labelled covers first (torch: the 'export' extra).")]
