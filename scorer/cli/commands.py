@@ -231,7 +231,6 @@ def playlist(
         print_playlist(scored, out)
 
 
-@app.command()
 def demo(
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the demo covers, catalog and output.")] = Path(
         "scorer-demo"),
@@ -247,7 +246,6 @@ def demo(
         fail(e.cli_message)
 
 
-@app.command()
 def info(model: ModelOpt = None) -> None:
     """Show the model's genres, heads and cross-validated figures."""
     from scorer.api import load_model
@@ -262,9 +260,10 @@ def info(model: ModelOpt = None) -> None:
     print_model(m)
 
 
+# in the order `scorer --help` lists them
 app.add_typer(dataset_app, name="dataset")
 app.add_typer(cache_app, name="cache")
-for command in (evaluate, train, report):
+for command in (demo, evaluate, train, report, info):
     app.command()(command)
 
 
