@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from scorer.errors import RowError
 from scorer.fetch.cache import CoverCache, default_cache_root
@@ -44,10 +44,20 @@ class CoverFetcher:
         self._thread = threading.Thread(target=self._loop.run_forever, name="scorer-fetch", daemon=True)
         self._thread.start()
         self._http = HttpFetcher(self.options, self.cache)
-        self._call(self._http.start()).result()
+        self._call(self._http.start).result()
 
-    def _call(self, coro) -> Future:
-        return asyncio.run_coroutine_threadsafe(coro, self._loop)
+    def _call(self, fn: Callable[..., Any], *args: Any) -> Future:
+        """``fn(*args)`` run on the fetch loop. The coroutine is made here, inside the ``try``: one that a signal
+        (SIGTERM, Ctrl-C) or a closed loop keeps from being scheduled is closed, rather than left to warn "never
+        awaited" on stderr as the process exits."""
+        coro = None
+        try:
+            coro = fn(*args)
+            return asyncio.run_coroutine_threadsafe(coro, self._loop)
+        except BaseException:
+            if coro is not None:
+                coro.close()
+            raise
 
     async def get(self, ref: str) -> object:
         ref = (ref or "").strip()
@@ -78,7 +88,7 @@ class CoverFetcher:
         pending: deque[tuple[T, Future]] = deque()
         try:
             for item in items:
-                pending.append((item, self._call(self._result(ref(item)))))
+                pending.append((item, self._call(self._result, ref(item))))
                 if len(pending) >= window:
                     head, fut = pending.popleft()
                     yield head, fut.result()
@@ -100,7 +110,7 @@ class CoverFetcher:
     def close(self) -> None:
         if self._loop.is_closed():
             return
-        self._call(self._shutdown()).result()
+        self._call(self._shutdown).result()
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join()
         self._loop.close()
