@@ -147,8 +147,9 @@ class Terminated(BaseException):
 #: pyarrow's OSErrors carry no errno attribute, only the system's words in their message
 _WORDS = ((errno.ENOSPC, "No space left on device"), (errno.EACCES, "Permission denied"),
           (errno.EPERM, "Operation not permitted"), (errno.EROFS, "Read-only file system"))
-#: the errnos of an output a user can meet and fix (space, permission, read-only): said as such, with an exit code
-OUTPUT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS})
+#: the errnos of an output a user can meet and fix (space, permission, read-only), and the exit code of each: the
+#: command line says them as such (:mod:`scorer.cli.faults`)
+OUTPUT_FAULTS = {errno.ENOSPC: 74, errno.EDQUOT: 74, errno.EACCES: 77, errno.EPERM: 77, errno.EROFS: 73}
 
 
 def errno_of(e: OSError) -> int | None:

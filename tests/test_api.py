@@ -304,6 +304,8 @@ def test_the_cover_column_can_have_another_name(albums, model, tmp_path):
         scorer.score(renamed, model=model)  # the default column is cover_url, and the message says url_col
     with pytest.raises(scorer.UsageError, match="url_col"):
         scorer.score(renamed, model=model)
+    with pytest.raises(scorer.UsageError, match="would be overwritten"):  # the output's genre column
+        scorer.score(albums.rename(columns={"cover_url": "genre"}), url_col="genre", model=model)
 
 
 def test_one_error_family_with_builtin_kinds():

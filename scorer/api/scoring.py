@@ -171,7 +171,7 @@ class _Run:
             first = next(source)  # checks the DataFrame's columns now, not at the first chunk
             columns = [str(c) for c in first.columns]
             source = _chain(first, source)
-        check_passthrough([c for c in columns if c != self.url_col], self.plan.model.genres)
+        check_passthrough(columns, self.plan.model.genres)  # the cover column too: an output column may not be it
         scorer = self.plan.scorer(None, chunk_rows=chunk_rows)
         return ScoreChunks(self._stream(scorer, source, base_dir, arrow, progress), scorer.summary)
 

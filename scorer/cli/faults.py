@@ -6,11 +6,9 @@ keeps its traceback. ``--debug`` (or ``SCORER_DEBUG=1``) shows the traceback for
 
 from __future__ import annotations
 
-import errno
-
-from scorer.errors import (  # noqa: F401  (EXIT_CODES: documented beside explain)
-    EXIT_CODES,
+from scorer.errors import (
     EXTRAS,
+    OUTPUT_FAULTS,
     Fault,
     RunLocked,
     ServiceError,
@@ -55,11 +53,16 @@ def _os_error(e: OSError) -> tuple[str, int] | None:
     # Python names the file; pyarrow puts it in its message instead
     what = f": {e.filename}" if e.filename else f" ({text.splitlines()[0][:300]})" if text else ""
     code = errno_of(e)
-    if code in (errno.ENOSPC, errno.EDQUOT):  # scorer.errors.OUTPUT_ERRNOS: keep the two in step
-        return (f"no space left on the device{what}; free some, or write --out elsewhere (a file being written "
-                "was removed; an earlier output is left as it was)", 74)
-    if code in (errno.EACCES, errno.EPERM):
-        return f"permission denied{what}; check who owns it, or choose another path", 77
-    if code == errno.EROFS:
-        return f"read-only file system{what}; write --out elsewhere", 73
-    return None
+    exit_code = OUTPUT_FAULTS.get(code) if code is not None else None
+    if exit_code is None:
+        return None
+    return _OUTPUT_MESSAGES[exit_code].format(what=what), exit_code
+
+
+#: what to say for each exit code of :data:`scorer.errors.OUTPUT_FAULTS`
+_OUTPUT_MESSAGES = {
+    74: ("no space left on the device{what}; free some, or write --out elsewhere (a file being written was "
+         "removed; an earlier output is left as it was)"),
+    77: "permission denied{what}; check who owns it, or choose another path",
+    73: "read-only file system{what}; write --out elsewhere",
+}

@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from scorer.errors import OUTPUT_ERRNOS, OutputUnavailable, RunLocked, UsageError, errno_of
+from scorer.errors import OUTPUT_FAULTS, OutputUnavailable, RunLocked, UsageError, errno_of
 from scorer.sinks.parquet import METADATA_KEY
 
 PART = "part-{:05d}.parquet"
@@ -80,7 +80,7 @@ class DatasetSink:
             for stale in self.fs.get_file_info(pafs.FileSelector(self.path(META_DIR, "tmp"))):
                 self.fs.delete_file(stale.path)  # parts a killed run left half-written
         except OSError as e:
-            if errno_of(e) in OUTPUT_ERRNOS:  # permission, space, read-only: the command line says them as such
+            if errno_of(e) in OUTPUT_FAULTS:  # permission, space, read-only: the command line says them as such
                 raise
             raise OutputUnavailable(f"--out {self.uri}: cannot reach it ({_first_line(e)})") from e
 
