@@ -52,6 +52,9 @@ def check_out(out: Path | None) -> None:
         raise UsageError(f"--out {out}: give a .parquet file name")
     if Path(out).is_dir():
         raise UsageError(f"--out {out} is a directory; give a .parquet file name")
+    folder = next((p for p in Path(out).parents if p.exists()), None)  # the nearest one there is
+    if folder is not None and not folder.is_dir():
+        raise UsageError(f"--out {out}: {folder} is a file, not a folder; give a .parquet file name in a folder")
 
 
 @dataclass(frozen=True)

@@ -178,6 +178,16 @@ def test_an_unreachable_output_uri(sample_covers, tmp_path):
     assert one_line(r.stderr).startswith("error: --out ftp://127.0.0.1:9/scores: cannot reach it")
 
 
+def test_an_output_under_a_file_is_a_usage_error(sample_covers, tmp_path):
+    """``--out FILE/x.parquet`` (a path through a file): one line before any cover is fetched, not a traceback."""
+    catalog = write_catalog(tmp_path / "c.csv", [str(p) for p in sample_covers[:4]])
+    (tmp_path / "plain").write_text("a file")
+    r = run("catalog", catalog, "--out", tmp_path / "plain" / "sub" / "s.parquet")
+    assert r.returncode == 2, r.stderr
+    assert one_line(r.stderr) == (f"error: --out {tmp_path / 'plain' / 'sub' / 's.parquet'}: {tmp_path / 'plain'} "
+                                  "is a file, not a folder; give a .parquet file name in a folder")
+
+
 # ------------------------------------------------------------------------------------------ signals
 @pytest.mark.parametrize(("sig", "code", "said"), [(signal.SIGTERM, 143, "stopped by SIGTERM"),
                                                     (signal.SIGINT, 130, "interrupted")])
