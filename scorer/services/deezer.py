@@ -163,7 +163,8 @@ def _track(position: int, item: Any) -> Track:
     artist = item.get("artist") if isinstance(item.get("artist"), dict) else {}
     track = Track(position, str(item["id"]) if item.get("id") is not None else None, item.get("title") or None,
                   artist.get("name") or None, album.get("title") or None,
-                  str(album["id"]) if album.get("id") is not None else None, None, _added_at(item.get("time_add")))
+                  str(album["id"]) if album.get("id") is not None else None, None, _added_at(item.get("time_add")),
+                  artist_id=str(artist["id"]) if artist.get("id") is not None else None)
     kind = item.get("type", "track")
     if not item:
         track.error = RowError("not_a_track", "empty playlist entry")

@@ -25,6 +25,8 @@ class Track:
     cover_url: str | None
     added_at: str | None
     error: RowError | None = None
+    #: the service's id of the track's (first) artist, where it gives one: what labelled sets group covers by
+    artist_id: str | None = None
 
 
 def smallest_at_least(sized: list[tuple[int, str]], size: int) -> str:

@@ -60,7 +60,8 @@ class FakeDeezer:
         return {"id": self._id(), "readable": readable, "title": title, "title_short": title,
                 "link": "https://www.deezer.com/track/0", "duration": 200, "rank": 1, "explicit_lyrics": False,
                 "time_add": time_add, "md5_image": md5,
-                "artist": {"id": self._id(), "name": artist, "type": "artist"},
+                "artist": {"id": int(hashlib.sha256(artist.encode()).hexdigest()[:7], 16), "name": artist,
+                           "type": "artist"},  # one id per artist, as on Deezer
                 "album": {"id": album_id, "title": album, **covers, "md5_image": md5, "type": "album"},
                 "type": "track"}
 
