@@ -23,6 +23,7 @@ _EXPORTS = {
     "cache_info": "api", "prune_cache": "api", "clear_cache": "api", "ScoreChunks": "api", "FileRun": "api",
     "Model": "model", "ScorerError": "errors", "UsageError": "errors", "InputNotFound": "errors",
     "RunLocked": "errors", "ServiceError": "errors", "STATUS_CODES": "errors", "EXIT_CODES": "errors",
+    "similar": "api",
 }
 
 __all__ = [  # the names of _EXPORTS, spelled out for tools that read __all__ without running it
@@ -30,6 +31,7 @@ __all__ = [  # the names of _EXPORTS, spelled out for tools that read __all__ wi
     "ServiceError", "UsageError", "__version__",
     "cache_info", "clear_cache", "dataset_musicbrainz", "evaluate", "iter_scores", "load_model", "prune_cache",
     "report", "score", "score_catalog", "score_links", "score_playlist", "train",
+    "similar",
 ]
 
 if TYPE_CHECKING:  # what type checkers and editors see; at run time, __getattr__ below
@@ -48,6 +50,7 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time, __getattr_
         score_catalog,
         score_links,
         score_playlist,
+        similar,
         train,
     )
     from scorer.errors import EXIT_CODES, STATUS_CODES, InputNotFound, RunLocked, ScorerError, ServiceError, UsageError

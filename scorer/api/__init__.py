@@ -19,6 +19,7 @@ Parquet; ``training``: train, evaluate, report, labelled sets; ``cache``: the ca
 from scorer.api.cache import cache_info, clear_cache, prune_cache
 from scorer.api.files import FileRun, score_catalog, score_links, score_playlist
 from scorer.api.scoring import CATALOG_SUFFIXES, Covers, ModelArg, ScoreChunks, iter_scores, load_model, score
+from scorer.api.similar import similar
 from scorer.api.training import (
     EXPORT_MODULES,
     TRAIN_MODULES,
@@ -35,4 +36,5 @@ __all__ = [
     "CATALOG_SUFFIXES", "EXPORT_MODULES", "TRAIN_MODULES", "TRAIN_SIZE", "Covers", "Data", "FileRun", "ModelArg",
     "ScoreChunks", "cache_info", "clear_cache", "dataset_musicbrainz", "evaluate", "iter_scores", "load_model",
     "prune_cache", "report", "require", "score", "score_catalog", "score_links", "score_playlist", "train",
+    "similar",
 ]

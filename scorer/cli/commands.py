@@ -32,6 +32,7 @@ from scorer.cli.options import (
     fail,
     notes_on_stderr,
 )
+from scorer.cli.similar import similar
 from scorer.cli.training import evaluate, report, train
 
 
@@ -263,7 +264,7 @@ def info(model: ModelOpt = None) -> None:
 # in the order `scorer --help` lists them
 app.add_typer(dataset_app, name="dataset")
 app.add_typer(cache_app, name="cache")
-for command in (demo, evaluate, train, report, info):
+for command in (demo, evaluate, train, report, info, similar):
     app.command()(command)
 
 
