@@ -15,10 +15,6 @@ title, year``) are what ``scorer train DIR --group-by artist_mbid`` reads.
 
 from __future__ import annotations
 
-import contextlib
-import csv
-import io
-import re
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
@@ -26,13 +22,23 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import cast
 
-from PIL import Image
-
-from scorer.datasets.journal import LABELS, BuildInterrupted, BuildSummary, GenreTally, Journal
+from scorer.datasets.common import (
+    _EXT,  # noqa: F401 - scorer.datasets.playlists imports it from here
+    MAX_FAILURES_IN_A_ROW,
+    MAX_PER_GENRE,
+    UNUSABLE,
+    WINDOW,
+    check_counts,
+    check_out,
+    folder_name,
+    one_run,
+    remove_stale,
+    write_cover,
+    write_labels,
+)
+from scorer.datasets.journal import BuildInterrupted, BuildSummary, GenreTally, Journal
 from scorer.errors import RowError, UsageError
 from scorer.fetch import CoverFetcher, FetchOptions
-from scorer.files import atomic_write
-from scorer.locks import Held, file_lock
 from scorer.progress import progress
 from scorer.services import musicbrainz
 from scorer.services.musicbrainz import (
@@ -52,18 +58,8 @@ from scorer.services.musicbrainz import (
 JOURNAL = ".musicbrainz.jsonl"
 LOCK = ".musicbrainz.lock"
 LABEL_COLUMNS = ("path", "genre", "mbid", "artist", "artist_mbid", "title", "year")
-MAX_PER_GENRE = 100_000
-#: covers that can never be used: asked for once, then remembered
-UNUSABLE = {"not_an_image", "decode_error", "too_large", "http_4xx", "blocked_address", "bad_url"}
-#: this many covers in a row failing for passing reasons (timeouts, 5xx) stops the run: the archive is down
-MAX_FAILURES_IN_A_ROW = 20
-WINDOW = 4  # covers asked for ahead of the one being written
-_EXT = {"JPEG": ".jpg", "PNG": ".png", "GIF": ".gif", "WEBP": ".webp", "BMP": ".bmp", "TIFF": ".tif"}
-
-
-def folder_name(genre: str) -> str:
-    """A genre's folder: lowercase letters, digits and dashes (``hip hop`` → ``hip-hop``)."""
-    return re.sub(r"[^a-z0-9]+", "-", genre.lower()).strip("-") or "genre"
+__all__ = ["LABEL_COLUMNS", "MAX_PER_GENRE", "BuildInterrupted", "BuildSummary", "build_musicbrainz", "check_genres",
+           "folder_name"]
 
 
 def check_genres(genres: Sequence[str]) -> list[str]:
@@ -85,16 +81,6 @@ def check_genres(genres: Sequence[str]) -> list[str]:
         raise UsageError(f"--genre {', '.join(clash)}: these share the folder name {folder_name(clash[0])!r}; "
                          "give one of them")
     return out
-
-
-@contextlib.contextmanager
-def _one_run(out: Path) -> Iterator[None]:
-    """One run per folder: a second one would interleave the journal."""
-    try:
-        with file_lock(out / LOCK, wait=False):
-            yield
-    except Held:
-        raise UsageError(f"another scorer dataset run is writing {out}; wait for it to finish") from None
 
 
 @dataclass
@@ -250,24 +236,10 @@ class _Builder:
         return False
 
     def _write(self, g: _Genre, rg: ReleaseGroup, data: bytes) -> str | None:
-        try:
-            with Image.open(io.BytesIO(data)) as im:
-                fmt = im.format or ""
-        except Exception:  # noqa: BLE001 - the fetcher sniffed the header; anything odd is unusable
-            return None
-        if fmt not in _EXT:
-            return None  # training reads these suffixes only
-        rel = f"{folder_name(g.name)}/{rg.mbid}{_EXT[fmt]}"
-        atomic_write(self.out / rel, data)
-        return rel
+        return write_cover(self.out, folder_name(g.name), rg.mbid, data)
 
     def write_labels(self) -> None:
-        rows = sorted(self.labels.values(), key=lambda r: (r["genre"], r["path"]))
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=LABEL_COLUMNS, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-        atomic_write(self.out / LABELS, buf.getvalue().encode("utf-8"))
+        write_labels(self.out, self.labels.values(), LABEL_COLUMNS)
 
 
 def _label(path: str, genre: str, rg: ReleaseGroup) -> dict:
@@ -288,18 +260,11 @@ def build_musicbrainz(genres: Sequence[str], per_genre: int, out: Path | str, co
     """
     genres = check_genres(genres)
     contact = check_contact(contact)
-    if not 1 <= per_genre <= MAX_PER_GENRE:
-        raise UsageError(f"--per-genre {per_genre}: give 1 to {MAX_PER_GENRE}")
-    if per_artist < 1:
-        raise UsageError(f"--per-artist {per_artist}: give 1 or more")
+    check_counts(per_genre, per_artist)
     if not 1 <= page_limit <= PAGE_LIMIT:
         raise UsageError(f"page_limit {page_limit}: MusicBrainz pages hold 1 to {PAGE_LIMIT}")
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out}: is a file; give a folder for the set")
-    if out.is_dir() and not (out / JOURNAL).exists() and any(p.name != LOCK for p in out.iterdir()):
-        raise UsageError(f"--out {out}: that folder has files this command did not write; give a new or empty "
-                         "folder (a set this command started is carried on where it stopped)")
+    check_out(out, JOURNAL, LOCK)
     coverart = coverart or coverart_url()
     api_url = api_url or musicbrainz.api_url()
     check_interval(interval, api_url, coverart)
@@ -308,10 +273,9 @@ def build_musicbrainz(genres: Sequence[str], per_genre: int, out: Path | str, co
     options = replace(fetch, user_agent=user_agent(contact), retries=max(5, fetch.retries),
                       paced=((coverart, interval),) if interval > 0 else ())
     out.mkdir(parents=True, exist_ok=True)
-    with _one_run(out):
+    with one_run(out, LOCK):
         started = time.monotonic()
-        for stale in [*out.glob(".*.tmp"), *out.glob("*/.*.tmp")]:  # left by a killed run; the lock is ours
-            stale.unlink(missing_ok=True)
+        remove_stale(out)  # left by a killed run; the lock is ours
         builder = _Builder(genres, per_genre, out, per_artist, client, coverart, page_limit)
         builder.replay()
         builder.journal.open()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import time
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import SplitResult, urlsplit
@@ -42,6 +43,10 @@ _TYPES = ("album", "artist", "track", "episode", "show", "podcast", "profile", "
 
 class DeezerAccessError(ServiceError):
     """Deezer refused or failed a request; the message says why and what to do instead."""
+
+
+class DeezerNoData(DeezerAccessError):
+    """Deezer has no such thing (error 800, "no data"): a playlist, genre or artist that is not there (any more)."""
 
 
 def claims(text: str) -> bool:
@@ -113,10 +118,14 @@ class DeezerClient:
         self.session = requests.Session()
         self.session.headers["Accept"] = "application/json"
         self.sleep = sleep
+        self.requests = 0  # HTTP requests made, quota answers included
+        self.quota_waits = 0  # quota answers waited out
 
-    def get(self, path: str, params: dict[str, Any] | None = None, playlist_id: str | None = None) -> dict:
+    def get(self, path: str, params: dict[str, Any] | None = None, playlist_id: str | None = None,
+            what: str | None = None) -> dict:
+        """The answer's JSON object; ``what`` names the thing asked for in an error (else: a playlist)."""
         ask = JsonGet("the Deezer API", DeezerAccessError, REQUEST_TIMEOUT, busy=range(500, 600),
-                      retries=SERVER_RETRIES, sleep=self.sleep)
+                      retries=SERVER_RETRIES, sleep=self.sleep, before=self._count)
         quota = 0
         while True:
             body, _ = ask(self.session, self.base, path, params)
@@ -126,16 +135,22 @@ class DeezerClient:
             code = error.get("code") if isinstance(error, dict) else None
             if code == 4 and quota < QUOTA_WAITS:  # quota: about 50 requests per 5 s
                 quota += 1
+                self.quota_waits += 1
                 self.sleep(QUOTA_WAIT_S)
                 continue
-            raise _access_error(error if isinstance(error, dict) else {}, playlist_id)
+            raise _access_error(error if isinstance(error, dict) else {}, playlist_id, what)
+
+    def _count(self) -> None:
+        self.requests += 1
 
 
-def _access_error(error: dict, playlist_id: str | None) -> DeezerAccessError:
+def _access_error(error: dict, playlist_id: str | None, thing: str | None = None) -> DeezerAccessError:
     code, kind, message = error.get("code"), error.get("type") or "", error.get("message") or ""
-    what = f"Deezer playlist {playlist_id}" if playlist_id else "that Deezer playlist"
+    what = thing or (f"Deezer playlist {playlist_id}" if playlist_id else "that Deezer playlist")
     if code == 800:
-        return DeezerAccessError(f"{what} does not exist (Deezer: no data); check the link")
+        return DeezerNoData(f"{what} does not exist (Deezer: no data)" + ("" if thing else "; check the link"))
+    if thing and code != 4:
+        return DeezerAccessError(f"Deezer refused {what}: {kind or 'error'} {code}: {message}".strip())
     if kind in ("OAuthException", "PermissionException") or code == 200:
         return DeezerAccessError(f"{what} is private: Deezer's public API reads public playlists only. Make it "
                                  "public in Deezer, or copy its tracks into a public playlist of yours")
@@ -196,3 +211,77 @@ def read_playlist(client: DeezerClient, playlist_id: str) -> tuple[dict, list[Tr
             "owner_id": str(creator["id"]) if creator.get("id") is not None else None,
             "total": total if isinstance(total, int) else len(tracks)}
     return info, tracks
+
+
+# ---------------------------------------------------------------------------------------------- the catalogue
+# What the public API answers, as read in deezer-python's recorded answers (tests/cassettes of
+# browniebroke/deezer-python): ``/genre`` is ``{"data": [{"id", "name", ...}]}`` in one piece, with id 0 "All";
+# ``/genre/{id}/artists`` is one unpaged list of the genre's artists (about 50); ``/artist/{id}/albums`` and
+# ``/chart/{id}/albums`` are pages (``index``/``limit``) with ``total`` and, while more remain, ``next``. An
+# artist's albums carry ``genre_id``, ``record_type`` (album, single, ep, compile), ``release_date`` and the
+# covers, but no artist; a chart's albums carry ``artist`` and ``record_type``, but no ``genre_id``.
+
+
+@dataclass
+class Page:
+    """One page of a paged list: its items, Deezer's ``total``, and whether a ``next`` page exists."""
+
+    items: list[dict]
+    total: int | None
+    more: bool
+
+
+def _id_of(value: Any) -> str | None:
+    return str(value) if isinstance(value, (int, str)) and str(value).strip() else None
+
+
+def list_genres(client: DeezerClient) -> list[dict]:
+    """Deezer's genres, ``[{"id": int, "name": str}]``, in Deezer's order (id 0, "All", included)."""
+    body = client.get("genre", what="Deezer's list of genres")
+    return [{"id": g["id"], "name": g["name"]} for g in _data(body)
+            if isinstance(g.get("id"), int) and isinstance(g.get("name"), str)]
+
+
+def genre_artists(client: DeezerClient, genre_id: int) -> list[dict]:
+    """The artists Deezer lists for a genre, ``[{"id": str, "name": str}]``."""
+    body = client.get(f"genre/{genre_id}/artists", what=f"Deezer genre {genre_id}")
+    return [{"id": aid, "name": a.get("name") or ""} for a in _data(body) if (aid := _id_of(a.get("id")))]
+
+
+def chart_albums(client: DeezerClient, genre_id: int, index: int, limit: int = PAGE_LIMIT) -> Page:
+    """A page of the genre's album chart: ``{"id", "title", "record_type", "artist_id", "artist"}`` each."""
+    body = client.get(f"chart/{genre_id}/albums", {"index": index, "limit": limit},
+                      what=f"the chart of Deezer genre {genre_id}")
+    items = []
+    for a in _data(body):
+        artist = raw if isinstance(raw := a.get("artist"), dict) else {}
+        if (album_id := _id_of(a.get("id"))) and (artist_id := _id_of(artist.get("id"))):
+            items.append({"id": album_id, "title": a.get("title") or "", "record_type": a.get("record_type") or "",
+                          "artist_id": artist_id, "artist": artist.get("name") or ""})
+    return _page(body, items)
+
+
+def artist_albums(client: DeezerClient, artist_id: str, index: int, limit: int = PAGE_LIMIT) -> Page:
+    """A page of an artist's albums: ``{"id", "title", "genre_id", "record_type", "release_date", "cover"}``
+    each, ``cover`` being ``cover_medium`` (250 px; "" when the album has none)."""
+    body = client.get(f"artist/{artist_id}/albums", {"index": index, "limit": limit},
+                      what=f"Deezer artist {artist_id}")
+    items = []
+    for a in _data(body):
+        if album_id := _id_of(a.get("id")):
+            genre = a.get("genre_id")
+            items.append({"id": album_id, "title": a.get("title") or "",
+                          "genre_id": genre if isinstance(genre, int) else None,
+                          "record_type": a.get("record_type") or "", "release_date": a.get("release_date") or "",
+                          "cover": a.get("cover_medium") if isinstance(a.get("cover_medium"), str) else ""})
+    return _page(body, items)
+
+
+def _data(body: dict) -> list[dict]:
+    data = body.get("data")
+    return [d for d in data if isinstance(d, dict)] if isinstance(data, list) else []
+
+
+def _page(body: dict, items: list[dict]) -> Page:
+    total = body.get("total")
+    return Page(items, total if isinstance(total, int) else None, bool(body.get("next")) and bool(_data(body)))

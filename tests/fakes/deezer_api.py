@@ -25,6 +25,7 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
+from .deezer_catalog import Catalogue
 from .loopback import LoopbackServer
 
 QUOTA_REQUESTS, QUOTA_WINDOW_S = 50, 5.0
@@ -34,7 +35,7 @@ def _error(kind: str, message: str, code: int) -> web.Response:
     return web.json_response({"error": {"type": kind, "message": message, "code": code}})  # HTTP 200, as Deezer
 
 
-class FakeDeezer:
+class FakeDeezer(Catalogue):
     def __init__(self, cover_base: str):
         self.cover_base = cover_base.rstrip("/")
         self.playlists: dict[str, dict] = {}
@@ -44,6 +45,7 @@ class FakeDeezer:
         self._recent: deque[float] = deque()
         self._lock = threading.Lock()
         self._next_id = 1000
+        self._init_catalogue()  # genres, artists, albums, charts: tests/fakes/deezer_catalog.py
 
     # ------------------------------------------------------------------------------------------ data
     def _id(self) -> int:
@@ -77,7 +79,8 @@ class FakeDeezer:
     # ---------------------------------------------------------------------------------------- server
     def __enter__(self) -> FakeDeezer:
         app = web.Application(middlewares=[self._quota])
-        app.add_routes([web.get("/playlist/{id}", self._playlist), web.get("/playlist/{id}/tracks", self._tracks)])
+        app.add_routes([web.get("/playlist/{id}", self._playlist), web.get("/playlist/{id}/tracks", self._tracks),
+                        *self.catalogue_routes()])
         self._server = LoopbackServer(app, access_log=None)
         self.base_url = f"http://127.0.0.1:{self._server.port}/"
         return self
