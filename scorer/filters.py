@@ -75,3 +75,31 @@ class KeepFilter:
             return ok & (np.nan_to_num(proba[:, cols]).sum(axis=1) >= self.min_prob)
         top = np.nan_to_num(proba, nan=-1).argmax(axis=1)
         return ok & np.isin(top, cols)
+
+
+def split_keep(keep: str | None, models: list[tuple[str, list[str], dict[str, str]]]) -> list[str]:
+    """``keep`` shared out among several models scored together (``--also``): one comma-separated text per model
+    (in ``models`` order, the main model first). A name goes to the first model that knows it (by name or alias);
+    ``NAME:label`` sends it to the model called NAME. Unknown names fail here, with every model's labels."""
+    wanted = [g.strip() for g in (keep or "").split(",") if g.strip()]
+    shares: list[list[str]] = [[] for _ in models]
+    unknown: list[str] = []
+    names = {genre_key(name): i for i, (name, _, _) in reversed(list(enumerate(models)))}
+    for text in wanted:
+        prefix, _, label = text.rpartition(":")
+        if prefix and genre_key(prefix) in names:
+            i = names[genre_key(prefix)]
+            found, _ = resolve_genres([label], models[i][1], models[i][2])
+            (shares[i] if found else unknown).append(label if found else text)
+            continue
+        for i, (_, known, aliases) in enumerate(models):
+            if resolve_genres([text], known, aliases)[0]:
+                shares[i].append(text)
+                break
+        else:
+            unknown.append(text)
+    if unknown:
+        labels = "; ".join(f"{name or 'the main model'}: {', '.join(known)}" for name, known, _ in models)
+        raise UsageError(f"unknown label(s) in --keep: {', '.join(unknown)}. The models know {labels} "
+                         "(NAME:label picks one model's label)")
+    return [",".join(s) for s in shares]

@@ -189,8 +189,28 @@ class Model:
                                  ) -> tuple[np.ndarray, np.ndarray | None]:
         """Genre probabilities ``(N, n_genres)`` and each cover's familiarity (``None`` when the model has no
         familiarity scale) for a uint8 image batch."""
-        kinds = set(self.kinds_for(head)) | ({"cnn"} if self.familiarity is not None else set())
-        features = {k: self.featurizer(k)(images) for k in sorted(kinds)}
+        return self.predict_from_features(self.features(images, self.needs(head)), head)
+
+    @property
+    def network_key(self) -> tuple[str, str]:
+        """What makes two models' CNN features the same: the network's id at this precision, and the TTA."""
+        return str(self.variants[self.precision]["id"]), self.tta
+
+    def needs(self, head: Head | EnsembleHead | CalibratedHead, cnn: bool = False) -> list[str]:
+        """The featurizer kinds ``head`` (and the familiarity scale, or ``cnn=True``) read."""
+        extra = {"cnn"} if cnn or self.familiarity is not None else set()
+        return sorted(set(self.kinds_for(head)) | extra)
+
+    def features(self, images: np.ndarray, kinds: list[str], known: dict[str, np.ndarray] | None = None
+                 ) -> dict[str, np.ndarray]:
+        """Features of each kind for a uint8 image batch; ``known`` holds kinds already computed for these images
+        by a model with the same network (:attr:`network_key`), which are not computed again."""
+        known = known or {}
+        return {k: known[k] if k in known else self.featurizer(k)(images) for k in kinds}
+
+    def predict_from_features(self, features: dict[str, np.ndarray], head: Head | EnsembleHead | CalibratedHead
+                              ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Probabilities and familiarity from features :meth:`features` computed (every kind :meth:`needs`)."""
         familiarity = self.familiarity(features["cnn"]) if self.familiarity is not None else None
         inner = head.head if isinstance(head, CalibratedHead) else head
         if isinstance(head, CalibratedHead):

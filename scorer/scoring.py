@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import time
 from collections import Counter, OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -78,15 +78,37 @@ def peak_rss_mb() -> float | None:
     return round(peak / (1024 * 1024 if sys.platform == "darwin" else 1024), 1)
 
 
-def output_columns(genres: list[str]) -> list[str]:
-    return [*OUTPUT_COLUMNS[:_BEFORE_GENRES], *(f"p_{g}" for g in genres), *OUTPUT_COLUMNS[_BEFORE_GENRES:]]
+#: the column of each cover's network features, with ``embeddings=True`` (``--embeddings``)
+EMBEDDING = "embedding"
 
 
-def check_passthrough(columns: list[str], genres: list[str]) -> None:
-    clash = sorted(set(columns) & set(output_columns(genres)))
+def output_columns(genres: list[str], also: Sequence[Companion] = (), embeddings: bool = False) -> list[str]:
+    """The columns a scoring run adds, in order: the main model's, each companion model's, the embedding."""
+    return [*OUTPUT_COLUMNS[:_BEFORE_GENRES], *(f"p_{g}" for g in genres), *OUTPUT_COLUMNS[_BEFORE_GENRES:],
+            *(c for companion in also for c in companion.columns), *([EMBEDDING] if embeddings else [])]
+
+
+def check_passthrough(columns: list[str], outputs: list[str]) -> None:
+    """The input's columns may not be output columns (``outputs``: :func:`output_columns`)."""
+    clash = sorted(set(columns) & set(outputs))
     if clash:
         raise UsageError(f"input column(s) {', '.join(clash)} would be overwritten by the scorer's output; "
                          f"rename them (is this already a scored file?)")
+
+
+@dataclass(frozen=True)
+class Companion:
+    """A second model scored beside the main one (``--also``): its labels go to ``<name>_label``,
+    ``<name>_prob`` and ``<name>_p_<label>``, and ``keep`` (its share of ``--keep``) joins the main filter."""
+
+    name: str
+    model: Model
+    head_name: str
+    keep: KeepFilter
+
+    @property
+    def columns(self) -> list[str]:
+        return [f"{self.name}_label", f"{self.name}_prob", *(f"{self.name}_p_{g}" for g in self.model.genres)]
 
 
 @dataclass(frozen=True)
@@ -97,6 +119,8 @@ class Verdict:
     error: str | None = None
     proba: np.ndarray | None = None
     familiarity: float | None = None
+    also: tuple[np.ndarray, ...] = ()  # each companion model's probabilities
+    embedding: np.ndarray | None = None  # float16 network features, with ``embeddings``
 
 
 @dataclass
@@ -116,9 +140,15 @@ class Scorer:
     workers: int = 4
     chunk_rows: int = 4096
     memo_size: int = 200_000
+    also: tuple[Companion, ...] = ()
+    #: add each cover's network features as the ``embedding`` column
+    embeddings: bool = False
 
     def __post_init__(self) -> None:
         self.head = self.model.head(self.head_name)
+        self._also_heads = [c.model.head(c.head_name) for c in self.also]
+        if self.embeddings:  # a remembered verdict holds its features: 2.5 kB each for the shipped network
+            self.memo_size = min(self.memo_size, 20_000)
         if self.batch_size is None:
             uses_cnn = "cnn" in self.model.kinds_for(self.head)
             self.batch_size = self.model.cnn.preferred_batch if uses_cnn else 16
@@ -167,39 +197,80 @@ class Scorer:
         stream = decoded(urls, lambda u: u, self.fetcher, self.workers, window=max(64, 4 * self.batch_size))
         for batch in batched(stream, self.batch_size):
             images = stack_images(batch)
-            probs, familiarity = (self.model.predict_with_familiarity(images, self.head) if len(images)
-                                  else (np.zeros((0, len(self.model.genres))), None))
+            probs, familiarity, also, embedding = self._infer(images)
             ok = iter(range(len(probs)))
             for o in batch:
                 if o.error is None:
                     i = next(ok)
                     yield o.item, Verdict("ok", proba=probs[i],
-                                          familiarity=None if familiarity is None else float(familiarity[i]))
+                                          familiarity=None if familiarity is None else float(familiarity[i]),
+                                          also=tuple(p[i] for p in also),
+                                          embedding=None if embedding is None else embedding[i])
                 else:
                     yield o.item, Verdict(o.error.code, o.error.message)
             on_progress(len(batch))
+
+    def _infer(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, list[np.ndarray],
+                                                  np.ndarray | None]:
+        """Probabilities, familiarity, each companion's probabilities and the embeddings of an image batch.
+        Companions with the main model's network reuse its features: one network run per batch."""
+        if not len(images):
+            return np.zeros((0, len(self.model.genres))), None, [np.zeros((0, len(c.model.genres))) for c in
+                                                                 self.also], None
+        features = self.model.features(images, self.model.needs(self.head, cnn=self.embeddings))
+        probs, familiarity = self.model.predict_from_features(features, self.head)
+        also = []
+        for companion, head in zip(self.also, self._also_heads):
+            same = companion.model.network_key == self.model.network_key
+            known = features if same else {k: v for k, v in features.items() if k == "colour"}
+            also.append(companion.model.predict_from_features(
+                companion.model.features(images, companion.model.needs(head), known), head)[0])
+        embedding = features["cnn"].astype(np.float16) if self.embeddings else None
+        return probs, familiarity, also, embedding
 
     def assemble(self, rows: pa.Table, verdicts: list[Verdict]) -> pa.Table:
         """``rows`` with the score columns appended (``kept`` from this scorer's filter)."""
         genres = self.model.genres
         proba = np.full((len(verdicts), len(genres)), np.nan, dtype=np.float32)
         familiarity = np.full(len(verdicts), np.nan, dtype=np.float32)
+        also = [np.full((len(verdicts), len(c.model.genres)), np.nan, dtype=np.float32) for c in self.also]
+        embedding = None
         for i, v in enumerate(verdicts):
             if v.proba is not None:
                 proba[i] = v.proba
+                for j, p in enumerate(v.also):
+                    also[j][i] = p
             if v.familiarity is not None:
                 familiarity[i] = v.familiarity
+            if v.embedding is not None:
+                if embedding is None:
+                    embedding = np.zeros((len(verdicts), len(v.embedding)), dtype=np.float16)
+                embedding[i] = v.embedding
         return append_scores(rows, [v.status for v in verdicts], [v.error for v in verdicts], proba,
-                             self.keep, genres, self.head.name, self.model.version, familiarity=familiarity)
+                             self.keep, genres, self.head.name, self.model.version, familiarity=familiarity,
+                             also=list(zip(self.also, also)),
+                             embedding=(embedding, self.embedding_size) if self.embeddings else None)
+
+    @property
+    def embedding_size(self) -> int:
+        """The length of an ``embedding`` (the network's feature size)."""
+        return int(self.model.cnn.dim)
 
 
 def append_scores(rows: pa.Table, status: list[str], errors: list, proba: np.ndarray,
                   keep: KeepFilter, genres: list[str], head: str, version: str,
-                  scored_at: pa.Array | None = None, familiarity: np.ndarray | None = None) -> pa.Table:
-    """The output schema in one place: passthrough columns, then status … scored_at. ``familiarity`` is
-    null where it is NaN or not given (a model without a familiarity scale)."""
+                  scored_at: pa.Array | None = None, familiarity: np.ndarray | None = None,
+                  also: Sequence[tuple[Companion, np.ndarray]] = (),
+                  embedding: tuple[np.ndarray | None, int] | pa.Array | None = None) -> pa.Table:
+    """The output schema in one place: passthrough columns, then status … scored_at, each companion's columns
+    and the embedding (``(features or None, size)``, or the column itself). ``familiarity`` is null where it is
+    NaN or not given (a model without a familiarity scale). A row is kept when the main filter and every
+    companion's keep it."""
     ok = np.array([s == "ok" for s in status], dtype=bool)
     kept = keep.apply(proba, genres)
+    for companion, p in also:
+        if companion.keep.genres:
+            kept &= companion.keep.apply(p, companion.model.genres)
     top = np.where(ok, np.nan_to_num(proba, nan=-1).argmax(axis=1), -1)
     n = len(status)
     cols = {
@@ -218,7 +289,32 @@ def append_scores(rows: pa.Table, status: list[str], errors: list, proba: np.nda
     cols["model_version"] = pa.array([version] * n, pa.string())
     cols["scored_at"] = scored_at if scored_at is not None else pa.array(
         [datetime.now(timezone.utc)] * n, pa.timestamp("us", tz="UTC"))
+    for companion, p in also:
+        cols.update(_label_columns(companion, p, ok))
+    if isinstance(embedding, tuple):
+        cols[EMBEDDING] = embedding_column(embedding[0], embedding[1], ok)
+    elif embedding is not None:
+        cols[EMBEDDING] = embedding
     out = rows
     for name, col in cols.items():
         out = out.append_column(name, col)
     return out
+
+
+def _label_columns(companion: Companion, proba: np.ndarray, ok: np.ndarray) -> dict[str, pa.Array]:
+    labels, n = companion.model.genres, len(ok)
+    top = np.where(ok, np.nan_to_num(proba, nan=-1).argmax(axis=1), -1)
+    cols = {f"{companion.name}_label": pa.array([labels[t] if t >= 0 else None for t in top], pa.string()),
+            f"{companion.name}_prob": pa.array(np.where(ok, proba[np.arange(n), np.maximum(top, 0)], np.nan),
+                                               pa.float32(), mask=~ok)}
+    for j, g in enumerate(labels):
+        cols[f"{companion.name}_p_{g}"] = pa.array(proba[:, j], pa.float32(), mask=~ok)
+    return cols
+
+
+def embedding_column(features: np.ndarray | None, size: int, ok: np.ndarray) -> pa.Array:
+    """``fixed_size_list<halffloat>[size]``, null where the row is not ``ok``."""
+    n = len(ok)
+    values = np.zeros((n, size), dtype=np.float16) if features is None else np.asarray(features, np.float16)
+    flat = pa.array(values.reshape(-1), pa.float16())
+    return pa.FixedSizeListArray.from_arrays(flat, size, mask=pa.array(~ok))

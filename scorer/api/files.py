@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from scorer.api.scoring import ModelArg
+from scorer.api.scoring import AlsoArg, ModelArg
 from scorer.errors import UsageError
 from scorer.options import Options, blas_threads, check_number
 
@@ -35,7 +35,8 @@ class FileRun:
 
 def score_catalog(input: str | os.PathLike, out: str | os.PathLike, *, keep: str | Sequence[str] | None = None,
                   min_prob: float | None = None, head: str | None = None, model: ModelArg = None,
-                  engine: str = "local", shard_rows: int = 10_000, rescore: bool = False,
+                  also: AlsoArg = None, embeddings: bool = False, engine: str = "local", shard_rows: int = 10_000,
+                  rescore: bool = False,
                   encoding: str | None = None, progress: bool | None = False,
                   allow_private_hosts: bool = False, concurrency: int = 64, per_host: int = 16,
                   timeout: float = 60.0, retries: int = 3, cache: bool = True,
@@ -48,12 +49,13 @@ def score_catalog(input: str | os.PathLike, out: str | os.PathLike, *, keep: str
                       timeout=timeout, retries=retries, cache=cache, cache_max_size=cache_max_size,
                       local_files=local_files, precision=precision, tta=tta, batch_size=batch_size, workers=workers)
     return _score_file("catalog", input, out, keep, min_prob, head, model, engine, shard_rows, rescore, encoding,
-                       progress, options)
+                       progress, options, also, embeddings)
 
 
 def score_links(input: str | os.PathLike, out: str | os.PathLike, *, keep: str | Sequence[str] | None = None,
                 min_prob: float | None = None, head: str | None = None, model: ModelArg = None,
-                encoding: str | None = None, progress: bool | None = False,
+                also: AlsoArg = None, embeddings: bool = False, encoding: str | None = None,
+                progress: bool | None = False,
                 allow_private_hosts: bool = False, concurrency: int = 64, per_host: int = 16, timeout: float = 60.0,
                 retries: int = 3, cache: bool = True, cache_max_size: str | int | None = None,
                 local_files: bool = True, precision: str | None = None, tta: str | None = None,
@@ -64,11 +66,11 @@ def score_links(input: str | os.PathLike, out: str | os.PathLike, *, keep: str |
                       timeout=timeout, retries=retries, cache=cache, cache_max_size=cache_max_size,
                       local_files=local_files, precision=precision, tta=tta, batch_size=batch_size, workers=workers)
     return _score_file("links", input, out, keep, min_prob, head, model, "local", 10_000, False, encoding,
-                       progress, options)
+                       progress, options, also, embeddings)
 
 
 def _score_file(kind: str, input, out, keep, min_prob, head, model, engine: str, shard_rows: int, rescore: bool,
-                encoding, progress, options: Options) -> FileRun:
+                encoding, progress, options: Options, also: AlsoArg = None, embeddings: bool = False) -> FileRun:
     from scorer.plan import ScoringPlan
     from scorer.runners import files as run
 
@@ -83,7 +85,8 @@ def _score_file(kind: str, input, out, keep, min_prob, head, model, engine: str,
     check_number("--shard-rows", shard_rows, 1)
     if dataset and kind != "catalog":
         raise UsageError(f"--out {out}: give a .parquet file name")
-    plan = ScoringPlan.build(model=model, head=head, keep=keep, min_prob=min_prob, options=options)
+    plan = ScoringPlan.build(model=model, head=head, keep=keep, min_prob=min_prob, options=options, also=also,
+                             embeddings=embeddings)
     found = _text_encoding(input, encoding)
     with blas_threads(1):
         if not dataset:
@@ -116,7 +119,8 @@ def _text_encoding(input: Path, given: str | None):
 
 
 def score_playlist(playlist: str, *, keep: str | Sequence[str] | None = None, min_prob: float | None = None,
-                   head: str | None = None, model: ModelArg = None, out: str | os.PathLike | None = None,
+                   head: str | None = None, model: ModelArg = None, also: AlsoArg = None, embeddings: bool = False,
+                   out: str | os.PathLike | None = None,
                    user: bool = False, save_playlist: str | None = None,
                    token_cache: str | os.PathLike | None = None, progress: bool | None = False,
                    allow_private_hosts: bool = False, concurrency: int = 64, per_host: int = 16,
@@ -144,7 +148,8 @@ def score_playlist(playlist: str, *, keep: str | Sequence[str] | None = None, mi
                       timeout=timeout, retries=retries, cache=cache, cache_max_size=cache_max_size,
                       local_files=local_files, precision=precision, tta=tta, batch_size=batch_size, workers=workers)
     check_playlist(playlist, out_path, user, save_playlist)
-    plan = ScoringPlan.build(model=model, head=head, keep=keep, min_prob=min_prob, options=options)
+    plan = ScoringPlan.build(model=model, head=head, keep=keep, min_prob=min_prob, options=options, also=also,
+                             embeddings=embeddings)
     with blas_threads(1):
         result = run_playlist(playlist, plan, out_path, user=user, save_as=save_playlist,
                               token_cache=Path(token_cache) if token_cache is not None else None,

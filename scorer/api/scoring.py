@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 Covers = Union["pd.DataFrame", str, os.PathLike, Iterable[Any]]
 #: a model: None (the shipped default), a shipped model's name, a model directory, or a loaded :class:`Model`
 ModelArg = Union["Model", str, os.PathLike, None]
+#: models scored beside the main one (``also=``): a model, ``"NAME=FOLDER"``, a list of these, or ``{name: model}``
+AlsoArg = Union["Model", str, os.PathLike, Sequence[Any], Mapping[str, Any], None]
 #: the file suffixes read as a catalog when ``covers`` is a single path
 CATALOG_SUFFIXES = (".csv", ".jsonl", ".ndjson", ".json", ".parquet", ".pq")
 #: the column of covers unless ``url_col`` names another
@@ -43,8 +45,9 @@ def load_model(path_or_name: str | os.PathLike | None = None, precision: str | N
 
 
 def score(covers: Covers, *, keep: str | Sequence[str] | None = None, min_prob: float | None = None,
-          head: str | None = None, model: ModelArg = None, url_col: str = URL_COL,
-          allow_private_hosts: bool = False, concurrency: int = 64, per_host: int = 16, timeout: float = 60.0,
+          head: str | None = None, model: ModelArg = None, also: AlsoArg = None, embeddings: bool = False,
+          url_col: str = URL_COL, allow_private_hosts: bool = False, concurrency: int = 64, per_host: int = 16,
+          timeout: float = 60.0,
           retries: int = 3, cache: bool = True, cache_max_size: str | int | None = None, local_files: bool = True,
           precision: str | None = None, tta: str | None = None, batch_size: int | None = None, workers: int = 4,
           encoding: str | None = None, progress: bool = False) -> pd.DataFrame:
@@ -65,11 +68,19 @@ def score(covers: Covers, *, keep: str | Sequence[str] | None = None, min_prob: 
     ``--allow-private-hosts``, ``local_files=False`` is ``--no-local-files``; see ``scorer catalog --help``).
     ``df.attrs["scorer"]`` records the model, head, filter and the run's summary.
 
+    ``also`` scores other models beside ``model`` in the same pass (one fetch and decode per cover, one network
+    run when they share the network): a model folder or name, ``"NAME=FOLDER"``, a list of these or a
+    ``{name: model}`` mapping. Each adds ``<name>_label``, ``<name>_prob`` and ``<name>_p_<label>``; ``keep``
+    may name labels of any of them (``"rock,like"``: rock covers the taste model would like; ``NAME:label``
+    picks one model's label), and a row is kept when every model given labels keeps it. ``embeddings=True``
+    adds ``embedding``: each cover's network features (float16, the model's network) for :func:`scorer.similar`.
+
     Raises :class:`~scorer.errors.UsageError` for a bad argument, before any cover is fetched.
     """
     import pandas as pd
 
-    chunks = iter_scores(covers, keep=keep, min_prob=min_prob, head=head, model=model, url_col=url_col,
+    chunks = iter_scores(covers, keep=keep, min_prob=min_prob, head=head, model=model, also=also,
+                         embeddings=embeddings, url_col=url_col,
                          allow_private_hosts=allow_private_hosts, concurrency=concurrency, per_host=per_host,
                          timeout=timeout, retries=retries, cache=cache, cache_max_size=cache_max_size,
                          local_files=local_files, precision=precision, tta=tta, batch_size=batch_size,
@@ -103,8 +114,9 @@ class ScoreChunks(Iterator[Any]):
 
 
 def iter_scores(covers: Covers, *, keep: str | Sequence[str] | None = None, min_prob: float | None = None,
-                head: str | None = None, model: ModelArg = None, url_col: str = URL_COL,
-                allow_private_hosts: bool = False, concurrency: int = 64, per_host: int = 16, timeout: float = 60.0,
+                head: str | None = None, model: ModelArg = None, also: AlsoArg = None, embeddings: bool = False,
+                url_col: str = URL_COL, allow_private_hosts: bool = False, concurrency: int = 64, per_host: int = 16,
+          timeout: float = 60.0,
                 retries: int = 3, cache: bool = True, cache_max_size: str | int | None = None,
                 local_files: bool = True, precision: str | None = None, tta: str | None = None,
                 batch_size: int | None = None, workers: int = 4, encoding: str | None = None,
@@ -132,7 +144,8 @@ def iter_scores(covers: Covers, *, keep: str | Sequence[str] | None = None, min_
         from scorer.sources.memory import check_covers
 
         check_covers(covers)
-    plan = ScoringPlan.build(model=model, head=head, keep=keep, min_prob=min_prob, options=options)
+    plan = ScoringPlan.build(model=model, head=head, keep=keep, min_prob=min_prob, options=options, also=also,
+                             embeddings=embeddings)
     return _Run(plan, url_col).chunks(path if path is not None else covers, chunk_rows, encoding, arrow, progress)
 
 
@@ -171,7 +184,7 @@ class _Run:
             first = next(source)  # checks the DataFrame's columns now, not at the first chunk
             columns = [str(c) for c in first.columns]
             source = _chain(first, source)
-        check_passthrough(columns, self.plan.model.genres)  # the cover column too: an output column may not be it
+        check_passthrough(columns, self.plan.columns())  # the cover column too: an output column may not be it
         scorer = self.plan.scorer(None, chunk_rows=chunk_rows)
         return ScoreChunks(self._stream(scorer, source, base_dir, arrow, progress), scorer.summary)
 

@@ -13,10 +13,12 @@ from scorer.cli.cache import cache_app
 from scorer.cli.dataset import dataset_app
 from scorer.cli.options import (
     AllowPrivateOpt,
+    AlsoOpt,
     BatchOpt,
     CacheOpt,
     CacheSizeOpt,
     ConcurrencyOpt,
+    EmbeddingsOpt,
     HeadOpt,
     JsonOpt,
     KeepOpt,
@@ -106,6 +108,8 @@ def _file_command(name: str, input_help: str, doc: str) -> None:
         head: HeadOpt = None,
         min_prob: MinProbOpt = None,
         model: ModelOpt = None,
+        also: AlsoOpt = None,
+        embeddings: EmbeddingsOpt = False,
         batch_size: BatchOpt = None,
         precision: PrecisionOpt = None,
         tta: TtaOpt = None,
@@ -140,7 +144,8 @@ def _file_command(name: str, input_help: str, doc: str) -> None:
         extra = dict(shard_rows=shard_rows, rescore=rescore, engine=engine) if name == "catalog" else {}
         try:
             result = score_file(
-                input, out, keep=keep, head=head, min_prob=min_prob, model=model, encoding=encoding,
+                input, out, keep=keep, head=head, min_prob=min_prob, model=model, also=also or None,
+                embeddings=embeddings, encoding=encoding,
                 progress=None, batch_size=batch_size, precision=precision, tta=tta, workers=workers,
                 concurrency=concurrency, per_host=per_host, timeout=timeout, retries=retries, cache=cache,
                 cache_max_size=cache_max_size, allow_private_hosts=allow_private_hosts,
@@ -181,6 +186,8 @@ def playlist(
     head: HeadOpt = None,
     min_prob: MinProbOpt = None,
     model: ModelOpt = None,
+    also: AlsoOpt = None,
+    embeddings: EmbeddingsOpt = False,
     user: Annotated[bool, typer.Option(
         "--user", help="Sign in as yourself (PKCE) to read private playlists; token cached user-only.")] = False,
     save_playlist: Annotated[Optional[str], typer.Option(
@@ -213,7 +220,8 @@ def playlist(
 
     try:
         scored = api.score_playlist(
-            playlist, keep=keep, head=head, min_prob=min_prob, model=model, out=out, user=user,
+            playlist, keep=keep, head=head, min_prob=min_prob, model=model, also=also or None, embeddings=embeddings,
+            out=out, user=user,
             save_playlist=save_playlist, token_cache=token_cache, progress=None, batch_size=batch_size,
             precision=precision, tta=tta, workers=workers, concurrency=concurrency, per_host=per_host,
             timeout=timeout, retries=retries, cache=cache, cache_max_size=cache_max_size,

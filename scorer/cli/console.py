@@ -278,11 +278,15 @@ def print_playlist(scored, out: Path | None) -> None:
     info, s = run["playlist"], run["summary"]
     c.print(f"[bold]{info.get('name') or info['id']}[/] by {info.get('owner') or '?'} · {len(scored)} tracks, "
             f"{run['distinct_covers']} distinct covers")
-    t = Table("#", "track", "artist", "genre", "prob.", "kept", box=None)
-    for r in scored[["position", "title", "artist", "status", "genre", "genre_prob", "kept"]].itertuples():
-        genre = r.genre if r.status == "ok" else f"[red]{r.status}[/]"
-        prob = f"{r.genre_prob:.2f}" if r.status == "ok" else ""
-        t.add_row(str(r.position + 1), _text(r.title), _text(r.artist), genre, prob,
+    also = [c[:-len("_label")] for c in scored.columns
+            if c.endswith("_label") and f"{c[:-len('_label')]}_prob" in scored.columns]  # --also models
+    t = Table("#", "track", "artist", "genre", "prob.", *also, "kept", box=None)
+    for _, r in scored.iterrows():
+        ok = r.status == "ok"
+        genre = r.genre if ok else f"[red]{r.status}[/]"
+        prob = f"{r.genre_prob:.2f}" if ok else ""
+        labels = [f"{r[f'{a}_label']} {r[f'{a}_prob']:.2f}" if ok else "" for a in also]
+        t.add_row(str(r.position + 1), _text(r.title), _text(r.artist), genre, prob, *labels,
                   "[green]yes[/]" if r.kept else "no")
     c.print(t)
     failed = sorted(s["failed"].items(), key=lambda kv: -kv[1])

@@ -24,7 +24,15 @@ ModelOpt = Annotated[Optional[Path], typer.Option("--model", help="Model directo
 FeaturizerOpt = Annotated[Optional[Path], typer.Option(
     "--featurizer", help="CNN featurizer ONNX file (default: the shipped EfficientNet-Lite0).")]
 HeadOpt = Annotated[Optional[str], typer.Option("--head", help="Head to score with (default: the model's best by CV).")]
-KeepOpt = Annotated[Optional[str], typer.Option("--keep", help="Comma-separated genres to keep, e.g. rock,pop.")]
+KeepOpt = Annotated[Optional[str], typer.Option(
+    "--keep", help="Comma-separated genres to keep, e.g. rock,pop; with --also, labels of any of the models "
+                   "(rock,like: rock covers the other model would like).")]
+AlsoOpt = Annotated[Optional[list[str]], typer.Option(
+    "--also", help="Another model (folder or name) scored in the same pass, adding NAME_label, NAME_prob and "
+                   "NAME_p_<label> columns (NAME: the model's name, or --also NAME=FOLDER). Repeatable.",
+    show_default=False)]
+EmbeddingsOpt = Annotated[bool, typer.Option(
+    "--embeddings", help="Add each cover's network features (float16) as an embedding column, for scorer similar.")]
 MinProbOpt = Annotated[Optional[float], typer.Option(
     "--min-prob", help="Keep rows whose kept genres' summed probability reaches this (0-1), instead of top-1.")]
 

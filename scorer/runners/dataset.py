@@ -25,7 +25,7 @@ import pyarrow as pa
 from scorer.options import check_number
 from scorer.plan import ScoringPlan
 from scorer.progress import progress
-from scorer.scoring import Scorer, Summary, append_scores, check_passthrough, peak_rss_mb
+from scorer.scoring import EMBEDDING, Scorer, Summary, append_scores, check_passthrough, peak_rss_mb
 from scorer.sinks.dataset import DatasetSink, fingerprint
 from scorer.sources.catalog import iter_catalog
 from scorer.sources.rows import ROW_ERROR
@@ -55,10 +55,9 @@ def run_dataset(input: Path, out: str, plan: ScoringPlan, shard_rows: int = 10_0
     checked before anything is fetched."""
     check_number("--shard-rows", shard_rows, 1)
     schema, chunks = iter_catalog(input, shard_rows, encoding)
-    check_passthrough(schema.names, plan.model.genres)
+    check_passthrough(schema.names, plan.columns())
     sink = DatasetSink(out)
-    settings = {"model_version": plan.model.version, "head": plan.head, "keep": list(plan.keep.genres),
-                "min_prob": plan.keep.min_prob}
+    settings = plan.settings()
     metadata = plan.metadata(input=str(input), shard_rows=shard_rows)
     report = RunReport()
     start = time.perf_counter()
@@ -80,7 +79,9 @@ def run_dataset(input: Path, out: str, plan: ScoringPlan, shard_rows: int = 10_0
                     report.summary.add(sink.read_columns(i, ["status", "genre", "kept"]))
                     entry = {"rows": chunk.num_rows, "skipped": True}
                 else:
-                    prev = None if rescore or previous is None else sink.read_part(i)
+                    same = previous is not None and all(previous.get("shard", {}).get(k) == settings.get(k)
+                                                        for k in ("also", "embeddings"))
+                    prev = sink.read_part(i) if same and not rescore else None  # companions' scores carry too
                     table, carried = score_shard(scorer, chunk, prev)
                     sink.write_part(i, table, {**metadata, "shard": shard})
                     report.summary.add(table)
@@ -134,6 +135,10 @@ def carried(scorer: Scorer, rows: pa.Table, previous: pa.Table) -> pa.Table:
     proba = np.stack([previous.column(f"p_{g}").to_numpy(zero_copy_only=False) for g in genres], axis=1)
     familiarity = (previous.column("familiarity").to_numpy(zero_copy_only=False).astype(np.float32)
                    if "familiarity" in previous.column_names else None)
+    also = [(c, np.stack([previous.column(f"{c.name}_p_{g}").to_numpy(zero_copy_only=False) for g in c.model.genres],
+                         axis=1).astype(np.float32)) for c in scorer.also]
+    embedding = previous.column(EMBEDDING).combine_chunks() if scorer.embeddings else None
     return append_scores(rows, ["ok"] * n, [None] * n, proba.astype(np.float32), scorer.keep, genres,
                          scorer.head.name, scorer.model.version,
-                         scored_at=previous.column("scored_at").combine_chunks(), familiarity=familiarity)
+                         scored_at=previous.column("scored_at").combine_chunks(), familiarity=familiarity,
+                         also=also, embedding=embedding)

@@ -56,7 +56,7 @@ def run_file(read: Callable[[Path], tuple[pa.Schema, Iterator[pa.Table]]], input
     before the first cover is fetched."""
     check_out(out)
     schema, chunks = read(input)
-    check_passthrough(schema.names, plan.model.genres)
+    check_passthrough(schema.names, plan.columns())
     meta = plan.metadata(input=str(input), **metadata)
     with plan.fetcher(base_dir) as fetcher:
         return score_chunks(chunks, Path(out), plan.scorer(fetcher), meta, show_progress=show_progress)

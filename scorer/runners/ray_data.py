@@ -19,9 +19,9 @@ from pathlib import Path
 import pyarrow as pa
 
 from scorer.fetch import CoverFetcher, FetchOptions
-from scorer.filters import KeepFilter
-from scorer.plan import ScoringPlan, open_model
-from scorer.scoring import Scorer, Summary, check_passthrough
+from scorer.options import Options
+from scorer.plan import ScoringPlan
+from scorer.scoring import Summary, check_passthrough
 from scorer.sinks.dataset import META_DIR, DatasetSink
 from scorer.sources.catalog import FORMATS, iter_catalog
 from scorer.sources.text import Encoding, file_encoding
@@ -33,11 +33,12 @@ class ScoreStage:
 
     def __init__(self, model_dir: str | None, head: str, keep: list[str], min_prob: float | None,
                  fetch: FetchOptions, base_dir: str, batch_size: int | None, workers: int, precision: str,
-                 tta: str = "none"):
-        model = open_model(Path(model_dir) if model_dir else None, head, precision, tta)
+                 tta: str = "none", also: dict[str, str] | None = None, embeddings: bool = False):
+        plan = ScoringPlan.build(model=Path(model_dir) if model_dir else None, head=head, keep=keep, min_prob=min_prob,
+                                 options=Options(precision=precision, tta=tta, batch_size=batch_size, workers=workers),
+                                 also=also or None, embeddings=embeddings)
         self.fetcher = CoverFetcher(fetch, base_dir=Path(base_dir))
-        keep_filter = KeepFilter.parse(",".join(keep), model.genres, min_prob, model.aliases)
-        self.scorer = Scorer(model, head, keep_filter, self.fetcher, batch_size=batch_size, workers=workers)
+        self.scorer = plan.scorer(self.fetcher)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         return self.scorer.score(batch)
@@ -45,8 +46,12 @@ class ScoreStage:
 
 def stage_arguments(plan: ScoringPlan, base_dir: Path) -> dict:
     """What a worker's :class:`ScoreStage` is built from: the plan, by value."""
-    return dict(model_dir=str(plan.model.dir), head=plan.head, keep=list(plan.keep.genres),
-                min_prob=plan.keep.min_prob, fetch=plan.fetch, base_dir=str(base_dir), batch_size=plan.batch_size,
+    keep = [*plan.keep.genres, *(f"{c.name}:{g}" for c in plan.also for g in c.keep.genres)]
+    min_prob = plan.keep.min_prob if plan.keep.min_prob is not None else next(
+        (c.keep.min_prob for c in plan.also if c.keep.min_prob is not None), None)
+    return dict(model_dir=str(plan.model.dir), head=plan.head, keep=keep, min_prob=min_prob,
+                also={c.name: str(c.model.dir) for c in plan.also}, embeddings=plan.embeddings, fetch=plan.fetch,
+                base_dir=str(base_dir), batch_size=plan.batch_size,
                 workers=plan.workers, precision=plan.model.precision, tta=plan.model.tta)
 
 
@@ -71,7 +76,7 @@ def run_ray(input: Path, out: str, plan: ScoringPlan, shard_rows: int = 10_000, 
     if FORMATS[Path(input).suffix.lower()] != "parquet":
         encoding = file_encoding(Path(input), encoding)  # once: both readers below take it as found
     schema, _ = iter_catalog(input, 1, encoding)
-    check_passthrough(schema.names, plan.model.genres)
+    check_passthrough(schema.names, plan.columns())
     if not ray.is_initialized():
         ray.init(address=os.environ.get("RAY_ADDRESS"), include_dashboard=False, log_to_driver=False)
     actors = actors or max(1, int(ray.available_resources().get("CPU", 1)) // 2)
