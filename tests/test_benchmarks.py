@@ -31,3 +31,15 @@ def test_model_only_case_on_real_covers(covers_dir):
     rows = [json.loads(line) for line in r.stdout.splitlines()]
     assert [(x["precision"], x["batch"], x["images"]) for x in rows] == [("fp32", 2, 4), ("int8", 2, 4)]
     assert all(x["img_per_s"]["median"] > 0 for x in rows)
+
+
+@pytest.mark.shared_data
+def test_also_benchmark_measures_every_case(covers_dir):
+    r = subprocess.run([sys.executable, "-m", "benchmarks.also", "--per-genre", "1", "--reps", "1"], cwd=REPO,
+                       capture_output=True, text=True, check=False)
+    assert r.returncode == 0, r.stderr
+    rows = [json.loads(line) for line in r.stdout.splitlines()]
+    assert [x["case"] for x in rows[:4]] == ["alone", "also, shared network", "also, own network", "embeddings"]
+    assert all(x["covers"] == 5 and x["covers_per_second"]["median"] > 0 for x in rows[:4])
+    sizes = rows[4]
+    assert sizes["with embeddings"] > sizes["without embeddings"] + 1280  # 1,280 float16 features, compressed
