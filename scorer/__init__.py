@@ -20,6 +20,7 @@ from scorer.version import __version__
 _EXPORTS = {
     "load_model": "api", "score": "api", "iter_scores": "api", "score_catalog": "api", "score_links": "api",
     "score_playlist": "api", "evaluate": "api", "train": "api", "report": "api", "dataset_musicbrainz": "api",
+    "dataset_deezer": "api", "dataset_playlists": "api",
     "cache_info": "api", "prune_cache": "api", "clear_cache": "api", "ScoreChunks": "api", "FileRun": "api",
     "Model": "model", "ScorerError": "errors", "UsageError": "errors", "InputNotFound": "errors",
     "RunLocked": "errors", "ServiceError": "errors", "STATUS_CODES": "errors", "EXIT_CODES": "errors",
@@ -30,6 +31,7 @@ __all__ = [  # the names of _EXPORTS, spelled out for tools that read __all__ wi
     "EXIT_CODES", "STATUS_CODES", "FileRun", "InputNotFound", "Model", "RunLocked", "ScoreChunks", "ScorerError",
     "ServiceError", "UsageError", "__version__",
     "cache_info", "clear_cache", "dataset_musicbrainz", "evaluate", "iter_scores", "load_model", "prune_cache",
+    "dataset_deezer", "dataset_playlists",
     "report", "score", "score_catalog", "score_links", "score_playlist", "train",
     "similar",
 ]
@@ -40,7 +42,9 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time, __getattr_
         ScoreChunks,
         cache_info,
         clear_cache,
+        dataset_deezer,
         dataset_musicbrainz,
+        dataset_playlists,
         evaluate,
         iter_scores,
         load_model,

@@ -17,6 +17,7 @@ Parquet; ``training``: train, evaluate, report, labelled sets; ``cache``: the ca
 """
 
 from scorer.api.cache import cache_info, clear_cache, prune_cache
+from scorer.api.datasets import dataset_deezer, dataset_playlists
 from scorer.api.files import FileRun, score_catalog, score_links, score_playlist
 from scorer.api.scoring import CATALOG_SUFFIXES, Covers, ModelArg, ScoreChunks, iter_scores, load_model, score
 from scorer.api.similar import similar
@@ -35,6 +36,7 @@ from scorer.api.training import (
 __all__ = [
     "CATALOG_SUFFIXES", "EXPORT_MODULES", "TRAIN_MODULES", "TRAIN_SIZE", "Covers", "Data", "FileRun", "ModelArg",
     "ScoreChunks", "cache_info", "clear_cache", "dataset_musicbrainz", "evaluate", "iter_scores", "load_model",
+    "dataset_deezer", "dataset_playlists",
     "prune_cache", "report", "require", "score", "score_catalog", "score_links", "score_playlist", "train",
     "similar",
 ]

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING
 from scorer.options import Options
 
 if TYPE_CHECKING:
-    from scorer.datasets.journal import BuildSummary
+    from scorer.datasets.journal import BuildSummary, PlaylistSummary
+    from scorer.datasets.playlists import Labels
 
 #: notes (going on from a journal) go to this logger at INFO; the command line prints them
 notes = logging.getLogger("scorer")
@@ -35,3 +36,21 @@ def dataset_deezer(genres: str | int | Sequence[str | int], out: str | os.PathLi
                     cache=cache, cache_max_size=cache_max_size).check().fetch()
     names = [genres] if isinstance(genres, (str, int)) else list(genres)
     return build_deezer(names, per_genre, Path(out), per_artist=per_artist, fetch=fetch, log=notes.info)
+
+
+def dataset_playlists(labels: Labels, out: str | os.PathLike, *, timeout: float = 60.0, cache: bool = True,
+                      cache_max_size: str | int | None = None, allow_private_hosts: bool = False) -> PlaylistSummary:
+    """``scorer dataset playlists``: build (or go on building) a labelled cover set in ``out`` from Deezer
+    playlists, one row per distinct album, labelled with its playlist's label. ``labels`` maps each label (a short
+    name: letters, digits, ``-``, ``_``) to a playlist link or a list of them, or is a list of ``(label,
+    playlist)`` pairs or ``"label=playlist"`` strings: ``{"like": [liked, more_liked], "skip": skipped}`` teaches
+    a taste. An album under two labels is left out and counted. Spotify playlists are refused (Spotify's
+    Developer Policy forbids training models on its content). Raises ``UsageError`` before any request for a bad
+    argument, ``scorer.services.deezer.DeezerAccessError`` before any cover is fetched when Deezer refuses a
+    playlist (private, missing), and ``scorer.datasets.journal.PlaylistsInterrupted`` (with what was got) when
+    Deezer's image host keeps failing."""
+    from scorer.datasets.playlists import build_playlists
+
+    fetch = Options(allow_private_hosts=allow_private_hosts, concurrency=8, per_host=8, timeout=timeout, retries=5,
+                    cache=cache, cache_max_size=cache_max_size).check().fetch()
+    return build_playlists(labels, Path(out), fetch=fetch, log=notes.info)

@@ -64,3 +64,72 @@ def dataset_musicbrainz(
         print_build(summary, stopped)
     if code:
         raise typer.Exit(code)
+
+
+@dataset_app.command("playlists")
+def dataset_playlists(
+    label: Annotated[list[str], typer.Option(
+        "--label", "-l", help="LABEL=PLAYLIST: a label (letters, digits, - and _) and a Deezer playlist link; repeat "
+                              "it, one label may name several playlists (--label like=A --label like=B --label "
+                              "skip=C).", show_default=False)],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the set: one sub-folder per label and "
+                                                          "labels.csv. Run again to go on where it stopped.")],
+    timeout: TimeoutOpt = 60.0,
+    cache: CacheOpt = True,
+    cache_max_size: CacheSizeOpt = None,
+    allow_private_hosts: AllowPrivateOpt = False,
+    json_summary: JsonOpt = False,
+) -> None:
+    """Build a labelled cover set from Deezer playlists: each playlist's albums under its label.
+
+    One row per distinct album, its 250 px cover; an album under two labels is left out. --label like=…
+    --label skip=… teaches a taste: scorer train DIR --group-by artist_id, then scorer playlist … --model M
+    --keep like. Spotify playlists are refused: Spotify's Developer Policy forbids training models on its
+    content. The covers are copyrighted: use the set for your own models, and do not publish it.
+    """
+    from scorer import api
+    from scorer.datasets.journal import PlaylistsInterrupted
+    from scorer.errors import UsageError
+
+    summary, stopped, code = None, None, 0
+    try:
+        summary = api.dataset_playlists(label, out, timeout=timeout, cache=cache, cache_max_size=cache_max_size,
+                                        allow_private_hosts=allow_private_hosts)
+    except UsageError as e:
+        fail(e.cli_message)
+    except PlaylistsInterrupted as e:
+        summary, stopped, code = e.summary, str(e), 1
+    except KeyboardInterrupt:
+        fail(f"interrupted; what was got is kept in {out}: run the same command again to go on", code=130)
+    assert summary is not None  # fail() and the interruption above leave no other way here
+    if json_summary:
+        typer.echo(json.dumps({**summary.as_dict(), **({"stopped": stopped} if stopped else {})}))
+    else:
+        _print_playlists(summary, stopped)
+    if code:
+        raise typer.Exit(code)
+
+
+def _print_playlists(summary, stopped: str | None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    c = Console(highlight=False, soft_wrap=True)
+    for p in summary.playlists:
+        c.print(f"{p['label']}: {p['name'] or p['id']}{' by ' + p['owner'] if p['owner'] else ''} · {p['tracks']} "
+                f"tracks, {p['albums']} albums with a cover")
+    t = Table("label", "covers", "new", "two labels", "repeats", "no cover", "not an album", "unusable", "failed",
+              box=None)
+    for name, g in summary.labels.items():
+        t.add_row(name, f"{g.covers}/{g.wanted}", str(g.new), str(g.two_labels), str(g.repeats), str(g.no_cover),
+                  str(g.not_album), str(g.unusable), f"[red]{g.failed}[/]" if g.failed else "0")
+    c.print(t)
+    c.print("left out: albums under two labels · tracks repeating an album · tracks whose album has no cover · "
+            "entries that are no album's track")
+    c.print(f"{summary.read} playlists read from Deezer, {summary.covers_asked} covers asked for, "
+            f"{summary.seconds:.0f}s")
+    if stopped:
+        c.print(f"[red]stopped:[/] {stopped}")
+    elif any(g.failed for g in summary.labels.values()):
+        c.print("covers that failed for a passing reason are asked for again by the next run of the same command")
+    c.print(f"wrote {summary.labels_csv}; next: scorer train {summary.out} --out MODEL --group-by artist_id")

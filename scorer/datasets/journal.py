@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import io
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from scorer.errors import ScorerError
@@ -67,6 +67,60 @@ class BuildInterrupted(ScorerError):
     """The run stopped early (MusicBrainz or the archive kept failing); what it got is kept."""
 
     def __init__(self, message: str, summary: BuildSummary):
+        super().__init__(message)
+        self.summary = summary
+
+
+@dataclass
+class LabelTally:
+    """One label's part of a set from playlists, and why the rest of its playlists' entries were left out."""
+
+    wanted: int = 0  # distinct albums with a cover under this label and no other
+    covers: int = 0  # in the set now
+    new: int = 0  # written by this run
+    playlists: int = 0
+    tracks: int = 0  # playlist entries
+    repeats: int = 0  # tracks of an album already listed under this label
+    no_cover: int = 0  # tracks whose album has no cover on the service
+    not_album: int = 0  # entries that are no album's track (removed, or not music)
+    two_labels: int = 0  # albums under another label too: left out
+    unusable: int = 0  # the image host has no such cover, or it is not an image
+    failed: int = 0  # failed this run for a passing reason; the next run asks again
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+@dataclass
+class PlaylistSummary:
+    """What a build from playlists got, per label; ``as_dict`` is ``--json``'s."""
+
+    out: Path
+    labels: dict[str, LabelTally]
+    playlists: list[dict] = field(default_factory=list)  # label, id, name, owner, tracks, albums
+    read: int = 0  # playlists read from the service by this run (the journal has the others)
+    covers_asked: int = 0  # covers asked of the fetcher by this run (the cover cache may answer)
+    seconds: float = 0.0
+
+    @property
+    def labels_csv(self) -> Path:
+        return self.out / LABELS
+
+    @property
+    def complete(self) -> bool:
+        """Nothing more to get by running again: every album has its cover or is known to have none."""
+        return all(t.covers + t.unusable >= t.wanted for t in self.labels.values())
+
+    def as_dict(self) -> dict:
+        return {"out": str(self.out), "labels_csv": str(self.labels_csv), "playlists": self.playlists,
+                "labels": {k: t.as_dict() for k, t in self.labels.items()}, "read": self.read,
+                "covers_asked": self.covers_asked, "seconds": round(self.seconds, 1), "complete": self.complete}
+
+
+class PlaylistsInterrupted(ScorerError):
+    """A build from playlists stopped early (the image host kept failing); what it got is kept."""
+
+    def __init__(self, message: str, summary: PlaylistSummary):
         super().__init__(message)
         self.summary = summary
 

@@ -78,6 +78,21 @@ def parse_playlist_id(text: str) -> str:
     raise UsageError(f"not a Spotify playlist: {shown(text)}; give {_FORMS}")
 
 
+def claims(text: str) -> bool:
+    """Whether ``text`` names something on Spotify: a ``spotify:`` URI, a spotify.com or spotify.link address, or
+    a bare playlist ID."""
+    if not isinstance(text, str):
+        return False
+    s = text.strip()
+    if s.lower().startswith("spotify:") or _ID.fullmatch(s):
+        return True
+    try:
+        host = urlsplit(s if "://" in s else f"https://{s}").hostname or ""
+    except ValueError:
+        return False
+    return host in ("spotify.com", "spotify.link") or host.endswith((".spotify.com", ".spotify.link"))
+
+
 def _link_path(s: str) -> list[str]:
     """The path segments of an open.spotify.com link (the scheme may be left out); [] for anything else."""
     try:
