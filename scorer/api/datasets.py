@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING
 from scorer.options import Options
 
 if TYPE_CHECKING:
-    from scorer.datasets.journal import BuildSummary, PlaylistSummary
+    from scorer.datasets.deezer import DeezerSummary
+    from scorer.datasets.journal import PlaylistSummary
     from scorer.datasets.playlists import Labels
 
 #: notes (going on from a journal) go to this logger at INFO; the command line prints them
@@ -21,14 +22,14 @@ notes = logging.getLogger("scorer")
 
 def dataset_deezer(genres: str | int | Sequence[str | int], out: str | os.PathLike, *, per_genre: int = 500,
                    per_artist: int = 5, timeout: float = 60.0, cache: bool = True,
-                   cache_max_size: str | int | None = None, allow_private_hosts: bool = False) -> BuildSummary:
+                   cache_max_size: str | int | None = None, allow_private_hosts: bool = False) -> DeezerSummary:
     """``scorer dataset deezer``: build (or go on building) a labelled cover set in ``out`` of ``per_genre``
     albums for each Deezer genre in ``genres`` (a name such as ``"Alternative"`` or ``"rap/hip hop"``, any case
     or spacing, or Deezer's numeric genre id), at most ``per_artist`` of one artist per genre. Albums come from
     the genre's artists and chart, each counted only when its own genre is that one and it is an album (not a
     single, EP or compilation); 250 px covers. Deezer's quota (about 50 requests per 5 s) is waited out.
     ``SCORER_DEEZER_API_URL`` points it at another API base. Raises ``UsageError`` before any cover work for a
-    bad argument or a genre Deezer does not have, and ``scorer.datasets.journal.BuildInterrupted`` (with what
+    bad argument or a genre Deezer does not have, and ``scorer.datasets.deezer.DeezerInterrupted`` (with what
     was got) when Deezer or its image host keeps failing."""
     from scorer.datasets.deezer import build_deezer
 
