@@ -8,11 +8,17 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 from aiohttp import web
+from fakes.cdn import CoverCDN
 from fakes.deezer_api import FakeDeezer
 from fakes.loopback import LoopbackServer
 from typer.testing import CliRunner
@@ -23,6 +29,7 @@ from scorer.errors import UsageError
 from scorer.fetch import FetchOptions
 from scorer.services.deezer import DeezerAccessError
 
+REPO = Path(__file__).resolve().parent.parent
 LIKE, SKIP, THIRD, PRIVATE = 908622995, 1313621735, 1111141961, 53362031
 SPOTIFY = "https://open.spotify.com/playlist/37i9dQZF1DXcBWIGoYBM5M"
 
@@ -149,6 +156,55 @@ def test_rerun_asks_for_nothing_twice_and_a_failed_cover_again(deezer, cdn, tmp_
     assert third.covers_asked == 0 and deezer.requests == [] and third.complete
     events = [json.loads(line) for line in (tmp_path / "set" / JOURNAL).read_text().splitlines()]
     assert sum(e["event"] == "playlist" for e in events) == 2 and sum(e["event"] == "cover" for e in events) == 9
+
+
+def test_killed_run_resumes_and_asks_for_nothing_twice(sample_covers, tmp_path):
+    """SIGKILL part-way through the covers; the same command again finishes the set, which equals an
+    uninterrupted run's, and asks neither Deezer nor its image host for anything the killed run recorded."""
+    with CoverCDN(sample_covers, latency=0.3) as slow, FakeDeezer(cover_base=f"{slow.base}/img") as fake:
+        for pid, base in ((LIKE, 1000), (SKIP, 2000)):
+            fake.add_playlist(pid, f"playlist {pid}", [fake.track(f"t{i}", f"a{i}", f"b{base + i}", album_id=base + i)
+                                                       for i in range(20)])
+        env = {**os.environ, "SCORER_DEEZER_API_URL": fake.base_url}
+
+        def command(out: Path) -> list[str]:
+            return [sys.executable, "-m", "scorer.cli", "dataset", "playlists", "--label", f"like={link(LIKE)}",
+                    "--label", f"skip={link(SKIP)}", "--out", str(out), "--allow-private-hosts", "--no-cache",
+                    "--json"]
+
+        whole = tmp_path / "whole"
+        r = subprocess.run(command(whole), env=env, cwd=REPO, capture_output=True, text=True, check=False)
+        assert r.returncode == 0, r.stderr
+
+        fake.requests.clear()
+        slow.hits.clear()
+        killed = tmp_path / "killed"
+        proc = subprocess.Popen(command(killed), env=env, cwd=REPO, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        journal = killed / JOURNAL
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if journal.exists() and journal.read_text().count('"event": "cover"') >= 10:
+                break
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        events = [json.loads(line) for line in journal.read_text().splitlines() if line.endswith("}")]
+        got = {cover_path(int(e["album_id"])) for e in events if e["event"] == "cover"}
+        assert 10 <= len(got) < 40  # killed part-way
+        assert sum(e["event"] == "playlist" for e in events) == 2
+        reads, asked = len(fake.requests), slow.hits.copy()
+
+        r = subprocess.run(command(killed), env=env, cwd=REPO, capture_output=True, text=True, check=False)
+        assert r.returncode == 0, r.stderr
+        resumed = json.loads(r.stdout)
+        assert resumed["complete"] and resumed["read"] == 0 and len(fake.requests) == reads
+        assert sum(t["new"] for t in resumed["labels"].values()) == 40 - len(got)
+        assert not set(slow.hits - asked) & got  # no cover the killed run wrote is asked for again
+        assert labels(killed) == labels(whole)
+        for row in labels(whole):
+            assert (killed / row["path"]).read_bytes() == (whole / row["path"]).read_bytes()
+        assert not list(killed.rglob("*.tmp"))
 
 
 def test_a_set_goes_on_only_with_its_own_playlists(deezer, tmp_path):
