@@ -134,3 +134,79 @@ def _print_playlists(summary, stopped: str | None) -> None:
     elif any(g.failed for g in summary.labels.values()):
         c.print("covers that failed for a passing reason are asked for again by the next run of the same command")
     c.print(f"wrote {summary.labels_csv}; next: scorer train {summary.out} --out MODEL --group-by artist_id")
+
+
+@dataset_app.command("deezer")
+def dataset_deezer(
+    genre: Annotated[list[str], typer.Option(
+        "--genre", "-g", help="A Deezer genre: its name in any case or spacing (Alternative, rock, 'rap/hip hop', "
+                              "r&b) or its id (85); repeat it. A name Deezer does not have lists those it has.",
+        show_default=False)],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the set: one sub-folder per genre and "
+                                                          "labels.csv. Run again to go on where it stopped.")],
+    per_genre: Annotated[int, typer.Option(help="Albums per genre.")] = 500,
+    per_artist: Annotated[int, typer.Option(help="At most this many albums of one artist per genre.")] = 5,
+    timeout: TimeoutOpt = 60.0,
+    cache: CacheOpt = True,
+    cache_max_size: CacheSizeOpt = None,
+    allow_private_hosts: AllowPrivateOpt = False,
+    json_summary: JsonOpt = False,
+) -> None:
+    """Build a labelled cover set from Deezer's genres: albums whose own genre is each one, 250 px covers.
+
+    Albums of the genre's artists and of its chart's, balanced per genre; singles, EPs, compilations, albums
+    of another genre and albums that another requested genre's chart lists are left out and counted. Deezer's
+    quota (about 50 requests per 5 s) is waited out; SCORER_DEEZER_API_URL points at another API base. Run it
+    again to go on where it stopped. Deezer's API terms allow non-commercial use only and the covers are
+    copyrighted: use the set for your own models, and do not publish it.
+    """
+    from scorer import api
+    from scorer.datasets.deezer import DeezerInterrupted
+    from scorer.errors import UsageError
+
+    summary, stopped, code = None, None, 0
+    try:
+        summary = api.dataset_deezer(genre, out, per_genre=per_genre, per_artist=per_artist, timeout=timeout,
+                                     cache=cache, cache_max_size=cache_max_size,
+                                     allow_private_hosts=allow_private_hosts)
+    except UsageError as e:
+        fail(e.cli_message)
+    except DeezerInterrupted as e:
+        summary, stopped, code = e.summary, str(e), 1
+    except KeyboardInterrupt:
+        fail(f"interrupted; what was got is kept in {out}: run the same command again to go on", code=130)
+    assert summary is not None  # fail() and the interruption above leave no other way here
+    if json_summary:
+        typer.echo(json.dumps({**summary.as_dict(), **({"stopped": stopped} if stopped else {})}))
+    else:
+        _print_deezer(summary, stopped)
+    if code:
+        raise typer.Exit(code)
+
+
+def _print_deezer(summary, stopped: str | None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    c = Console(highlight=False, soft_wrap=True)
+    t = Table("genre", "covers", "new", "artists", "not an album", "other genre", "two genres", "no cover",
+              "artist cap", "failed", box=None)
+    for name, g in summary.genres.items():
+        short = "[yellow]" if g.covers < g.wanted else ""
+        t.add_row(f"{name} ({g.name}, {g.id})", f"{short}{g.covers}/{g.wanted}", str(g.new), str(g.artists),
+                  str(g.not_album), str(g.other_genre), str(g.two_genres), str(g.no_cover), str(g.artist_cap),
+                  f"[red]{g.failed}[/]" if g.failed else "0")
+    c.print(t)
+    c.print("left out: singles, EPs and compilations · albums whose own genre is another · albums another of these "
+            f"genres' charts lists · albums without a cover · past {summary.per_artist} albums of one artist")
+    for name, g in summary.genres.items():
+        if g.covers < g.wanted and g.exhausted:
+            c.print(f"[yellow]{name}[/]: the {g.artists} artists Deezer lists for {g.name} and its chart have no more "
+                    "albums of the genre with a usable cover")
+    c.print(f"{summary.requests} Deezer API requests, {summary.quota_waits} quota answers waited out, "
+            f"{summary.covers_asked} covers asked for, {summary.seconds:.0f}s")
+    if stopped:
+        c.print(f"[red]stopped:[/] {stopped}")
+    elif any(g.failed for g in summary.genres.values()):
+        c.print("covers that failed for a passing reason are asked for again by the next run of the same command")
+    c.print(f"wrote {summary.labels}; next: scorer train {summary.out} --out MODEL --group-by artist_id")
