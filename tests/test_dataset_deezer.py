@@ -182,7 +182,12 @@ def test_killed_run_resumes_and_asks_for_nothing_twice(sample_covers, tmp_path, 
         whole = tmp_path / "whole"
         r = subprocess.run(command(whole), env=env, cwd=REPO, capture_output=True, text=True, check=False)
         assert r.returncode == 0, r.stderr
-        assert json.loads(r.stdout)["complete"] and len(labels(whole)) == 60
+        built = json.loads(r.stdout)
+        assert built["complete"] and len(labels(whole)) == 60
+        for name in GENRES.values():  # pages of 100: A's 7 albums come in one page, so both past the cap count
+            t = built["genres"][name]
+            assert (t["covers"], t["not_album"], t["other_genre"], t["two_genres"], t["no_cover"], t["artist_cap"],
+                    t["failed"]) == (20, 3, 3, 1, 2, 2, 0), (name, t)
 
         fake.requests.clear()
         killed = tmp_path / "killed"

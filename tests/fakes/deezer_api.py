@@ -6,7 +6,8 @@ with code 200 for a private one, code 4 "Quota limit exceeded" past 50 requests 
 ``/playlist/{id}`` with ``nb_tracks`` and ``creator``; ``/playlist/{id}/tracks`` paged by ``index`` and
 ``limit`` (default 25) with ``total`` and a ``next`` URL while more remain; each track with ``time_add``
 (Unix seconds), ``readable`` (false for a track no longer available) and its album's covers
-(``cover`` 120 px, ``cover_small`` 56, ``cover_medium`` 250, ``cover_big`` 500, ``cover_xl`` 1000).
+(``cover`` 120 px, ``cover_small`` 56, ``cover_medium`` 250, ``cover_big`` 500, ``cover_xl`` 1000). The catalogue
+(``/genre``, ``/genre/{id}/artists``, ``/chart/{id}/albums``, ``/artist/{id}/albums``) is in deezer_catalog.py.
 
     with FakeDeezer(cover_base=f"{cdn.base}/img") as fake:
         fake.add_playlist(908622995, "Mix", [fake.track("Song", "Artist", "Album")])
