@@ -325,7 +325,15 @@ def test_like_skip_then_train_then_keep_what_i_like(spotify_dir, tmp_path, monke
         result = CliRunner().invoke(app, ["playlist", link(THIRD), "--model", str(model), "--keep", "like",
                                           "--out", str(out), "--allow-private-hosts"])
         assert result.exit_code == 0, result.output
+
+        both = tmp_path / "both.parquet"  # the shipped genre model and the taste model in one pass
+        result = CliRunner().invoke(app, ["playlist", link(THIRD), "--also", f"taste={model}", "--keep",
+                                          "taste:like", "--out", str(both), "--allow-private-hosts"])
+        assert result.exit_code == 0, result.output
     df = pq.read_table(out).to_pandas()
+    two = pq.read_table(both).to_pandas()
+    assert list(two.taste_label) == list(df.genre) and (two.kept == df.kept).all()
+    assert two.genre.notna().all() and not set(two.genre) & {"like", "skip"}  # the genre model's own genres
     assert len(df) == 2 * N_HELD and (df.status == "ok").all()
     liked = df.title.str.startswith("classical")
     assert (df.kept == (df.genre == "like")).all()

@@ -15,9 +15,6 @@ year, source, playlist``; ``genre`` holds the label) are what ``scorer train DIR
 
 from __future__ import annotations
 
-import contextlib
-import csv
-import io
 import itertools
 import re
 import time
@@ -27,14 +24,18 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Union, cast
 
-from PIL import Image
-
-from scorer.datasets.journal import LABELS, Journal, LabelTally, PlaylistsInterrupted, PlaylistSummary
-from scorer.datasets.musicbrainz import _EXT, MAX_FAILURES_IN_A_ROW, UNUSABLE
+from scorer.datasets.common import (
+    MAX_FAILURES_IN_A_ROW,
+    UNUSABLE,
+    check_out,
+    one_run,
+    remove_stale,
+    write_cover,
+    write_labels,
+)
+from scorer.datasets.journal import Journal, LabelTally, PlaylistsInterrupted, PlaylistSummary
 from scorer.errors import RowError, UsageError
 from scorer.fetch import CoverFetcher, FetchOptions
-from scorer.files import atomic_write
-from scorer.locks import Held, file_lock
 from scorer.progress import progress
 from scorer.services import deezer, spotify
 from scorer.services.deezer import DeezerAccessError, DeezerClient
@@ -226,7 +227,7 @@ class _Builder:
         """Record one answer; True when the album is settled (its cover written, or known to be unusable)."""
         t = self.tally[album.label]
         if isinstance(got, bytes):
-            path = self._write(album, got)
+            path = write_cover(self.out, album.label, album.id, got)
             if path is not None:
                 self.failures_in_a_row = 0
                 self.journal.append({"event": "cover", "label": album.label, "album_id": album.id, "path": path})
@@ -245,47 +246,14 @@ class _Builder:
         self.last_failure = f"{got.code}: {got.message}"
         return False
 
-    def _write(self, album: _Album, data: bytes) -> str | None:
-        try:
-            with Image.open(io.BytesIO(data)) as im:
-                ext = _EXT.get(im.format or "")  # training reads these suffixes only
-        except Exception:  # noqa: BLE001 - the fetcher sniffed the header; anything odd is unusable
-            return None
-        if ext is not None:
-            atomic_write(self.out / f"{album.label}/{album.id}{ext}", data)
-        return f"{album.label}/{album.id}{ext}" if ext else None
-
     def write_labels(self) -> None:
-        rows = sorted(self.rows.values(), key=lambda r: (r["genre"], r["path"]))
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=LABEL_COLUMNS, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-        atomic_write(self.out / LABELS, buf.getvalue().encode("utf-8"))
+        write_labels(self.out, self.rows.values(), LABEL_COLUMNS)
 
 
 def _row(path: str, album: _Album) -> dict:
     return {"path": path, "genre": album.label, "album_id": album.id, "artist": album.artist or "",
             "artist_id": album.artist_id or "", "title": album.title or "", "year": "", "source": SOURCE,
             "playlist": album.playlist}
-
-
-@contextlib.contextmanager
-def _one_run(out: Path) -> Iterator[None]:
-    """One run per folder: a second one would interleave the journal."""
-    try:
-        with file_lock(out / LOCK, wait=False):
-            yield
-    except Held:
-        raise UsageError(f"another scorer dataset run is writing {out}; wait for it to finish") from None
-
-
-def check_out(out: Path) -> None:
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out}: is a file; give a folder for the set")
-    if out.is_dir() and not (out / JOURNAL).exists() and any(p.name != LOCK for p in out.iterdir()):
-        raise UsageError(f"--out {out}: that folder has files this command did not write; give a new or empty "
-                         "folder (a set this command started is carried on where it stopped)")
 
 
 def build_playlists(labels: Labels, out: Path | str, *, fetch: FetchOptions | None = None,
@@ -299,15 +267,14 @@ def build_playlists(labels: Labels, out: Path | str, *, fetch: FetchOptions | No
     host keeps failing."""
     sources = check_labels(labels)
     out = Path(out)
-    check_out(out)
+    check_out(out, JOURNAL, LOCK)
     client = DeezerClient(api_url)
     # cover addresses come from Deezer's answers: never read as local paths
     options = replace(fetch or FetchOptions(), local_files=False)
     out.mkdir(parents=True, exist_ok=True)
-    with _one_run(out):
+    with one_run(out, LOCK):
         started = time.monotonic()
-        for stale in [*out.glob(".*.tmp"), *out.glob("*/.*.tmp")]:  # left by a killed run; the lock is ours
-            stale.unlink(missing_ok=True)
+        remove_stale(out)
         builder = _Builder(sources, out, client)
         builder.replay()
         builder.journal.open()
