@@ -252,6 +252,8 @@ def test_labels_are_short_names_given_any_way(tmp_path):
                                                         ("skip", str(SKIP))]
     again = check_labels([f"like={link(LIKE)}", ("like", link(LIKE)), f"skip={link(SKIP)}"])
     assert [(s.label, s.playlist) for s in again] == [("like", str(LIKE)), ("skip", str(SKIP))]
+    with pytest.raises(UsageError, match="expected a Deezer playlist link as text, got int"):
+        check_labels({"like": LIKE, "skip": link(SKIP)})
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("mine")
     with pytest.raises(UsageError, match="did not write"):

@@ -61,10 +61,12 @@ class Source:
     given: str  # as the caller wrote it, for messages
 
 
-def _pairs(labels: Labels) -> Iterator[tuple[str, str]]:
+def _pairs(labels: Labels) -> Iterator[tuple[str, object]]:
+    """``(label, playlist)`` pairs of any form ``labels`` takes; a playlist that is not text is checked later."""
     if isinstance(labels, Mapping):
         for label, given in labels.items():
-            for one in [given] if isinstance(given, str) else given:
+            several: Sequence[object] = given if isinstance(given, (list, tuple)) else [given]
+            for one in several:
                 yield str(label), one
         return
     for item in [labels] if isinstance(labels, str) else labels:
