@@ -43,3 +43,29 @@ def test_also_benchmark_measures_every_case(covers_dir):
     assert all(x["covers"] == 5 and x["covers_per_second"]["median"] > 0 for x in rows[:4])
     sizes = rows[4]
     assert sizes["with embeddings"] > sizes["without embeddings"] + 1280  # 1,280 float16 features, compressed
+
+
+@pytest.mark.shared_data
+def test_similar_benchmark_times_a_small_index(covers_dir, tmp_path):
+    r = subprocess.run([sys.executable, "-m", "benchmarks.similar", "--rows", "2000", "--real", "16", "--reps", "1",
+                        "--out", str(tmp_path / "similar")], cwd=REPO, capture_output=True, text=True, check=False)
+    assert r.returncode == 0, r.stderr
+    data = json.loads((tmp_path / "similar.json").read_text())
+    assert data["rows"] == 2000 and data["dim"] == 1280 and data["file_mb"] > 0
+    assert data["check"]["rank_1_cover"] and data["check"]["rank_1_similarity"] > 0.95
+    for key in ("read_index_s", "search_1_queries_ms", "search_100_queries_ms", "command_one_cover_s"):
+        assert 0 < data[key]["min"] <= data[key]["median"] <= data[key]["max"], key
+    assert (tmp_path / "similar.md").read_text() in r.stdout
+
+
+@pytest.mark.shared_data
+def test_near_duplicate_benchmark_on_a_spread_of_covers(covers_dir, spotify_dir, tmp_path):
+    r = subprocess.run([sys.executable, "-m", "benchmarks.near_duplicates", "--limit", "200", "--out",
+                        str(tmp_path / "nd")], cwd=REPO, capture_output=True, text=True, check=False)
+    assert r.returncode == 0, r.stderr
+    data = json.loads((tmp_path / "nd.json").read_text())
+    assert 200 <= data["covers"] <= 210 and sum(data["pairs"].values()) >= data["covers"] * (data["covers"] - 1) // 2
+    rows = data["thresholds"]
+    at_or_above = [row["pairs_at_or_above"] for row in rows]
+    assert at_or_above == sorted(at_or_above, reverse=True)  # fewer pairs as the threshold rises
+    assert all(row["other_at_or_above"] <= row["pairs_at_or_above"] for row in rows)

@@ -17,7 +17,6 @@ from typer.testing import CliRunner
 
 import scorer
 from scorer.cli import app
-from scorer.decode import decode_image
 from scorer.errors import UsageError
 from scorer.model import Model
 from scorer.sinks import read_metadata
@@ -26,29 +25,14 @@ from scorer.sinks.parquet import METADATA_KEY
 pytestmark = pytest.mark.shared_data
 
 
-def write_index(covers: list[Path], path: Path, model: Model, missing: int = 0) -> pa.Table:
-    """A scored Parquet file as ``--embeddings`` writes it: ``id``, ``cover_url``, ``status``, ``error`` and the
-    network's features as ``fixed_size_list<halffloat>``, with ``featurizer_id`` and ``model_version`` in the
-    scorer metadata; ``missing`` more rows whose cover was not found (null embedding)."""
-    images = np.stack([decode_image(p.read_bytes()) for p in covers])
-    features = np.concatenate([model.cnn(images[i:i + 16]) for i in range(0, len(images), 16)]).astype(np.float16)
-    dim = features.shape[1]
-    values = np.concatenate([features.ravel(), np.zeros(missing * dim, np.float16)])
-    valid = np.array([True] * len(covers) + [False] * missing)
-    embedding = pa.FixedSizeListArray.from_arrays(pa.array(values, pa.float16()), dim, mask=pa.array(~valid))
+def catalog(covers: list[Path], path: Path, missing: int = 0) -> Path:
+    """A catalog of ``covers`` (absolute paths) with an ``id`` per row, and ``missing`` rows whose cover is not
+    there (scored ``not_found``: no embedding)."""
     gone = [f"/no/such/cover-{i}.jpg" for i in range(missing)]
-    table = pa.table({
-        "id": [p.stem for p in covers] + [f"gone-{i}" for i in range(missing)],
-        "cover_url": [str(p) for p in covers] + gone,
-        "genre_folder": [p.parent.name for p in covers] + [None] * missing,
-        "status": ["ok"] * len(covers) + ["not_found"] * missing,
-        "error": [None] * len(covers) + [f"no such file: {g}" for g in gone],
-        "embedding": embedding,
-    })
-    meta = {"featurizer_id": model.variants[model.precision]["id"], "model_version": model.version,
-            "tta": model.tta, "precision": model.precision}
-    pq.write_table(table.replace_schema_metadata({METADATA_KEY: json.dumps(meta).encode()}), path)
-    return table
+    pd.DataFrame({"id": [p.stem for p in covers] + [f"gone-{i}" for i in range(missing)],
+                  "cover_url": [str(p.resolve()) for p in covers] + gone,
+                  "folder": [p.parent.name for p in covers] + [""] * missing}).to_csv(path, index=False)
+    return path
 
 
 @pytest.fixture(scope="module")
@@ -58,10 +42,21 @@ def model() -> Model:
 
 @pytest.fixture(scope="module")
 def index(tmp_path_factory, sample_covers, model) -> Path:
-    """The 40 sample covers (8 per genre) and two rows whose cover was not found."""
-    path = tmp_path_factory.mktemp("index") / "scored.parquet"
-    write_index(sample_covers, path, model, missing=2)
+    """The 40 sample covers (8 per genre) and two rows whose cover was not found, scored with embeddings."""
+    folder = tmp_path_factory.mktemp("index")
+    path = folder / "scored.parquet"
+    scorer.score_catalog(catalog(sample_covers, folder / "covers.csv", missing=2), path, model=model,
+                         embeddings=True)
     return path
+
+
+def test_the_index_is_what_scoring_writes(index, sample_covers, model):
+    schema = pq.read_schema(index)
+    assert schema.field("embedding").type == pa.list_(pa.float16(), model.cnn.dim)
+    assert read_metadata(index)["featurizer_id"] == model.variants[model.precision]["id"]
+    table = pq.read_table(index, columns=["status", "embedding"]).to_pydict()
+    assert table["status"] == ["ok"] * len(sample_covers) + ["not_found"] * 2
+    assert [e is None for e in table["embedding"]] == [False] * len(sample_covers) + [True] * 2
 
 
 def test_each_indexed_cover_is_its_own_nearest_row(index, sample_covers):
@@ -74,7 +69,7 @@ def test_each_indexed_cover_is_its_own_nearest_row(index, sample_covers):
     second = found[found["rank"] == 2]
     assert (second["similarity"].to_numpy() < first["similarity"].to_numpy()).all()
     assert (second["id"].to_numpy() != first["id"].to_numpy()).all()
-    assert "embedding" not in found.columns and "genre_folder" in found.columns
+    assert "embedding" not in found.columns and {"folder", "genre", "p_rock", "cover_url"} <= set(found.columns)
 
 
 def test_a_recompressed_resized_copy_finds_its_cover_in_the_top_3(index, sample_covers, tmp_path):
@@ -132,7 +127,7 @@ def test_queries_that_cannot_be_read_are_one_row_each_with_their_status(index, s
         rows = by_query[query]
         assert len(rows) == 1 and rows["status"].iloc[0] == status, rows
         assert rows["error"].iloc[0] and pd.isna(rows["rank"].iloc[0]) and rows["id"].isna().all()
-    assert "was not scored: no such file" in by_query["gone-0"]["error"].iloc[0]
+    assert "was not scored: " in by_query["gone-0"]["error"].iloc[0]
     assert "no row of the index has id 12345" in by_query["12345"]["error"].iloc[0]
     served = by_query[queries[3]]  # the fake CDN's cover at that URL is one of the indexed covers
     assert served["status"].tolist() == ["ok", "ok"]
@@ -157,13 +152,15 @@ def test_a_dataframe_and_a_dataset_folder_are_indexes_too(index, sample_covers, 
     frame = pd.read_parquet(index)
     assert isinstance(frame["embedding"].dropna().iloc[0], np.ndarray)
     from_frame = scorer.similar(queries, index=frame, top=4)
+    scored = scorer.score(frame[["id", "cover_url"]], embeddings=True)  # what the library returns, with its attrs
+    from_scored = scorer.similar(queries, index=scored, top=4)
     table = pq.read_table(index)
     folder = tmp_path / "dataset"
     folder.mkdir()
     pq.write_table(table.slice(0, 17), folder / "part-00000.parquet")
     pq.write_table(table.slice(17), folder / "part-00001.parquet")
     from_folder = scorer.similar(queries, index=folder, top=4)
-    for other in (from_frame, from_folder):
+    for other in (from_frame, from_folder, from_scored):
         assert other["id"].tolist() == expected["id"].tolist()
         np.testing.assert_allclose(other["similarity"], expected["similarity"], atol=1e-6)
 
@@ -244,3 +241,16 @@ def test_image_bytes_round_trip_stays_near(index, sample_covers):
     png.write_bytes(buf.getvalue())
     found = scorer.similar(png, index=index, top=1)
     assert found["id"].tolist() == [sample_covers[7].stem] and found["similarity"].iloc[0] > 0.999
+
+
+def test_queries_are_featurized_at_the_precision_the_index_was_scored_at(sample_covers, tmp_path, model):
+    """An index scored with the int8 network is searched with int8 features of the queries, not the default fp32."""
+    assert "int8" in model.variants and model.precision != "int8"
+    covers = sample_covers[::5]
+    path = tmp_path / "int8.parquet"
+    scorer.score_catalog(catalog(covers, tmp_path / "covers.csv"), path, precision="int8", embeddings=True)
+    assert read_metadata(path)["featurizer_id"] == model.variants["int8"]["id"]
+    found = scorer.similar(covers, index=path, top=1)
+    assert found["id"].tolist() == [p.stem for p in covers]
+    assert (found["similarity"] > 0.999).all()  # the same network: the same features, up to float16
+    assert found.attrs["scorer"]["featurizer_id"] == model.variants["int8"]["id"]

@@ -24,6 +24,7 @@ from scorer.engine import batched, decoded, stack_images
 from scorer.errors import UsageError
 from scorer.fetch import CoverFetcher, FetchOptions
 from scorer.model import TTAS, Model
+from scorer.options import blas_threads
 from scorer.plan import ModelArg, open_model
 from scorer.runners.similar_index import ID, Index, IndexSource
 
@@ -145,7 +146,15 @@ def featurize(refs: list[str], model: Model, fetch: FetchOptions, workers: int =
 
 def nearest(unit: np.ndarray, queries: np.ndarray, top: int) -> tuple[np.ndarray, np.ndarray]:
     """``(rows, similarities)``, each ``(len(queries), min(top, len(unit)))``: the ``top`` rows of ``unit``
-    most like each query (unit vectors both), most similar first, ties in row order."""
+    most like each query (unit vectors both), most similar first, ties in row order.
+
+    BLAS runs on one thread: the products are bound by memory, not arithmetic, and on a busy machine OpenBLAS's
+    second thread made them 3-4x slower (``benchmarks/similar.py``)."""
+    with blas_threads(1):
+        return _nearest(unit, queries, top)
+
+
+def _nearest(unit: np.ndarray, queries: np.ndarray, top: int) -> tuple[np.ndarray, np.ndarray]:
     k = min(top, len(unit))
     rows = np.empty((len(queries), k), dtype=np.int64)
     sims = np.empty((len(queries), k), dtype=np.float32)
