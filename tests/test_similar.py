@@ -193,16 +193,19 @@ def test_bad_arguments_fail_before_any_cover_is_fetched(index, sample_covers, tm
 def test_the_command_prints_a_table_and_writes_out_atomically(index, sample_covers, tmp_path):
     out = tmp_path / "found.parquet"
     out.write_bytes(b"the previous output")
-    queries = [str(sample_covers[2]), sample_covers[9].stem, str(tmp_path / "absent.jpg")]
+    queries = [str(sample_covers[2]), str(tmp_path / "absent.jpg"), sample_covers[9].stem]
     result = CliRunner().invoke(app, ["similar", *queries, "--index", str(index), "--top", "3", "--out", str(out)])
     assert result.exit_code == 0, result.output
     text = result.output
     assert "rank" in text and "similarity" in text and f"wrote {out}" in text
     assert sample_covers[2].stem in text and "not_found" in text
+    # in query order: the first query's table, the second's error, the third's table
+    assert text.index("rank") < text.index(f"{queries[1]}: not_found") < text.rindex("rank")
     assert "3 queries · 2 found · not_found 1" in text
     written = pq.read_table(out).to_pandas()
     assert len(written) == 7 and written["query"].tolist()[:3] == [queries[0]] * 3
-    assert written["id"].iloc[0] == sample_covers[2].stem and written["id"].iloc[3] == sample_covers[9].stem
+    assert written["id"].iloc[0] == sample_covers[2].stem and written["id"].iloc[4] == sample_covers[9].stem
+    assert written["status"].tolist() == ["ok"] * 3 + ["not_found"] + ["ok"] * 3
     assert read_metadata(out)["similar"]["top"] == 3
     assert sorted(p.name for p in tmp_path.iterdir()) == ["found.parquet"]  # no temporary file left beside it
 

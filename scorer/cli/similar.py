@@ -70,21 +70,22 @@ def print_similar(found, out: Path | None) -> None:
     shown = [s for s in SHOWN if s in found.columns]
     t = None
     for r in found.itertuples(index=False):
+        if (r.status != "ok" or r.rank == 1) and t is not None:  # the previous query's table is complete
+            c.print(t)
+            t = None
         if r.status != "ok":
             c.print(f"[bold]{r.query}[/]: [red]{r.status}[/] {r.error}")
             continue
-        if r.rank == 1:  # a query's first row: its table begins (the same query twice gives two tables)
-            if t is not None:
-                c.print(t)
+        if t is None:  # a query's first row (the same query twice gives two tables)
             c.print(f"[bold]{r.query}[/]")
             t = Table("rank", "similarity", *shown, box=None)
-        assert t is not None
         t.add_row(str(r.rank), f"{r.similarity:.3f}", *(_text(getattr(r, s)) for s in shown))
     if t is not None:
         c.print(t)
     s = found.attrs["scorer"]["summary"]
     failed = ", ".join(f"{k} {n}" for k, n in s["failed"].items())
-    c.print(f"{s['queries']} queries · {s['found']} found" + (f" · {failed}" if failed else "")
+    queries = f"{s['queries']} quer{'y' if s['queries'] == 1 else 'ies'}"
+    c.print(f"{queries} · {s['found']} found" + (f" · {failed}" if failed else "")
             + f" · {s['searched_rows']} rows searched")
     if out is not None:
         c.print(f"wrote {out}")
