@@ -123,9 +123,15 @@ def measure(limit: int | None = None) -> dict:
              "same-artist pairs (not near-duplicates)": sims[same_artist], "other pairs": sims[other]}
     sample = paths[::20]
     originals = x[::20]
-    copy_sims = {f"{round(s * 100)}% size, JPEG q{q}": np.einsum("ij,ij->i", originals,
-                                                                 unit(copies(sample, model, s, q)))
-                 for s, q in COPIES}
+    copy_sims, copy_ranks = {}, {}
+    for scale, quality in COPIES:
+        name = f"{round(scale * 100)}% size, JPEG q{quality}"
+        copied = unit(copies(sample, model, scale, quality))
+        copy_sims[name] = np.einsum("ij,ij->i", originals, copied)
+        # the original's rank among all the covers when the copy is the query (1: found first)
+        ranks = 1 + ((copied @ x.T) > copy_sims[name][:, None]).sum(axis=1)
+        copy_ranks[name] = {k: round(float((ranks <= n).mean()), 3) for k, n in (("first", 1), ("top_3", 3),
+                                                                                  ("top_10", 10))}
     log("pairs measured")
     all_pairs = sims[upper]
     rows = []
@@ -147,6 +153,7 @@ def measure(limit: int | None = None) -> dict:
         "quantiles": {**{k: quantiles(v) for k, v in kinds.items()},
                       **{f"copies {k}": quantiles(v) for k, v in copy_sims.items()}},
         "copies": {k: int(len(v)) for k, v in copy_sims.items()},
+        "copies_original_ranked": copy_ranks,
         "thresholds": rows,
         "most_similar_pairs_the_clusters_miss": [
             {"similarity": round(float(sims[i, j]), 3), "a": str(Path(paths[i]).relative_to(SHARED)),
@@ -170,6 +177,11 @@ def markdown(result: dict) -> str:
         lines.append(f"| {r['threshold']} | {_cell(r['recall'])} | {_cell(r['recall_close'])} | "
                      f"{_cell(r['precision'])} | {r['pairs_at_or_above']:,} | {r['same_artist_at_or_above']:,} | "
                      f"{r['other_at_or_above']:,} | " + " | ".join(_cell(r[f"copies {k}"]) for k in copy_keys) + " |")
+    lines += ["", f"A re-encoded copy as the query, all {result['covers']} covers as the index: where its original "
+              f"ranks", "",
+              "| copy | first | in the top 3 | in the top 10 |", "|---|---|---|---|"]
+    lines += [f"| {k} | {v['first']:.3f} | {v['top_3']:.3f} | {v['top_10']:.3f} |"
+              for k, v in result["copies_original_ranked"].items()]
     lines += ["", "Quantiles of the similarity:", "", "| pairs | " + " | ".join(str(q) for q in QUANTILES) + " |",
               "|---|" + "---|" * len(QUANTILES)]
     for kind, q in result["quantiles"].items():

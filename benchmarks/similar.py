@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -44,9 +43,11 @@ def real_features(model, n: int) -> tuple[np.ndarray, list[Path]]:
 
 
 def write_index(path: Path, base: np.ndarray, paths: list[Path], rows: int, model) -> float:
-    """The tiled index, written by the sink scoring writes with (so with its encodings); seconds to write it."""
+    """The tiled index, written as ``scorer catalog`` writes its output (the same sink, so its encodings; one row
+    group per chunk of :data:`scorer.runners.files.CHUNK_ROWS`); seconds to write it."""
     import pyarrow as pa
 
+    from scorer.runners.files import CHUNK_ROWS
     from scorer.sinks import ParquetSink
 
     rng = np.random.default_rng(0)
@@ -54,8 +55,8 @@ def write_index(path: Path, base: np.ndarray, paths: list[Path], rows: int, mode
     meta = {"featurizer_id": model.variants[model.precision]["id"], "model_version": model.version,
             "tta": model.tta, "precision": model.precision}
     with ParquetSink(path, meta) as sink:
-        for s in range(0, rows, 10_000):
-            which = np.arange(s, min(rows, s + 10_000)) % len(base)
+        for s in range(0, rows, CHUNK_ROWS):
+            which = np.arange(s, min(rows, s + CHUNK_ROWS)) % len(base)
             block = (base[which] * rng.lognormal(0.0, 0.15, (len(which), base.shape[1]))).astype(np.float16)
             n = len(which)
             sink.write(pa.table({
@@ -112,17 +113,26 @@ def measure(rows: int, real: int, reps: int) -> dict:
     return result
 
 
+#: ``scorer`` run so that it says its own peak memory as it exits (the parent's ``RUSAGE_CHILDREN`` would count
+#: the pages a forked child shares with this process, which holds the index too)
+_CLI = ("import atexit, sys\n"
+        "from scorer.scoring import peak_rss_mb\n"
+        "atexit.register(lambda: print(f'peak_rss_mb {peak_rss_mb()}', file=sys.stderr))\n"
+        "from scorer.cli import main\n"
+        "sys.argv[0] = 'scorer'\n"
+        "main()\n")
+
+
 def command(cover: str, index: Path, reps: int) -> tuple[dict, float]:
-    """The whole ``scorer similar`` process: seconds, and the peak RSS of the largest run (MiB)."""
-    exe = str(Path(sys.executable).with_name("scorer"))
-    times = []
+    """The whole ``scorer similar`` process: seconds, and the largest peak RSS of the runs (MiB)."""
+    times, peaks = [], []
     for _ in range(reps):
         start = time.perf_counter()
-        subprocess.run([exe, "similar", cover, "--index", str(index), "--top", str(TOP), "--json"], check=True,
-                       capture_output=True, cwd=REPO)
+        done = subprocess.run([sys.executable, "-c", _CLI, "similar", cover, "--index", str(index), "--top", str(TOP),
+                               "--json"], check=True, capture_output=True, text=True, cwd=REPO)
         times.append(time.perf_counter() - start)
-    peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return spread(times, 2), round(peak_kib / 1024, 1)
+        peaks.append(float(done.stderr.strip().splitlines()[-1].split()[-1]))
+    return spread(times, 2), max(peaks)
 
 
 def markdown(r: dict) -> str:

@@ -181,6 +181,7 @@ def test_bad_arguments_fail_before_any_cover_is_fetched(index, sample_covers, tm
         (dict(index=tmp_path / "absent.parquet"), "no such file"),
         (dict(index=str(tmp_path / "catalog.csv")), "give a scored .parquet file"),
         (dict(index=index, out=tmp_path / "out.csv"), "out"),
+        (dict(index=pd.read_parquet(index).rename(columns={"folder": "rank"})), "has a column named 'rank'"),
     ]
     for kwargs, words in cases:
         with pytest.raises(UsageError, match=words):

@@ -113,7 +113,8 @@ def resolve(queries: list[str | os.PathLike | int], index: Index) -> tuple[list[
 
 def _id_outcome(index: Index, text: str, row: int | None) -> Found:
     if row is None:
-        return Found(status="not_found", error=f"no row of the index has {ID} {text}")
+        where = f"no row of the index has {ID} {text}" if index.ids else f"the index has no {ID!r} column"
+        return Found(status="not_found", error=where)
     vector = index.vector_of(row)
     if vector is not None:
         return Found(index.unit[vector])
