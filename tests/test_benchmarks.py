@@ -69,3 +69,6 @@ def test_near_duplicate_benchmark_on_a_spread_of_covers(covers_dir, spotify_dir,
     at_or_above = [row["pairs_at_or_above"] for row in rows]
     assert at_or_above == sorted(at_or_above, reverse=True)  # fewer pairs as the threshold rises
     assert all(row["other_at_or_above"] <= row["pairs_at_or_above"] for row in rows)
+    for ranked in data["copies_original_ranked"].values():  # where a re-encoded copy's original ranks
+        assert 0 <= ranked["first"] <= ranked["first_but_for_its_near_duplicates"] <= 1
+        assert ranked["first"] <= ranked["top_3"] <= ranked["top_10"] <= 1
