@@ -49,14 +49,84 @@ def test_train_then_score_with_the_new_model(covers_dir, tmp_path):
     assert {c for c in df.columns if c.startswith("p_")} == {"p_country", "p_hiphop", "p_rock"}
     cnn = manifest["featurizers"]["cnn"]
     assert (df.model_version == f"{manifest['version']}+{cnn['default_precision']}").all()
-    # the int8 featurizer shipped beside the fp32 one travels with the model, with its CV change per head
-    assert (model_dir / cnn["variants"]["int8"]["file"]).exists()
-    assert set(cnn["variants"]["int8"]["cv"]) == {*manifest["heads"], "ensemble"}
+    # by default the heads sit on the shipped genre model's network, at the precision that model scores with:
+    # the same network id, so the two models score together with one network run
+    genre_model = Model()
+    assert cnn["id"] == genre_model.variants["fp32"]["id"] and cnn["default_precision"] == "fp32"
+    assert cnn["network"]["name"] == "default" and genre_model.spec.version in cnn["network"]["description"]
+    assert Model(model_dir).network_key == genre_model.network_key
+    # it was fine-tuned on the genre model's covers, not on these: no "finetuning" for `scorer info` to print
+    assert "finetuning" not in cnn and cnn["network"]["finetuning"]["recipe"]["size"] == 160
+    # the int8 network travels with the model too, not measured (the model scores at fp32, as the genre model)
+    assert (model_dir / cnn["variants"]["int8"]["file"]).exists() and "cv" not in cnn["variants"]["int8"]
     assert Model(model_dir).default_head == manifest["default_head"]
 
     bad = CliRunner().invoke(app, ["catalog", str(catalog), "--out", str(out), "--model", str(model_dir),
                                    "--keep", "pop"])
     assert bad.exit_code == 2 and "country, hiphop, rock" in bad.output
+
+
+def _labels(covers_dir, path, genres=("country", "hiphop", "rock"), per_genre=20):
+    rows = [(str(p), g) for g in genres for p in sorted((covers_dir / g).glob("*.jpg"))[:per_genre]]
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["path", "genre"])
+        w.writerows(rows)
+    return rows
+
+
+def test_features_at_training_are_those_of_scoring(covers_dir, tmp_path):
+    """The heads are fitted on the features scoring computes for the same covers (same decode, same size,
+    same network), and the model scores beside the genre model in one pass."""
+    import numpy as np
+    import scorer
+    from scorer.featurize import OnnxFeaturizer
+    from scorer.training.dataset import load_labelled
+    from scorer.training.features import extract
+
+    rows = _labels(covers_dir, tmp_path / "labels.csv", per_genre=6)
+    model = scorer.train(tmp_path / "labels.csv", tmp_path / "m", folds=2, heads="cnn-logreg,cnn-knn")
+    assert set(model.manifest["heads"]) == {"cnn-logreg", "cnn-knn"}
+    dataset = load_labelled(tmp_path / "labels.csv")
+    trained = extract(dataset.examples, {"cnn": OnnxFeaturizer(model.cnn_path)})["cnn"]  # the training run's cache
+    by_path = {e.path: v for e, v in zip(dataset.examples, trained)}
+    # the genre model with this one beside it: the embedding column is the network's features (shared by both)
+    df = scorer.score([p for p, _ in rows], also={"mine": model}, embeddings=True)
+    assert (df.status == "ok").all()
+    scored = np.stack(df.embedding.map(lambda v: np.asarray(v, dtype=np.float32)))
+    expected = np.stack([by_path[p] for p in df.cover_url])
+    # float16 in the column: equal to its rounding
+    assert np.abs(scored - expected).max() <= 2e-3 * np.abs(expected).max()
+    assert {"genre", "mine_label", "mine_prob", "mine_p_rock"} <= set(df.columns)
+    assert set(df.mine_label) <= {"country", "hiphop", "rock"}
+
+
+def test_train_on_the_imagenet_network(covers_dir, tmp_path):
+    """--featurizer imagenet keeps the frozen ImageNet network: its int8 twin is measured under CV."""
+    from scorer.model import shipped_featurizer
+
+    _labels(covers_dir, tmp_path / "labels.csv", per_genre=10)
+    result = CliRunner().invoke(app, ["train", str(tmp_path / "labels.csv"), "--out", str(tmp_path / "m"),
+                                      "--folds", "2", "--featurizer", "imagenet", "--heads", "cnn-logreg,colour-knn"])
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((tmp_path / "m" / "manifest.json").read_text())
+    cnn = manifest["featurizers"]["cnn"]
+    assert cnn["id"] == json.loads(shipped_featurizer().with_suffix(".json").read_text())["id"]
+    assert cnn["network"]["name"] == "imagenet"
+    assert set(manifest["heads"]) == {"cnn-logreg", "colour-knn"}
+    assert set(cnn["variants"]["int8"]["cv"]) == {"cnn-logreg", "colour-knn", "ensemble"}
+
+
+def test_bad_heads_and_featurizer_are_usage_errors(covers_dir, tmp_path):
+    _labels(covers_dir, tmp_path / "labels.csv", per_genre=3)
+    for args, message in ((["--heads", "cnn-forest"], "--heads cnn-forest: use some of cnn-knn"),
+                          (["--featurizer", str(tmp_path / "none.onnx")], "no such ONNX file (or use default or "
+                                                                          "imagenet)"),
+                          (["--heads", "cnn-knn", "--finetune"], "--heads goes without --finetune")):
+        result = CliRunner().invoke(app, ["train", str(tmp_path / "labels.csv"), "--out", str(tmp_path / "m"), *args])
+        assert result.exit_code == 2 and message in result.output, result.output
+        assert "Traceback" not in result.output
+    assert not (tmp_path / "m").exists()
 
 
 def test_train_rejects_a_single_genre(covers_dir, tmp_path):

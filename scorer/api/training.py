@@ -31,18 +31,23 @@ def evaluate(data: Data, *, folds: int = 5, seed: int = 0, featurizer: str | os.
              finetune: bool = False, epochs: int = 6, arch: str = "lite0", freeze_blocks: int = 0,
              augment: str = "store", class_weighting: str = "balanced", train_size: int = TRAIN_SIZE,
              group_by: str | None = None, unknown_genres: bool = False, keep_checkpoints: bool = False,
-             allow_private_hosts: bool = False, concurrency: int = 64, per_host: int = 16,
-             timeout: float = 60.0, retries: int = 3) -> dict:
+             heads: str | Sequence[str] | None = None, allow_private_hosts: bool = False, concurrency: int = 64,
+             per_host: int = 16, timeout: float = 60.0, retries: int = 3) -> dict:
     """``scorer evaluate``: cross-validate every featurizer+head pair on labelled covers; returns the JSON of
     ``scorer evaluate --json``. Needs the ``train`` extra (``finetune``: also ``export``). ``data`` is a
     folder with a sub-folder per genre (or a ``labels.csv``), a CSV of ``path,genre``, a link file, or a list
     of them (figures per input too). With several collections (inputs, or the values of an input's ``source``
     column), ``heldout`` has the figures on each collection's covers when trained without them;
+    ``featurizer`` is the network the heads are fitted on: ``"default"`` (or ``None``: the shipped genre model's),
+    ``"imagenet"``, or an ONNX file (``network`` in the result says which); ``heads`` the heads fitted on it
+    (featurizer-kind pairs such as ``"cnn-logreg,colour-xgboost"``, or ``"all"``; by default
+    :data:`scorer.training.networks.DEFAULT_HEADS`; not with ``finetune``, which fits all);
     ``unknown_genres`` also leaves each genre out in turn. ``allow_private_hosts``, ``concurrency``,
     ``per_host``, ``timeout`` and ``retries`` are for covers given by URL (as in :func:`~scorer.score`)."""
     pipeline = _training()
     fetch = _fetch(allow_private_hosts, concurrency, per_host, timeout, retries)
     check_number("--folds", folds, 2, 20)
+    pairs = _heads(heads, finetune)
     with _user_errors():
         if finetune:
             recipe = _recipe(epochs, arch, freeze_blocks, seed, featurizer, augment, class_weighting, train_size)
@@ -51,24 +56,27 @@ def evaluate(data: Data, *, folds: int = 5, seed: int = 0, featurizer: str | os.
                                                unknown_genres=unknown_genres)
         return pipeline.evaluate_dataset(_data(data), folds=folds, seed=seed, featurizer=_path(featurizer),
                                          log=notes.info, fetch=fetch, group_by=group_by,
-                                         unknown_genres=unknown_genres)
+                                         unknown_genres=unknown_genres, heads=pairs)
 
 
 def train(data: Data, out: str | os.PathLike, *, folds: int = 5, seed: int = 0, name: str = "custom",
           featurizer: str | os.PathLike | None = None, finetune: bool = False, epochs: int = 6, arch: str = "lite0",
           freeze_blocks: int = 0, augment: str = "store", class_weighting: str = "balanced",
           train_size: int = TRAIN_SIZE, group_by: str | None = None, keep_checkpoints: bool = False,
-          allow_private_hosts: bool = False, concurrency: int = 64, per_host: int = 16,
-          timeout: float = 60.0, retries: int = 3) -> Model:
+          heads: str | Sequence[str] | None = None, allow_private_hosts: bool = False, concurrency: int = 64,
+          per_host: int = 16, timeout: float = 60.0, retries: int = 3) -> Model:
     """``scorer train``: train heads on labelled covers (``data`` as for :func:`evaluate`), write the model
     directory ``out`` and return the model, loaded (its manifest is ``.manifest``; ``load_model(out)`` loads it
-    again later). ``folds=0`` skips the CV that picks the default head. Needs the ``train`` extra
-    (``finetune``: also ``export``)."""
+    again later). ``folds=0`` skips the CV that picks the default head. ``featurizer`` as for :func:`evaluate`: by
+    default the shipped genre model's network, so this model and the genre model share it (one network run when
+    they score together); ``heads`` as for :func:`evaluate`. Needs the ``train`` extra (``finetune``: also
+    ``export``)."""
     from scorer.model import Model
 
     pipeline = _training()
     fetch = _fetch(allow_private_hosts, concurrency, per_host, timeout, retries)
     check_number("--folds", folds, 0, 20)
+    pairs = _heads(heads, finetune)
     with _user_errors():
         if finetune:
             recipe = _recipe(epochs, arch, freeze_blocks, seed, featurizer, augment, class_weighting, train_size)
@@ -76,7 +84,8 @@ def train(data: Data, out: str | os.PathLike, *, folds: int = 5, seed: int = 0, 
                                      group_by=group_by, keep_checkpoints=keep_checkpoints)
         else:
             pipeline.train_dataset(_data(data), Path(out), folds=folds, seed=seed, name=name,
-                                   featurizer=_path(featurizer), log=notes.info, fetch=fetch, group_by=group_by)
+                                   featurizer=_path(featurizer), log=notes.info, fetch=fetch, group_by=group_by,
+                                   heads=pairs)
     return Model(Path(out))
 
 
@@ -185,6 +194,23 @@ def _recipe(epochs: int, arch: str, freeze_blocks: int, seed: int, featurizer, a
                       class_weighting=class_weighting, size=train_size)
     except ValueError as e:
         raise UsageError.of(e) from None
+
+
+def _heads(heads: str | Sequence[str] | None, finetune: bool) -> tuple[str, ...]:
+    """``--heads``: featurizer-kind pairs (``cnn-logreg``) or ``all``, checked before any work."""
+    from scorer.training.networks import ALL_HEADS, DEFAULT_HEADS
+
+    if heads is None:
+        return ALL_HEADS if finetune else DEFAULT_HEADS
+    if finetune:
+        raise UsageError("--heads goes without --finetune: a fine-tuned network gets every head")
+    names = [h.strip() for h in (heads.split(",") if isinstance(heads, str) else heads) if h.strip()]
+    if names == ["all"]:
+        return ALL_HEADS
+    unknown = [h for h in names if h not in ALL_HEADS]
+    if unknown or not names:
+        raise UsageError(f"--heads {','.join(unknown) or repr(heads)}: use some of {', '.join(ALL_HEADS)}, or all")
+    return tuple(dict.fromkeys(names))
 
 
 @contextmanager

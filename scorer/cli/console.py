@@ -36,6 +36,12 @@ def print_summary(summary: Summary, out: Path | str, extra: dict | None = None) 
     c.print(f"wrote {out}")
 
 
+def _print_heads_network(c, network: dict | None) -> None:
+    """Which network the heads were fitted on (``scorer.training.networks``)."""
+    if network:
+        c.print(f"heads on: {network['description']} ({network['id']})")
+
+
 def print_evaluation(result: dict) -> None:
     c = _console()
     genres = result["genres"]
@@ -43,6 +49,7 @@ def print_evaluation(result: dict) -> None:
     tuned = " (CNN fine-tuned inside each fold)" if result.get("finetuning") else ""
     c.print(f"{result['folds']}-fold {kind} CV{tuned} (seed {result['seed']}) on {result['images']} covers, "
             f"{len(genres)} genres, {result['seconds']:.0f}s")
+    _print_heads_network(c, result.get("network"))
     grouping = (result.get("dataset") or {}).get("grouping") or {}
     if grouping.get("near_duplicates"):
         nd = grouping["near_duplicates"]

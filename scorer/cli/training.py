@@ -31,12 +31,23 @@ from scorer.cli.options import (
     quiet_notes,
 )
 
+#: ``scorer evaluate`` / ``train``: the network the heads are fitted on (``scorer.training.networks``)
+NetworkOpt = Annotated[Optional[str], typer.Option(
+    "--featurizer", help="Network the heads are fitted on: 'default' (the shipped genre model's network: a model "
+                         "trained on it scores beside the genre model in one network run), 'imagenet' (the frozen "
+                         "ImageNet EfficientNet-Lite0), or an ONNX file. [default: default]")]
+#: ``scorer evaluate`` / ``train`` without --finetune: the heads fitted
+HeadsOpt = Annotated[Optional[str], typer.Option(
+    "--heads", help="Heads to fit, comma-separated featurizer-kind pairs (cnn-knn, cnn-xgboost, cnn-mlp, cnn-logreg, "
+                    "colour-knn, colour-xgboost, colour-mlp, colour-logreg) or 'all' [default: "
+                    "scorer.training.networks.DEFAULT_HEADS]. Not with --finetune.")]
+
 
 def evaluate(
     data: DataArg,
     folds: Annotated[int, typer.Option(help="Number of stratified folds.", min=2, max=20)] = 5,
     seed: Annotated[int, typer.Option(help="Seed for the fold split and the heads.")] = 0,
-    featurizer: FeaturizerOpt = None,
+    featurizer: NetworkOpt = None,
     finetune: FinetuneOpt = False,
     epochs: EpochsOpt = 6,  # the shipped recipe (scorer.training.finetune.Recipe)
     arch: ArchOpt = "lite0",
@@ -47,6 +58,7 @@ def evaluate(
     group_by: GroupByOpt = None,
     unknown_genres: UnknownGenresOpt = False,
     keep_checkpoints: KeepCheckpointsOpt = False,
+    heads: HeadsOpt = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of tables.")] = False,
     concurrency: ConcurrencyOpt = 64,
     per_host: PerHostOpt = 16,
@@ -67,7 +79,7 @@ def evaluate(
             result = api.evaluate(data, folds=folds, seed=seed, featurizer=featurizer, finetune=finetune,
                                   epochs=epochs, arch=arch, freeze_blocks=freeze_blocks, augment=augment,
                                   class_weighting=class_weighting, train_size=train_size, group_by=group_by,
-                                  unknown_genres=unknown_genres, keep_checkpoints=keep_checkpoints,
+                                  unknown_genres=unknown_genres, keep_checkpoints=keep_checkpoints, heads=heads,
                                   concurrency=concurrency, per_host=per_host, timeout=timeout, retries=retries,
                                   allow_private_hosts=allow_private_hosts)
     except UsageError as e:
@@ -87,7 +99,7 @@ def train(
                                        min=0, max=20)] = 5,
     seed: Annotated[int, typer.Option(help="Seed for the folds and the heads.")] = 0,
     name: Annotated[str, typer.Option(help="Model name recorded in the manifest.")] = "custom",
-    featurizer: FeaturizerOpt = None,
+    featurizer: NetworkOpt = None,
     finetune: FinetuneOpt = False,
     epochs: EpochsOpt = 6,  # the shipped recipe (scorer.training.finetune.Recipe)
     arch: ArchOpt = "lite0",
@@ -97,13 +109,16 @@ def train(
     train_size: TrainSizeOpt = 160,  # api.TRAIN_SIZE
     group_by: GroupByOpt = None,
     keep_checkpoints: KeepCheckpointsOpt = False,
+    heads: HeadsOpt = None,
     concurrency: ConcurrencyOpt = 64,
     per_host: PerHostOpt = 16,
     timeout: TimeoutOpt = 60.0,
     retries: RetriesOpt = 3,
     allow_private_hosts: AllowPrivateOpt = False,
 ) -> None:
-    """Train kNN, XGBoost and MLP heads on labelled covers and write a model directory.
+    """Train kNN, XGBoost, MLP and logistic-regression heads on labelled covers and write a model directory.
+
+    The heads are fitted on the shipped genre model's network (frozen) unless --featurizer says otherwise.
 
     With --finetune, the CNN is fine-tuned on the covers first, exported to ONNX into the model,
     and its own genre layer ships as the default head, `cnn-network`.
@@ -115,7 +130,7 @@ def train(
         manifest = api.train(data, out, folds=folds, seed=seed, name=name, featurizer=featurizer, finetune=finetune,
                              epochs=epochs, arch=arch, freeze_blocks=freeze_blocks, augment=augment,
                              class_weighting=class_weighting, train_size=train_size, group_by=group_by,
-                             keep_checkpoints=keep_checkpoints,
+                             keep_checkpoints=keep_checkpoints, heads=heads,
                              concurrency=concurrency, per_host=per_host, timeout=timeout, retries=retries,
                              allow_private_hosts=allow_private_hosts).manifest
     except UsageError as e:

@@ -82,7 +82,8 @@ def cross_validate(features: dict[str, np.ndarray], y: np.ndarray, genres: list[
     """Out-of-fold probabilities for each pair, then metrics on the pooled predictions.
 
     Returns ``{"heads": {name: metrics}, "folds": k, "seed": s, "seconds": t, "fold_seconds": [...]}``;
-    ``ensemble`` is the mean of every pair's probabilities. ``variants`` (e.g. ``{"int8": {"cnn": x8}}``)
+    ``ensemble`` is the mean of every pair's probabilities; ``heads`` are head kinds fitted on every featurizer
+    (``knn``) or pairs (``cnn-knn``, :func:`head_pairs`). ``variants`` (e.g. ``{"int8": {"cnn": x8}}``)
     are other features of the same covers: each fold's heads, fitted on ``features``, also score
     the variant's test rows, which is how a head shipped for one featurizer meets another at
     run time. Their metrics land in ``"variants": {name: {"heads": ...}}``.
@@ -134,6 +135,13 @@ def cross_validate(features: dict[str, np.ndarray], y: np.ndarray, genres: list[
     return _pooled(splits, extra, done, y, genres, folds, seed, groups, sources, start, unknown)
 
 
+def head_pairs(heads: tuple[str, ...], featurizers: list[str]) -> list[tuple[str, str]]:
+    """(featurizer, head kind) pairs to fit: a kind in ``heads`` (``knn``) on every featurizer, a pair
+    (``cnn-knn``) on its own; in featurizer order, then in the order of ``heads``."""
+    return [(f, h) for f in featurizers for h in dict.fromkeys(k.split("-")[-1] for k in heads)
+            if h in heads or f"{f}-{h}" in heads]
+
+
 def _run_split(split: Split, fold: Fold, y: np.ndarray, genres: list[str], heads: tuple[str, ...], seed: int,
                balanced: bool, log, on_fold, index: int, groups: list[str] | None = None) -> dict:
     """Fit every head on the split's training rows; their probabilities for its test rows, and the test
@@ -168,12 +176,12 @@ def _run_split(split: Split, fold: Fold, y: np.ndarray, genres: list[str], heads
 
     for name, fitted in fold.prefitted.items():
         record(name, fitted, time.perf_counter())
-    for fkind, x in fold.features.items():
-        for hkind in heads:
-            t0 = time.perf_counter()
-            name = f"{fkind}-{hkind}"
-            fitted = fitted_heads[name] = fit_head(hkind, fkind, x[fit], y[fit], len(genres), seed, balanced=balanced)
-            record(name, fitted, t0)
+    for fkind, hkind in head_pairs(heads, list(fold.features)):
+        t0 = time.perf_counter()
+        x = fold.features[fkind]
+        fitted = fitted_heads[f"{fkind}-{hkind}"] = fit_head(hkind, fkind, x[fit], y[fit], len(genres), seed,
+                                                             balanced=balanced)
+        record(f"{fkind}-{hkind}", fitted, t0)
     members = list(fitted_heads)
     for target in (probs, *variant_probs.values()):
         target[ENSEMBLE] = np.mean([target[n] for n in members], axis=0)

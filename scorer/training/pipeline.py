@@ -4,36 +4,24 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import asdict
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
 from scorer.featurize import ColourFeaturizer, FlipAveraged, OnnxFeaturizer
 from scorer.fetch import FetchOptions, default_cache_root
-from scorer.files import publish_dir
-from scorer.heads.familiarity import Familiarity
-from scorer.manifest import write_manifest
-from scorer.model import shipped_featurizer
 from scorer.training.dataset import Dataset, load_labelled
-from scorer.training.evaluate import FEATURIZER_KINDS, Fold, best_head, cross_validate, stratified_folds
+from scorer.training.evaluate import Fold, best_head, cross_validate, head_pairs, stratified_folds
 from scorer.training.features import extract
-from scorer.training.genres import aliases_for
-from scorer.training.heads import HEAD_KINDS, Fitted, fit_head
-from scorer.training.manifests import (
-    FAMILIARITY_FILE,
-    _cv_summary,
-    _variant,
-    calibration_manifest,
-    familiarity_manifest,
-)
+from scorer.training.heads import HEAD_KINDS, Fitted
+from scorer.training.model_dir import write_model
+from scorer.training.networks import DEFAULT, Network, resolve_network
 from scorer.training.quantize import int8_path
-from scorer.version import __version__
 
 Log = Callable[[str], None] | None
 #: int8 becomes a model's default precision only if no head loses more balanced accuracy than this
@@ -82,29 +70,29 @@ def _names(data: Data) -> str:
     return ", ".join(str(d) for d in (data if isinstance(data, (list, tuple)) else [data]))
 
 
-def _featurize(data: Data, featurizer: Path | None, log: Log,
-               fetch: FetchOptions | None = None, group_by: str | None = None, variants: bool = True
-               ) -> tuple[Dataset, dict[str, np.ndarray], OnnxFeaturizer, dict[str, OnnxFeaturizer]]:
-    """Features of every labelled cover, plus (with ``variants``: only CV scores them) the cnn
-    features of each other precision shipped beside the featurizer (under ``features["cnn:int8"]``)."""
-    dataset = load(data, log, fetch, group_by)
-    featurizer = Path(featurizer) if featurizer else shipped_featurizer()
-    if not featurizer.is_file():
-        raise ValueError(f"--featurizer {featurizer}: no such ONNX file")
-    cnn = OnnxFeaturizer(featurizer)
-    int8 = int8_beside(featurizer)
+def _featurize(dataset: Dataset, network: Network, log: Log, variants: bool = True, colour: bool = True
+               ) -> tuple[dict[str, np.ndarray], OnnxFeaturizer, dict[str, OnnxFeaturizer]]:
+    """Features of every labelled cover, plus (with ``variants``: only CV scores them) the cnn features of each
+    other precision shipped beside the network (under ``features["cnn:int8"]``). A network whose models score
+    at a fixed precision (the shipped genre model's: fp32, as that model does) has its other precision shipped
+    beside it but not measured."""
+    cnn = OnnxFeaturizer(network.path)
+    int8 = int8_beside(network.path)
     others = {"int8": OnnxFeaturizer(int8)} if int8 else {}
-    features = extract(dataset.examples, {"cnn": cnn, "colour": ColourFeaturizer(),
-                                          **{f"cnn:{k}": f for k, f in others.items() if variants}})
-    return dataset, features, cnn, others
+    measured = variants and network.default_precision is None
+    if log:
+        log(f"network: {network.description} ({cnn.id})")
+    features = extract(dataset.examples, {"cnn": cnn, **({"colour": ColourFeaturizer()} if colour else {}),
+                                          **{f"cnn:{k}": f for k, f in others.items() if measured}})
+    return features, cnn, others
 
 
 def _cross_validate(features: dict[str, np.ndarray], dataset: Dataset, folds: int, seed: int, log: Log,
-                    unknown_genres: bool = False) -> dict:
+                    unknown_genres: bool = False, heads: tuple[str, ...] = HEAD_KINDS) -> dict:
     """CV of the fp32 heads, which also score each other precision's features of the test folds."""
     base = {k: v for k, v in features.items() if ":" not in k}
     variants = {k.split(":")[1]: {"cnn": v} for k, v in features.items() if k.startswith("cnn:")}
-    cv = cross_validate(base, np.array(dataset.labels), dataset.genres, folds, seed, log=log, variants=variants,
+    cv = cross_validate(base, np.array(dataset.labels), dataset.genres, folds, seed, heads, log=log, variants=variants,
                         groups=dataset.groups, sources=[e.source for e in dataset.examples],
                         collections=[e.collection for e in dataset.examples], unknown_genres=unknown_genres)
     return _with_changes(cv)
@@ -127,15 +115,25 @@ def choose_precision(cv: dict | None) -> str:
     return "int8" if change and min([*change.values(), *held]) >= -INT8_TOLERANCE else "fp32"
 
 
-def evaluate_dataset(data: Data, folds: int = 5, seed: int = 0, featurizer: Path | None = None,
+def evaluate_dataset(data: Data, folds: int = 5, seed: int = 0, featurizer: Path | str | None = None,
                      log: Log = None, fetch: FetchOptions | None = None, group_by: str | None = None,
-                     unknown_genres: bool = False) -> dict:
-    dataset, features, cnn, others = _featurize(data, featurizer, log, fetch, group_by)
-    cv = _cross_validate(features, dataset, folds, seed, log, unknown_genres)
+                     unknown_genres: bool = False, heads: tuple[str, ...] = HEAD_KINDS) -> dict:
+    """``scorer evaluate`` without ``--finetune``: grouped CV of ``heads`` (kinds or featurizer-kind pairs,
+    :func:`scorer.training.evaluate.head_pairs`) on ``featurizer``'s features (by default the shipped genre
+    model's network, :func:`scorer.training.networks.resolve_network`) and the colour histogram."""
+    network = resolve_network(featurizer)
+    dataset = load(data, log, fetch, group_by)
+    features, cnn, others = _featurize(dataset, network, log, colour=_uses_colour(heads))
+    cv = _cross_validate(features, dataset, folds, seed, log, unknown_genres, heads)
     cv["featurizers"] = {"cnn": cnn.id, "colour": ColourFeaturizer.id, **{f"cnn:{k}": f.id for k, f in others.items()}}
+    cv["network"] = {"name": network.name, "id": cnn.id, "description": network.description}
     cv["best_head"] = best_head(cv)
     cv["dataset"] = _dataset_summary(data, dataset, group_by)
     return cv
+
+
+def _uses_colour(heads: tuple[str, ...]) -> bool:
+    return bool(head_pairs(heads, ["colour"]))
 
 
 def _dataset_summary(data: Data, dataset: Dataset, group_by: str | None) -> dict:
@@ -146,85 +144,46 @@ def _dataset_summary(data: Data, dataset: Dataset, group_by: str | None) -> dict
 
 
 def train_dataset(data: Data, out: Path, folds: int = 5, seed: int = 0, name: str = "custom",
-                  featurizer: Path | None = None, log: Log = None, copy_featurizer: bool = True,
+                  featurizer: Path | str | None = None, log: Log = None, copy_featurizer: bool = True,
                   fetch: FetchOptions | None = None, extra_heads: dict[str, Fitted] | None = None,
-                  default_head: str | None = None, group_by: str | None = None) -> dict:
+                  default_head: str | None = None, group_by: str | None = None,
+                  timings: dict[str, float] | None = None, heads: tuple[str, ...] = HEAD_KINDS) -> dict:
     """Fit every head on all covers and write ``out`` atomically (built beside it, then renamed).
 
-    ``copy_featurizer=False`` references the featurizer by a path relative to ``out`` instead of
-    copying it in (the shipped default shares ``models/featurizer/``). ``extra_heads`` are shipped
-    as they are (a fine-tuned network's own genre layer).
+    ``featurizer``: the network the heads are fitted on (:func:`scorer.training.networks.resolve_network`; by
+    default the shipped genre model's). ``copy_featurizer=False`` references it by a path relative to ``out``
+    instead of copying it in (the shipped default shares ``models/featurizer/``). ``extra_heads`` are shipped as
+    they are (a fine-tuned network's own genre layer). ``timings`` gets each stage's seconds: ``reading`` (and
+    grouping), ``features``, ``cv`` (the folds), ``calibration`` (pooled figures and calibration), ``final_fit``,
+    ``writing``; they are logged too. ``heads``: the heads fitted (as for :func:`evaluate_dataset`).
     """
-    dataset, features, cnn, others = _featurize(data, featurizer, log, fetch, group_by, variants=bool(folds))
-    y = np.array(dataset.labels)
-    cv = _cross_validate(features, dataset, folds, seed, log) if folds else None
-
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
-    try:
-        (staging / "heads").mkdir()
-        heads = {}
-        for fkind in FEATURIZER_KINDS:
-            for hkind in HEAD_KINDS:
-                head_name = f"{fkind}-{hkind}"
-                if log:
-                    log(f"fitting {head_name} on {len(y)} covers")
-                fitted = fit_head(hkind, fkind, features[fkind], y, len(dataset.genres), seed)
-                rel = f"heads/{head_name}{fitted.suffix}"
-                fitted.save(staging / rel)
-                heads[head_name] = {"featurizer": fkind, "kind": hkind, "file": rel, "params": fitted.params}
-        for head_name, fitted in (extra_heads or {}).items():
-            rel = f"heads/{head_name}{fitted.suffix}"
-            fitted.save(staging / rel)
-            heads[head_name] = {"featurizer": fitted.featurizer, "kind": fitted.kind, "file": rel,
-                                "params": fitted.params}
-        Familiarity.fit(features["cnn"], dataset.groups).save(staging / FAMILIARITY_FILE)
-        if copy_featurizer:
-            (staging / "featurizer").mkdir()
-            for f in (cnn, *others.values()):
-                for path in (f.path, f.path.with_suffix(".json")):
-                    shutil.copy2(path, staging / "featurizer" / path.name)
-
-        def cnn_file(f: OnnxFeaturizer) -> str:
-            return f"featurizer/{f.path.name}" if copy_featurizer else os.path.relpath(f.path, out.resolve())
-
-        created = datetime.now(timezone.utc)
-        manifest = {
-            "name": name,
-            "version": f"{name}-{created:%Y%m%d}-{dataset.fingerprint()[:8]}",
-            "created_at": created.isoformat(timespec="seconds"),
-            "scorer_version": __version__,
-            "genres": dataset.genres,
-            "featurizers": {
-                "cnn": {"id": cnn.id, "file": cnn_file(cnn), "arch": cnn.meta.get("arch"),
-                        "preprocessing": cnn.meta.get("preprocessing"),
-                        **({"finetuning": cnn.meta["finetuning"]} if "finetuning" in cnn.meta else {}),
-                        "default_precision": choose_precision(cv) if others else "fp32",
-                        "variants": {k: _variant(f, cnn_file(f), cv, k) for k, f in others.items()}},
-                "colour": {"id": ColourFeaturizer.id, "bins": [8, 8, 8], "space": "HSV (OpenCV)",
-                           "normalisation": "L1"},
-            },
-            "heads": heads,
-            "ensemble": list(heads),
-            "default_head": default_head or (best_head(cv) if cv else "ensemble"),
-            "aliases": aliases_for(dataset.genres),
-            "training_set": {"source": ", ".join(dataset.sources), "images": len(dataset.examples),
-                             "sha256": dataset.fingerprint(), "per_genre": dataset.counts(),
-                             "per_source": dataset.counts_by_source(),
-                             "dropped_duplicates": dataset.dropped_duplicates,
-                             "dropped_conflicts": dataset.dropped_conflicts,
-                             "grouping": dataset.grouping,
-                             "unfetched": dict(dataset.unfetched)},
-            "familiarity": familiarity_manifest(cv),
-            "cv": _cv_summary(cv) if cv else None,
-            "calibration": calibration_manifest(cv) if cv else None,
-        }
-        manifest = write_manifest(staging / "manifest.json", manifest)
-        publish_dir(staging, out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+    network = resolve_network(featurizer)
+    stages: dict[str, float] = {} if timings is None else timings
+    t0 = time.perf_counter()
+    dataset = load(data, log, fetch, group_by)
+    t1 = time.perf_counter()
+    features, cnn, others = _featurize(dataset, network, log, variants=bool(folds), colour=_uses_colour(heads))
+    t2 = time.perf_counter()
+    cv = _cross_validate(features, dataset, folds, seed, log, heads=heads) if folds else None
+    t3 = time.perf_counter()
+    folds_seconds = sum(s or 0 for s in (cv or {}).get("fold_seconds", []))
+    stages.update(reading=round(t1 - t0, 1), features=round(t2 - t1, 1), cv=round(folds_seconds, 1),
+                  calibration=round(t3 - t2 - folds_seconds, 1))
+    precision = network.default_precision or (choose_precision(cv) if others else "fp32")
+    about = {"name": network.name, "id": cnn.id, "description": network.description}
+    entry: dict = {"network": about, "default_precision": precision}
+    if network.name == DEFAULT and "finetuning" in cnn.meta:
+        # fine-tuned on the genre model's covers: its record goes under "network", for the manifest's own
+        # "finetuning" says the network was fine-tuned on this model's covers (``scorer info`` prints it so)
+        entry |= {"network": {**about, "finetuning": cnn.meta["finetuning"]}, "finetuning": None}
+    if cv is not None:
+        cv["network"] = about
+    manifest = write_model(Path(out), dataset, features, cv, name=name, seed=seed, cnn=cnn, others=others,
+                           cnn_entry=entry, copy_featurizer=copy_featurizer, extra_heads=extra_heads,
+                           default_head=default_head, log=log, timings=stages, heads=heads)
+    if log:
+        log("seconds: " + ", ".join(f"{k.replace('_', ' ')} {v:.1f}" for k, v in stages.items())
+            + f"; {sum(stages.values()):.1f} in all")
     return manifest
 
 
