@@ -53,7 +53,8 @@ def test_similar_benchmark_times_a_small_index(covers_dir, tmp_path):
     data = json.loads((tmp_path / "similar.json").read_text())
     assert data["rows"] == 2000 and data["dim"] == 1280 and data["file_mb"] > 0
     assert data["check"]["rank_1_cover"] and data["check"]["rank_1_similarity"] > 0.95
-    for key in ("read_index_s", "search_1_queries_ms", "search_100_queries_ms", "command_one_cover_s"):
+    for key in ("read_index_s", "search_1_queries_ms", "search_100_queries_ms", "library_again_s",
+                "command_one_cover_s"):
         assert 0 < data[key]["min"] <= data[key]["median"] <= data[key]["max"], key
     assert (tmp_path / "similar.md").read_text() in r.stdout
 

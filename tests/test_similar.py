@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -258,3 +259,18 @@ def test_queries_are_featurized_at_the_precision_the_index_was_scored_at(sample_
     assert found["id"].tolist() == [p.stem for p in covers]
     assert (found["similarity"] > 0.999).all()  # the same network: the same features, up to float16
     assert found.attrs["scorer"]["featurizer_id"] == model.variants["int8"]["id"]
+
+
+def test_an_index_read_once_is_kept_until_its_file_is_replaced(index, sample_covers, tmp_path, model):
+    from scorer.runners.similar_index import open_index
+
+    path = tmp_path / "kept.parquet"
+    shutil.copy(index, path)
+    first = open_index(path).read_kept()
+    assert open_index(path).read_kept() is first  # a notebook asking again reads nothing
+    before = scorer.similar(sample_covers[0], index=path, top=1)
+    scorer.score_catalog(catalog(sample_covers[20:], tmp_path / "others.csv"), path, model=model, embeddings=True)
+    assert open_index(path).read_kept() is not first
+    after = scorer.similar(sample_covers[0], index=path, top=1)
+    assert before["id"].tolist() == [sample_covers[0].stem]
+    assert after["id"].iloc[0] in {p.stem for p in sample_covers[20:]}

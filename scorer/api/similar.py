@@ -38,6 +38,10 @@ def similar(queries: Any, *, index: Index, top: int = 5, model: ModelArg = None,
     also writes the rows to a Parquet file, atomically. ``df.attrs["scorer"]`` records the index, the network
     and the run's summary. The fetch options are those of :func:`~scorer.score`.
 
+    Reading the index is most of the time (about 5 s for 100,000 rows on 2 cores; the search about 35 ms a
+    query), so the last index read from files stays in memory (5 kB a row) while its files are unchanged: asking
+    again, from a notebook, reads nothing.
+
     Raises :class:`~scorer.errors.UsageError` for a bad argument (``top`` under 1, an index without an
     ``embedding`` column, an index another network made), before any cover is fetched.
     """

@@ -184,7 +184,7 @@ def run_similar(queries: list[str | os.PathLike | int], source: IndexSource, mod
                 fetch: FetchOptions, workers: int = 4, batch_size: int | None = None) -> SimilarRun:
     """Read the index, featurize the cover queries and find each query's ``top`` nearest rows."""
     started = time.perf_counter()
-    index = source.read()
+    index = source.read_kept()
     read_s = time.perf_counter() - started
     resolved, found = resolve(queries, index)
     refs = [q.ref for q in resolved if q.ref is not None]
