@@ -154,7 +154,7 @@ def test_evaluate_and_train_from_a_link_file(cdn, tmp_path, monkeypatch):
     assert result["genres"] == ["jazz", "metal", "soul"]
     assert result["dataset"]["unfetched"] == {"http_404": 1}
     assert result["dataset"]["images"] <= len(picked) - 1  # the CDN may serve one cover at two paths
-    assert set(result["heads"]) >= {"cnn-xgboost", "colour-knn", "ensemble"}
+    assert set(result["heads"]) >= {"cnn-xgboost", "cnn-logreg", "ensemble"}  # the default heads
     before = cdn.statuses.copy()
     code, output = run("train", src, "--out", tmp_path / "model", "--folds", "0", "--allow-private-hosts",
                        "--retries", "0")

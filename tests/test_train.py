@@ -79,6 +79,7 @@ def test_features_at_training_are_those_of_scoring(covers_dir, tmp_path):
     """The heads are fitted on the features scoring computes for the same covers (same decode, same size,
     same network), and the model scores beside the genre model in one pass."""
     import numpy as np
+
     import scorer
     from scorer.featurize import OnnxFeaturizer
     from scorer.training.dataset import load_labelled
