@@ -46,6 +46,15 @@ def test_a_genre_without_training_covers_still_gets_a_column(kind, tmp_path):
         np.testing.assert_allclose(loaded.predict_proba(xt), p, atol=1e-4)
 
 
+def test_an_mlp_on_too_few_covers_for_early_stopping_still_fits():
+    """A fold of a very small set: 9 covers of 3 genres leave no stratified 10% to stop early on."""
+    x, y = _blobs([3, 3, 3])
+    p = fit_head("mlp", "cnn", x, y, n_classes=3).predict_proba(x)
+    assert p.shape == (9, 3) and (p.argmax(1) == y).mean() > 0.6  # the blobs are far apart: it learnt them
+    x, y = _blobs([40, 40, 40])  # enough covers: early stopping on, as before
+    assert fit_head("mlp", "cnn", x, y, n_classes=3).predict_proba(x).shape == (120, 3)
+
+
 def test_class_weights_make_every_genre_weigh_the_same():
     y = np.array([0] * 90 + [1] * 9 + [3] * 1)
     w = class_weights(y, 4)

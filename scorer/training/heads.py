@@ -135,7 +135,10 @@ def _fit_mlp(name: str, featurizer: str, x: np.ndarray, y: np.ndarray, seed: int
     from sklearn.preprocessing import StandardScaler
 
     scaler = StandardScaler().fit(x)
-    clf = MLPClassifier(hidden_layer_sizes=(hidden,), alpha=alpha, early_stopping=True, validation_fraction=0.1,
+    # early stopping holds out 10% of the covers, stratified: too few covers for that (a fold of a very small
+    # set) train the full 300 iterations instead of failing
+    early = int(np.ceil(0.1 * len(y))) >= max(2, len(np.unique(y)))
+    clf = MLPClassifier(hidden_layer_sizes=(hidden,), alpha=alpha, early_stopping=early, validation_fraction=0.1,
                         n_iter_no_change=10, max_iter=300, random_state=seed)
     clf.fit(scaler.transform(x), y, sample_weight=sample_weight)
     (w1, w2), (b1, b2) = clf.coefs_, clf.intercepts_

@@ -1,8 +1,9 @@
 """The network ``scorer train`` and ``scorer evaluate`` fit their heads on without ``--finetune``.
 
 By default the shipped genre model's network (``models/default``: EfficientNet-Lite0 fine-tuned on the shared
-covers), frozen: on covers it never saw, grouped CV of the heads on its features beat the same heads on the
-ImageNet network's features, on every held-out set measured (``benchmarks/featurizer_choice.py``). A model
+covers), frozen. Measured with networks of the same recipe that never saw the covers they were judged on
+(``benchmarks/featurizer_choice.py``), grouped CV of the heads on its features came out 0.04-0.10 ahead of the
+same heads on the ImageNet network's on three sets and level (within 0.012) on the other two. A model
 trained on it records the same network id as the genre model, so the two can score in one pass and run the
 network once. ``--featurizer imagenet`` keeps the frozen ImageNet network; ``--featurizer FILE`` takes any
 ONNX featurizer.
@@ -20,8 +21,8 @@ from scorer.training.heads import HEAD_KINDS
 ALL_HEADS = tuple(f"{f}-{h}" for f in FEATURIZER_KINDS for h in HEAD_KINDS)
 #: the heads fitted without ``--finetune`` unless ``--heads`` says otherwise: every kind on the network's
 #: features. The colour-histogram heads do not depend on the network; with the fine-tuned one they lowered the
-#: ensemble by 0.03-0.04 on covers it never saw (benchmarks/featurizer_choice.py, first run) and cost as much
-#: time again (an XGBoost fit on the 512-bin histogram takes longer than one on the network's features)
+#: ensemble by 0.026-0.036 on covers it never saw (a first run of benchmarks/featurizer_choice.py with them) and
+#: cost as much time again (an XGBoost fit on the 512-bin histogram takes longer than one on the CNN features)
 DEFAULT_HEADS = tuple(f"cnn-{h}" for h in HEAD_KINDS)
 #: ``--featurizer`` names: the shipped genre model's network (the default), the ImageNet one
 DEFAULT, IMAGENET = "default", "imagenet"
