@@ -35,12 +35,12 @@ from scorer.cli.options import (
 NetworkOpt = Annotated[Optional[str], typer.Option(
     "--featurizer", help="Network the heads are fitted on: 'default' (the shipped genre model's network: a model "
                          "trained on it scores beside the genre model in one network run), 'imagenet' (the frozen "
-                         "ImageNet EfficientNet-Lite0), or an ONNX file. [default: default]")]
+                         "ImageNet EfficientNet-Lite0), or an ONNX file (default: 'default').")]
 #: ``scorer evaluate`` / ``train`` without --finetune: the heads fitted
 HeadsOpt = Annotated[Optional[str], typer.Option(
     "--heads", help="Heads to fit, comma-separated featurizer-kind pairs (cnn-knn, cnn-xgboost, cnn-mlp, cnn-logreg, "
-                    "colour-knn, colour-xgboost, colour-mlp, colour-logreg) or 'all' [default: "
-                    "scorer.training.networks.DEFAULT_HEADS]. Not with --finetune.")]
+                    "colour-knn, colour-xgboost, colour-mlp, colour-logreg) or 'all' (default: the four cnn- "
+                    "heads). Not with --finetune.")]
 
 
 def evaluate(
