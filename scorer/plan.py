@@ -169,7 +169,11 @@ def _companions(also: AlsoArg, main: Model, options: Options) -> list[Companion]
     for name, arg in items:
         if arg is None:
             raise UsageError("also: give a model folder or name for each model to score beside the main one")
-        opened = open_model(arg, None, None, main.tta)
+        try:
+            opened = open_model(arg, None, None, main.tta)
+        except UsageError as e:
+            raise UsageError(f"--also {os.fspath(arg) if not isinstance(arg, Model) else arg.dir}: "
+                             f"{e.cli_message}") from None
         if main.precision in opened.variants and opened.precision != main.precision:  # so they can share it
             opened = open_model(opened, None, main.precision, main.tta)
         label = name if name is not None else _slug(str(opened.manifest.get("name") or opened.dir.name))
