@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from scorer.datasets.common import folder_name
-from scorer.datasets.journal import LABELS
-from scorer.errors import ScorerError, UsageError
+from scorer.datasets.journal import LABELS, BuildInterrupted
+from scorer.errors import UsageError
 
 
 def genre_folder(name: str) -> str:
@@ -106,9 +106,5 @@ class DeezerSummary:
                 "seconds": round(self.seconds, 1), "complete": self.complete}
 
 
-class DeezerInterrupted(ScorerError):
-    """The run stopped early (Deezer or its image host kept failing); what it got is kept."""
-
-    def __init__(self, message: str, summary: DeezerSummary):
-        super().__init__(message)
-        self.summary = summary
+class DeezerInterrupted(BuildInterrupted):
+    """The run stopped early (Deezer or its image host kept failing); ``summary`` is a :class:`DeezerSummary`."""

@@ -7,6 +7,7 @@ import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from scorer.errors import ScorerError
 
@@ -64,9 +65,10 @@ class BuildSummary:
 
 
 class BuildInterrupted(ScorerError):
-    """The run stopped early (MusicBrainz or the archive kept failing); what it got is kept."""
+    """A labelled-set build stopped early (a service kept failing); what it got is kept, and ``summary`` (the
+    builder's summary) says what that is. Each builder raises its own kind of it."""
 
-    def __init__(self, message: str, summary: BuildSummary):
+    def __init__(self, message: str, summary: Any):
         super().__init__(message)
         self.summary = summary
 
@@ -117,12 +119,9 @@ class PlaylistSummary:
                 "covers_asked": self.covers_asked, "seconds": round(self.seconds, 1), "complete": self.complete}
 
 
-class PlaylistsInterrupted(ScorerError):
-    """A build from playlists stopped early (the image host kept failing); what it got is kept."""
-
-    def __init__(self, message: str, summary: PlaylistSummary):
-        super().__init__(message)
-        self.summary = summary
+class PlaylistsInterrupted(BuildInterrupted):
+    """A build from playlists stopped early (the image host kept failing); ``summary`` is a
+    :class:`PlaylistSummary`."""
 
 
 class Journal:
