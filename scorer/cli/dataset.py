@@ -3,14 +3,39 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from scorer.cli.options import AllowPrivateOpt, CacheOpt, CacheSizeOpt, JsonOpt, TimeoutOpt, fail
 
 dataset_app = typer.Typer(help="Build a labelled cover set to train and evaluate models on.", no_args_is_help=True)
+
+
+def _build(build: Callable[[], Any], out: Path, json_summary: bool, show: Callable[[Any, str | None], None]) -> None:
+    """Run a labelled-set build and print its summary (``--json``: as JSON). A bad argument is one line (exit 2);
+    a build a service stopped early prints what it got and exits 1; Ctrl-C keeps what was got (exit 130)."""
+    from scorer.datasets.journal import BuildInterrupted
+    from scorer.errors import UsageError
+
+    summary, stopped, code = None, None, 0
+    try:
+        summary = build()
+    except UsageError as e:
+        fail(e.cli_message)
+    except BuildInterrupted as e:
+        summary, stopped, code = e.summary, str(e), 1
+    except KeyboardInterrupt:
+        fail(f"interrupted; what was got is kept in {out}: run the same command again to go on", code=130)
+    assert summary is not None  # fail() and the interruption above leave no other way here
+    if json_summary:
+        typer.echo(json.dumps({**summary.as_dict(), **({"stopped": stopped} if stopped else {})}))
+    else:
+        show(summary, stopped)
+    if code:
+        raise typer.Exit(code)
 
 
 @dataset_app.command("musicbrainz")
@@ -41,29 +66,12 @@ def dataset_musicbrainz(
     The covers are copyrighted: use the set for your own models, and do not publish it.
     """
     from scorer import api
-    from scorer.datasets.musicbrainz import BuildInterrupted
-    from scorer.errors import UsageError
+    from scorer.cli.console import print_build
 
-    summary, stopped, code = None, None, 0
-    try:
-        summary = api.dataset_musicbrainz(genre, out, contact=contact, per_genre=per_genre, per_artist=per_artist,
-                                          interval=interval, timeout=timeout, cache=cache,
-                                          cache_max_size=cache_max_size, allow_private_hosts=allow_private_hosts)
-    except UsageError as e:
-        fail(e.cli_message)
-    except BuildInterrupted as e:
-        summary, stopped, code = e.summary, str(e), 1
-    except KeyboardInterrupt:
-        fail(f"interrupted; what was got is kept in {out}: run the same command again to go on", code=130)
-    assert summary is not None  # fail() and the interruption above leave no other way here
-    if json_summary:
-        typer.echo(json.dumps({**summary.as_dict(), **({"stopped": stopped} if stopped else {})}))
-    else:
-        from scorer.cli.console import print_build
-
-        print_build(summary, stopped)
-    if code:
-        raise typer.Exit(code)
+    _build(lambda: api.dataset_musicbrainz(genre, out, contact=contact, per_genre=per_genre, per_artist=per_artist,
+                                           interval=interval, timeout=timeout, cache=cache,
+                                           cache_max_size=cache_max_size, allow_private_hosts=allow_private_hosts),
+           out, json_summary, print_build)
 
 
 @dataset_app.command("playlists")
@@ -89,26 +97,10 @@ def dataset_playlists(
     The covers are copyrighted: use the set for your own models, and do not publish it.
     """
     from scorer import api
-    from scorer.datasets.journal import PlaylistsInterrupted
-    from scorer.errors import UsageError
 
-    summary, stopped, code = None, None, 0
-    try:
-        summary = api.dataset_playlists(label, out, timeout=timeout, cache=cache, cache_max_size=cache_max_size,
-                                        allow_private_hosts=allow_private_hosts)
-    except UsageError as e:
-        fail(e.cli_message)
-    except PlaylistsInterrupted as e:
-        summary, stopped, code = e.summary, str(e), 1
-    except KeyboardInterrupt:
-        fail(f"interrupted; what was got is kept in {out}: run the same command again to go on", code=130)
-    assert summary is not None  # fail() and the interruption above leave no other way here
-    if json_summary:
-        typer.echo(json.dumps({**summary.as_dict(), **({"stopped": stopped} if stopped else {})}))
-    else:
-        _print_playlists(summary, stopped)
-    if code:
-        raise typer.Exit(code)
+    _build(lambda: api.dataset_playlists(label, out, timeout=timeout, cache=cache, cache_max_size=cache_max_size,
+                                         allow_private_hosts=allow_private_hosts),
+           out, json_summary, _print_playlists)
 
 
 def _print_playlists(summary, stopped: str | None) -> None:
@@ -161,27 +153,11 @@ def dataset_deezer(
     copyrighted: use the set for your own models, and do not publish it.
     """
     from scorer import api
-    from scorer.datasets.deezer import DeezerInterrupted
-    from scorer.errors import UsageError
 
-    summary, stopped, code = None, None, 0
-    try:
-        summary = api.dataset_deezer(genre, out, per_genre=per_genre, per_artist=per_artist, timeout=timeout,
-                                     cache=cache, cache_max_size=cache_max_size,
-                                     allow_private_hosts=allow_private_hosts)
-    except UsageError as e:
-        fail(e.cli_message)
-    except DeezerInterrupted as e:
-        summary, stopped, code = e.summary, str(e), 1
-    except KeyboardInterrupt:
-        fail(f"interrupted; what was got is kept in {out}: run the same command again to go on", code=130)
-    assert summary is not None  # fail() and the interruption above leave no other way here
-    if json_summary:
-        typer.echo(json.dumps({**summary.as_dict(), **({"stopped": stopped} if stopped else {})}))
-    else:
-        _print_deezer(summary, stopped)
-    if code:
-        raise typer.Exit(code)
+    _build(lambda: api.dataset_deezer(genre, out, per_genre=per_genre, per_artist=per_artist, timeout=timeout,
+                                      cache=cache, cache_max_size=cache_max_size,
+                                      allow_private_hosts=allow_private_hosts),
+           out, json_summary, _print_deezer)
 
 
 def _print_deezer(summary, stopped: str | None) -> None:
