@@ -12,9 +12,13 @@ them (each name below is imported from :mod:`scorer.api` when first used).
 from __future__ import annotations
 
 import importlib
+import os
 from typing import TYPE_CHECKING, Any
 
 from scorer.version import __version__
+
+if os.name != "posix":  # file locks (fcntl), atomic renames over open files, /proc or getrusage for memory
+    raise ImportError("scorer runs on Linux and macOS only (it needs POSIX file locks); on Windows, run it in WSL")
 
 #: the public names, and the module each comes from
 _EXPORTS = {

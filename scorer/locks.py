@@ -1,13 +1,14 @@
 """One file lock for every writer that must be alone: a dataset output, a labelled-set build, a cache prune.
 
 An exclusive ``flock`` on a lock file (created if missing). The kernel drops it when the file is closed, also
-when the process is killed, so a lock never outlives its run. POSIX only: ``fcntl`` is imported when a lock
-is taken, so that ``import scorer`` works where there is none.
+when the process is killed, so a lock never outlives its run. POSIX only, like the whole package:
+``import scorer`` refuses other systems with one line (``scorer/__init__.py``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,8 +27,6 @@ class Held(Exception):
 def file_lock(path: Path, wait: bool = True) -> Iterator[None]:
     """Hold an exclusive lock on ``path`` inside the block. ``wait=False`` raises :class:`Held` at once when
     another process has it; the holder's pid is written into the file for that message."""
-    import fcntl
-
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
