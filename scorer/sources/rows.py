@@ -210,7 +210,7 @@ def parquet_tables(path: Path, chunk_rows: int) -> Iterator[pa.Table]:
 
     pf = pq.ParquetFile(path)
     schema = pf.schema_arrow
-    first = 1
+    first, yielded = 1, False
     for i in range(pf.num_row_groups):
         n = pf.metadata.row_group(i).num_rows
         try:
@@ -223,6 +223,7 @@ def parquet_tables(path: Path, chunk_rows: int) -> Iterator[pa.Table]:
         for start in range(0, table.num_rows, chunk_rows):
             part = table.slice(start, chunk_rows)
             yield part.append_column(ROW_ERROR, errors.slice(start, chunk_rows))
+            yielded = True
         first += n
-    if pf.num_row_groups == 0:
+    if not yielded:  # no row groups, or only empty ones (pyarrow writes an empty table as one group of 0 rows)
         yield schema.empty_table().append_column(ROW_ERROR, pa.array([], pa.string()))
