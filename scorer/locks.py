@@ -34,8 +34,8 @@ def file_lock(path: Path, wait: bool = True) -> Iterator[None]:
             fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except BlockingIOError:
             raise Held(path, os.pread(fd, 200, 0).decode(errors="replace").strip()) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"pid {os.getpid()}".encode(), 0)
+        # in place, padded: truncating a file with data makes ext4 flush it (auto_da_alloc), 6 ms a lock
+        os.pwrite(fd, f"pid {os.getpid()}".ljust(32).encode(), 0)
         yield
     finally:
         os.close(fd)  # closing releases the lock
