@@ -15,7 +15,7 @@ cache_app = typer.Typer(help="The on-disk cache: covers, training features, fine
 
 @cache_app.command("info")
 def cache_info(json_summary: JsonOpt = False) -> None:
-    """Where the cache is, and how big each part of it is."""
+    """Where the cache is, and what each part of it takes on the disk (as du counts: whole blocks, folders)."""
     from scorer.api import cache_info as info
 
     report = info()
@@ -30,7 +30,8 @@ def cache_info(json_summary: JsonOpt = False) -> None:
 @cache_app.command("prune")
 def cache_prune(
     max_size: Annotated[Optional[str], typer.Option(
-        "--max-size", help="Prune the covers to this size [default: the bound, $SCORER_CACHE_MAX_SIZE or 10GB].",
+        "--max-size", help="Prune the covers to this size on the disk [default: the bound, $SCORER_CACHE_MAX_SIZE "
+                           "or 10GB].",
         show_default=False)] = None,
 ) -> None:
     """Delete the least recently used covers until the cover cache is within its bound."""
@@ -41,8 +42,8 @@ def cache_prune(
         done = prune_cache(max_size)
     except UsageError as e:
         fail(e.cli_message)
-    typer.echo(f"pruned {done['files']} files ({_size(done['bytes'])}); {_size(done['left_bytes'])} of covers left "
-               f"in {done['root']} (bound {_size(done['max_bytes'])})")
+    typer.echo(f"pruned {done['files']} files ({_size(done['bytes'])} on disk); {_size(done['left_bytes'])} of covers "
+               f"left on disk in {done['root']} (bound {_size(done['max_bytes'])})")
 
 
 @cache_app.command("clear")
@@ -54,7 +55,7 @@ def cache_clear(
     from scorer.api import clear_cache
 
     gone = clear_cache(everything=everything)
-    typer.echo(f"deleted {gone['files']} files ({_size(gone['bytes'])}) from {gone['root']}")
+    typer.echo(f"deleted {gone['files']} files ({_size(gone['bytes'])} on disk) from {gone['root']}")
 
 
 def _size(n: int) -> str:

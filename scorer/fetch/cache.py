@@ -7,12 +7,18 @@ max-age`` / ``immutable``, and Spotify's ``i.scdn.co/image/<hash>`` URLs, whose 
 changes). Every file is written to a temporary name and renamed into place, so a killed run
 never leaves a half-written entry behind, and concurrent runs can share one cache.
 
-The cache is bounded (``--cache-max-size``, ``SCORER_CACHE_MAX_SIZE``, default 10 GB): before a
-write would take it past the bound, the least recently used files (a hit touches a file's mtime)
-are deleted until it is at 80% of it. Runs that share the cache prune under a lock; a run that
-finds a file gone under it (another run pruned it) fetches the cover again, so pruning is safe.
-Each run counts what it adds itself, so several runs at once can overshoot by what they add
-between two prunes.
+The cache is bounded on the disk (``--cache-max-size``, ``SCORER_CACHE_MAX_SIZE``, default 10 GB):
+what counts is what ``du`` counts, the blocks allocated to every file (a 1 kB cover takes a whole
+block), index entry, folder, temporary, the lock and the ledger. Every write happens under one lock
+shared by all runs on the cache (``.prune.lock``), which keeps the running total in a ledger
+(``.usage``): before a write that would take the folder past the bound, the least recently used
+files (a hit touches a file's mtime) are deleted, and the folders they leave empty, until it is at
+80% of it less what the write may take (its blocks, one for its folder growing, one per new
+folder); the ledger then gets what the write really took (``st_blocks`` before and after). So runs
+sharing a cache never take it past the bound together. A prune walks the folder and sets the ledger
+to what it finds (files changed by hand are counted again there), and deletes temporaries left by a
+killed run (under the lock no write is in flight). A run that finds a file gone under it (another
+run pruned it) fetches the cover again, so pruning is safe.
 """
 
 from __future__ import annotations
@@ -22,11 +28,12 @@ import hashlib
 import json
 import os
 import re
+import sys
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import overload
+from typing import Any, overload
 
 from scorer.files import atomic_write
 from scorer.locks import file_lock
@@ -74,7 +81,11 @@ def default_max_bytes() -> int:
 
 @dataclass(frozen=True)
 class Usage:
+    """Cached files; ``disk``: bytes allocated on the disk (blocks, index, folders, temporaries: what ``du``
+    counts, and what the bound is on); ``bytes``: the files' own sizes."""
+
     files: int
+    disk: int
     bytes: int
 
 
@@ -119,77 +130,185 @@ def freshness(url: str, cache_control: str | None, now: float) -> float:
     return now + int(m.group(1)) if m else 0.0
 
 
+_TEMP = re.compile(r"^\..+\.tmp$")  # atomic_write's temporaries, ``.<name>.<random>.tmp``
+LOCK, LEDGER = ".prune.lock", ".usage"
+
+
+def _allocated(paths: list[Path]) -> int:
+    """Bytes the disk has allocated to ``paths`` (``st_blocks``, what ``du`` counts); 0 for one that is gone."""
+    total = 0
+    for path in paths:
+        with contextlib.suppress(OSError):
+            total += os.lstat(path).st_blocks * 512
+    return total
+
+
+@dataclass
+class _Scan:
+    """One walk of a folder: what it takes on the disk, its cached files, and its folders."""
+
+    disk: int = 0  # allocated bytes of everything under the root, the root included (``du -s``)
+    files: list[tuple[float, int, int, str]] = field(default_factory=list)  # (mtime, allocated, size, path)
+    folders: dict[str, list[int]] = field(default_factory=dict)  # path -> [entries, allocated bytes]
+
+
+def _scan(root: Path, clean: bool = False, skip: tuple[str, ...] = ()) -> _Scan:
+    """Walk ``root``. Dot-files (the lock, the ledger, temporaries) count on the disk but are not cached files;
+    ``clean`` deletes temporaries (only under the lock, when no write is in flight: a killed run's); ``skip``:
+    folders of the root not to walk."""
+    scan = _Scan()
+    for dirpath, dirnames, names in os.walk(root):
+        if dirpath == str(root):
+            dirnames[:] = [d for d in dirnames if d not in skip]
+        try:
+            allocated = os.lstat(dirpath).st_blocks * 512
+        except OSError:
+            continue
+        entries = len(dirnames)
+        for name in names:
+            path = os.path.join(dirpath, name)
+            try:
+                if clean and _TEMP.match(name):
+                    os.unlink(path)
+                    continue
+                st = os.lstat(path)
+            except OSError:
+                continue
+            entries += 1
+            scan.disk += st.st_blocks * 512
+            if not name.startswith("."):
+                scan.files.append((st.st_mtime, st.st_blocks * 512, st.st_size, path))
+        scan.disk += allocated
+        scan.folders[dirpath] = [entries, allocated]
+    return scan
+
+
 class CoverCache:
     def __init__(self, root: Path, max_bytes: int | None = None) -> None:
-        """``max_bytes``: the bound (None: unbounded)."""
+        """``max_bytes``: the bound on the disk (None: unbounded)."""
         self.root = Path(root)
         self.max_bytes = max_bytes
-        self._size: int | None = None  # bytes under root, as this process knows it
+        self._block: int | None = None
         self._lock = threading.Lock()
-        self.pruned = Usage(0, 0)  # what this process's prunes deleted
+        self.pruned = Usage(0, 0, 0)  # what this process's prunes deleted
 
     @classmethod
     def default(cls, max_bytes: int | None = None) -> CoverCache:
         return cls(default_cache_root() / "covers", max_bytes if max_bytes is not None else default_max_bytes())
 
     # ------------------------------------------------------------------ the bound
-    def _files(self) -> list[tuple[float, int, str]]:
-        """``(mtime, size, path)`` of every cached file; dot-files are the prune lock and files another run is
-        still writing (renamed into place soon), neither of them the cache's to count or delete."""
-        files = []
-        for dirpath, _, names in os.walk(self.root):
-            for name in names:
-                if name.startswith("."):
-                    continue
-                path = os.path.join(dirpath, name)
-                with contextlib.suppress(OSError):
-                    st = os.stat(path)
-                    files.append((st.st_mtime, st.st_size, path))
-        return files
-
     def usage(self) -> Usage:
-        files = self._files()
-        return Usage(len(files), sum(f[1] for f in files))
+        """Cached files, what the folder takes on the disk (``du -s``) and their bytes, walked now."""
+        scan = _scan(self.root)
+        return Usage(len(scan.files), scan.disk, sum(f[2] for f in scan.files))
 
-    def _reserve(self, n: int) -> bool:
-        """Make room for ``n`` more bytes; False when they can never fit (then they are not cached)."""
-        if self.max_bytes is None:
-            return True
-        if n > self.max_bytes * LOW_WATER:
-            return False
-        with self._lock:
-            if self._size is None:
-                self._size = self.usage().bytes
-            if self._size + n > self.max_bytes:
-                self._size = self.prune(int(self.max_bytes * LOW_WATER) - n)
-            self._size += n
-        return True
+    def _block_size(self) -> int:
+        if self._block is None:
+            where = self.root
+            while not where.exists() and where != where.parent:
+                where = where.parent
+            try:
+                self._block = os.statvfs(where).f_frsize or 4096
+            except OSError:
+                self._block = 4096
+        return self._block
+
+    def _ledger(self, total: int | None = None) -> int | None:
+        """The running total in ``.usage`` (None: none yet, or unknown); with ``total``, write it. Under the lock.
+        Fixed width, rewritten in place, so that the ledger's own block never changes; created as "unknown"."""
+        fd = os.open(self.root / LEDGER, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            if total is not None:
+                os.pwrite(fd, f"{total:20d}\n".encode(), 0)
+                return total
+            text = os.pread(fd, 64, 0).decode(errors="replace").strip()
+            if not text:
+                os.pwrite(fd, f"{'?':>20}\n".encode(), 0)
+            return int(text) if text.isdigit() else None
+        finally:
+            os.close(fd)
+
+    def _prune_locked(self, target: int) -> int:
+        """Under the lock: delete temporaries of killed runs, then the least recently used files and the
+        folders they leave empty (never the root) until at most ``target`` bytes are allocated; the bytes left."""
+        self._ledger()  # the ledger exists before the walk, so that its block is counted
+        scan = _scan(self.root, clean=True)
+        total, gone, logical = scan.disk, 0, 0
+        for _, allocated, size, path in sorted(scan.files):
+            if total <= target:
+                break
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+                gone += 1
+                logical += size
+            total -= allocated + self._drop_empty(path, scan.folders)
+        self.pruned = Usage(self.pruned.files + gone, self.pruned.disk + scan.disk - total,
+                            self.pruned.bytes + logical)
+        self._ledger(total)
+        return total
+
+    def _drop_empty(self, path: str, folders: dict[str, list[int]]) -> int:
+        """``path`` is gone: remove the folders that leaves empty, up to the root; their allocated bytes."""
+        freed, folder, root = 0, os.path.dirname(path), str(self.root)
+        while folder != root and folder in folders:
+            folders[folder][0] -= 1
+            if folders[folder][0] > 0:
+                break
+            try:
+                os.rmdir(folder)
+            except OSError:
+                break
+            freed += folders[folder][1]
+            folder = os.path.dirname(folder)
+        return freed
 
     def prune(self, target: int) -> int:
-        """Delete the least recently used files until at most ``target`` bytes remain; the bytes left.
-        Under a lock shared by every run on this cache (one prune at a time)."""
+        """Delete the least recently used files until at most ``target`` bytes are allocated on the disk; the
+        bytes left. Under the lock shared by every run on this cache."""
         self.root.mkdir(parents=True, exist_ok=True)
-        with file_lock(self.root / ".prune.lock"):
-            files = self._files()
-            total = sum(f[1] for f in files)
-            gone = freed = 0
-            for _, size, path in sorted(files):
-                if total - freed <= target:
-                    break
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(path)
-                    gone += 1
-                    freed += size
-            self.pruned = Usage(self.pruned.files + gone, self.pruned.bytes + freed)
-            return total - freed
+        with self._lock, file_lock(self.root / LOCK):
+            return self._prune_locked(target)
 
     def clear(self) -> Usage:
         """Delete every cached cover; what was deleted."""
         before = self.usage()
         self.prune(0)
-        with self._lock:
-            self._size = None
         return before
+
+    def _write(self, path: Path, data: bytes, replace: bool = True) -> bool:
+        """Write ``data`` at ``path`` atomically within the bound, and count what it took on the disk; False
+        when it is not kept (it can never fit). ``replace=False``: an existing file is kept as it is."""
+        block, bound = self._block_size(), self.max_bytes
+        blocks = -(-len(data) // block) * block
+        if bound is not None and blocks > bound * LOW_WATER:
+            return False
+        folders = [path.parent]
+        while folders[-1] != self.root:
+            folders.append(folders[-1].parent)
+        self.root.mkdir(parents=True, exist_ok=True)
+        with self._lock, file_lock(self.root / LOCK):
+            if not replace and path.exists():
+                return True
+            # at most: its blocks, one more for its folder growing (or an extent block), a block per new folder
+            need = blocks + block * (1 + sum(not f.is_dir() for f in folders))
+            total = self._ledger()
+            if total is None:  # a cache from before the ledger, or one cleared: walk it
+                total = self._prune_locked(sys.maxsize)
+            if bound is not None and total + need > bound:
+                total = self._prune_locked(int(bound * LOW_WATER) - need)
+                if total + need > bound:
+                    return False
+            self._ledger(total + need)  # a run killed while writing leaves the ledger high, never low
+            before = _allocated([*folders, path])
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                atomic_write(path, data)
+            finally:
+                total += _allocated([*folders, path]) - before
+                if bound is not None and total > bound:  # it took more than foreseen: prune now
+                    total = self._prune_locked(int(bound * LOW_WATER))
+                self._ledger(total)
+        return True
 
     def blob_path(self, sha: str) -> Path:
         return self.root / "blobs" / sha[:2] / sha
@@ -227,10 +346,7 @@ class CoverCache:
         """Rewrite ``entry`` (after a 304, with the new freshness)."""
         if cache_control is not None:
             entry.fresh_until = freshness(entry.url, cache_control, time.time())
-        body = json.dumps(asdict(entry)).encode()
-        path = self._entry_path(entry.url)
-        if path.exists() or self._reserve(len(body)):
-            atomic_write(path, body)
+        self._write(self._entry_path(entry.url), json.dumps(asdict(entry)).encode())
 
     def put_blob(self, data: bytes) -> str | None:
         """The blob's hash, once stored; None when it is larger than the cache could ever hold."""
@@ -240,10 +356,7 @@ class CoverCache:
             with contextlib.suppress(OSError):
                 os.utime(path)
             return sha
-        if not self._reserve(len(data)):
-            return None
-        atomic_write(path, data)
-        return sha
+        return sha if self._write(path, data, replace=False) else None
 
 
 #: what lives under the cache root, beside the covers: (folder, what it is, whether --all clears it)
@@ -254,14 +367,17 @@ PARTS = (("covers", "fetched covers (bounded: --cache-max-size)"),
 
 
 def cache_report(root: Path | None = None) -> dict:
-    """Size and files of each part of the cache, and the covers' bound."""
+    """Files and size of each part of the cache, and the covers' bound. ``bytes``: allocated on the disk (what
+    ``du -s -B1`` says of the folder); ``logical_bytes``: the files' own sizes."""
     root = Path(root) if root else default_cache_root()
-    parts = {}
+    parts: dict[str, dict[str, Any]] = {}
     for name, what in PARTS:
         u = CoverCache(root / name).usage()
-        parts[name] = {"files": u.files, "bytes": u.bytes, "what": what}
+        parts[name] = {"files": u.files, "bytes": u.disk, "logical_bytes": u.bytes, "what": what}
+    rest = _scan(root, skip=tuple(name for name, _ in PARTS)).disk  # the root folder itself, its locks
     return {"root": str(root), "parts": parts, "covers_max_bytes": default_max_bytes(),
-            "bytes": sum(p["bytes"] for p in parts.values())}
+            "bytes": rest + sum(p["bytes"] for p in parts.values()),
+            "logical_bytes": sum(p["logical_bytes"] for p in parts.values())}
 
 
 def clear_cache(root: Path | None = None, everything: bool = False) -> Usage:
@@ -270,9 +386,9 @@ def clear_cache(root: Path | None = None, everything: bool = False) -> Usage:
 
     root = Path(root) if root else default_cache_root()
     names = [name for name, _ in PARTS] if everything else ["covers", "features"]
-    files = size = 0
+    files = disk = size = 0
     for name in names:
         u = CoverCache(root / name).usage()
-        files, size = files + u.files, size + u.bytes
+        files, disk, size = files + u.files, disk + u.disk, size + u.bytes
         shutil.rmtree(root / name, ignore_errors=True)
-    return Usage(files, size)
+    return Usage(files, disk, size)
