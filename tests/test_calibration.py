@@ -15,7 +15,14 @@ from scorer.heads.calibration import (
     log_loss,
     reliability,
 )
-from scorer.training.calibration import Rows, calibrate, fit_calibration, fit_temperature, precision_at
+from scorer.training.calibration import (
+    Rows,
+    calibrate,
+    fit_calibration,
+    fit_temperature,
+    precision_at,
+    weighted_parts,
+)
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:
@@ -197,3 +204,126 @@ def test_precision_at_counts_what_min_prob_keeps():
     assert got["0.7"] == {"kept": 3, "share": 0.6, "precision": round(2 / 3, 4)}
     assert precision_at(np.full((2, 2), 0.5), np.array([0, 1]), (0.7,))["0.7"] == {"kept": 0, "share": 0.0,
                                                                                     "precision": None}
+
+
+# ------------------------------------------------------------------------------------------ by hand
+def test_apply_temperature_by_hand_per_row_and_with_a_uniform_mix():
+    p = np.array([[0.5, 0.25, 0.25], [0.8, 0.2, 0.0]])
+    # T = 2: each probability's square root, renormalised
+    root = np.sqrt(p[0]) / np.sqrt(p[0]).sum()
+    np.testing.assert_allclose(apply_temperature(p[:1], 2.0)[0], root, rtol=1e-6)
+    # one temperature per row: the first row softened, the second unchanged but for the zero's floor
+    out = apply_temperature(p, np.array([2.0, 1.0]))
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(out[0], root, rtol=1e-6)
+    np.testing.assert_allclose(out[1], [0.8, 0.2, 0.0], atol=1e-7)
+    # mix 0.3 of the uniform distribution in, then T = 1: (1 - mix) p + mix / G
+    np.testing.assert_allclose(apply_temperature(p, 1.0, mix=0.3), 0.7 * p + 0.1, rtol=1e-6)
+    # T = 0.5 squares, after the mix
+    mixed = 0.7 * p[1] + 0.1
+    np.testing.assert_allclose(apply_temperature(p[1:], 0.5, mix=0.3)[0], mixed ** 2 / (mixed ** 2).sum(), rtol=1e-5)
+    # exact zeros are floored at EPS before the log: T = 0.5 keeps them (near) zero, not NaN
+    assert np.isfinite(apply_temperature(p[1:], 0.5)).all()
+
+
+def test_reliability_puts_a_sure_top_probability_in_the_last_bin_and_rounds():
+    proba = np.array([[1.0, 0.0], [0.123456, 0.876544], [0.5, 0.5]])
+    r = reliability(proba, np.array([0, 0, 0]), bins=4)
+    assert r == {"bins": 4, "count": [0, 0, 1, 2], "confidence": [None, None, 0.5, round((1 + 0.876544) / 2, 4)],
+                 "accuracy": [None, None, 1.0, 0.5]}
+
+
+def test_ece_and_log_loss_of_nothing_are_zero_and_log_loss_by_hand():
+    none = np.zeros((0, 3))
+    assert expected_calibration_error(none, np.zeros(0, int)) == 0.0 and log_loss(none, np.zeros(0, int)) == 0.0
+    proba = np.array([[0.5, 0.5], [0.2, 0.8], [1.0, 0.0]])
+    assert log_loss(proba, np.array([0, 1, 1])) == pytest.approx(-(np.log(0.5) + np.log(0.8) + np.log(1e-12)) / 3)
+    assert expected_calibration_error(np.array([[0.7, 0.3]]), np.array([0])) == pytest.approx(0.3)
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"temperature": 0.0}, "temperature must be positive, got 0.0"),
+    ({"slope": -0.1}, "slope must be 0 or more (a less familiar cover is never made surer), got -0.1"),
+    ({"mix": 1.0}, "mix must be in [0, 1), got 1.0"),
+    ({"mix": -0.01}, "mix must be in [0, 1), got -0.01"),
+])
+def test_calibration_refuses_numbers_out_of_range(kwargs, message):
+    with pytest.raises(ValueError) as e:
+        Calibration(**kwargs)
+    assert str(e.value) == message
+
+
+def test_calibration_temperatures_grow_as_familiarity_falls():
+    assert Calibration().identity and not Calibration(1.0, 0.0, 0.01).identity
+    assert not Calibration(1.0, 0.5).identity and not Calibration(2.0).identity
+    assert Calibration(mix=0.0, slope=0.0).as_dict() == {"temperature": 1.0, "slope": 0.0, "mix": 0.0}
+    assert Calibration(2.0).temperatures(None) == 2.0
+    cal = Calibration(2.0, 0.5)
+    got = cal.temperatures(np.array([1.0, 0.0, 0.5, 1.7, -1.0]))
+    np.testing.assert_allclose(got, [2.0, 2.0 * np.exp(0.5), 2.0 * np.exp(0.25), 2.0, 2.0 * np.exp(0.5)])
+    with pytest.raises(ValueError, match="depends on each cover's familiarity; none was given"):
+        cal.temperatures(None)
+    p = np.array([[0.6, 0.4], [0.6, 0.4]])
+    np.testing.assert_allclose(cal.apply(p, np.array([1.0, 0.0])),
+                               apply_temperature(p, np.array([2.0, 2.0 * np.exp(0.5)])), rtol=1e-6)
+    mixed = Calibration(1.5, 0.0, 0.2)
+    np.testing.assert_allclose(mixed.apply(p), apply_temperature(p, 1.5, 0.2), rtol=1e-6)
+
+
+def test_a_calibrated_head_names_its_head_in_a_bad_number_and_keeps_its_numbers():
+    rng = np.random.default_rng(0)
+    head = LinearHead("colour-logreg", "colour", rng.normal(size=(4, 3)), rng.normal(size=3))
+    with pytest.raises(ValueError) as e:
+        CalibratedHead(head, -1.0)
+    assert str(e.value) == f"{head.name}: temperature must be positive, got -1.0"
+    wrapped = CalibratedHead(head, 2.0, mix=0.1, slope=0.5)
+    assert (wrapped.temperature, wrapped.mix, wrapped.calibration) == (2.0, 0.1, Calibration(2.0, 0.5, 0.1))
+    ens = EnsembleHead([head, LinearHead("other", "colour", rng.normal(size=(4, 3)), rng.normal(size=3))])
+    assert CalibratedHead(ens, 2.0).members == ens.members
+    same = CalibratedHead(head, Calibration(3.0))
+    assert same.calibration == Calibration(3.0) and same.temperature == 3.0 and same.mix == 0.0
+
+
+def _rows(name: str, n: int, fold: bool = False) -> Rows:
+    return Rows(name, np.full((n, 2), 0.5), np.zeros(n, int), np.arange(n), None, np.arange(n) % 2 if fold else None)
+
+
+def test_weighted_parts_share_the_held_out_weight_equally_among_splits():
+    oof, a, b, empty = _rows("oof", 10, True), _rows("a", 3), _rows("b", 300), _rows("e", 0)
+    got = [(r.name, w) for r, w in weighted_parts(oof, [a, empty, b], 0.4)]
+    assert got == [("oof", pytest.approx(0.6)), ("a", pytest.approx(0.2)), ("b", pytest.approx(0.2))]
+    assert [(r.name, w) for r, w in weighted_parts(oof, [], 0.4)] == [("oof", 1.0)]
+    # without out-of-fold rows, the held-out splits share everything
+    assert [(r.name, w) for r, w in weighted_parts(None, [a, b], 0.4)] == [("a", 0.5), ("b", 0.5)]
+    assert [(r.name, w) for r, w in weighted_parts(_rows("oof", 0), [a], 0.4)] == [("a", 1.0)]
+
+
+def test_rows_take_keeps_every_field_in_step():
+    r = Rows("x", np.arange(8.0).reshape(4, 2), np.arange(4), np.arange(4) + 10, np.linspace(0, 1, 4), np.arange(4) % 2)
+    t = r.take(np.array([True, False, False, True]))
+    assert t.name == "x" and t.y.tolist() == [0, 3] and t.covers.tolist() == [10, 13] and t.fold.tolist() == [0, 1]
+    assert t.proba.tolist() == [[0.0, 1.0], [6.0, 7.0]] and t.familiarity.tolist() == [0.0, 1.0]
+    assert _rows("y", 3).take(np.array([True, True, False])).familiarity is None
+
+
+def test_fit_calibration_of_nothing_is_the_identity_and_a_mix_only_for_exact_zeros():
+    assert fit_calibration([(_rows("e", 0), 1.0)]) == Calibration()
+    proba, _, y = _overconfident(2000, temperature=2.0)
+    no_zeros = fit_calibration([(Rows("a", proba, y, np.arange(2000)), 1.0)])
+    assert no_zeros.mix == 0.0 and no_zeros.slope == 0.0
+    # a kNN-like head: exact zeros where the true genre got no vote need a mix
+    votes = np.where(proba >= np.sort(proba, axis=1)[:, [-2]], proba, 0.0)
+    votes /= votes.sum(axis=1, keepdims=True)
+    assert fit_calibration([(Rows("k", votes, y, np.arange(2000)), 1.0)]).mix > 0.01
+
+
+def test_calibrate_ships_nothing_when_calibration_does_not_help():
+    _, truth, y = _overconfident(1500, temperature=1.0, seed=3)
+    got = calibrate(_oof(truth, y), heldout_weight=0.0)
+    assert (got["temperature"], got["slope"], got["mix"], got["used"]) == (1.0, 0.0, 0.0, False)
+    assert got["log_loss_after"] == got["log_loss_before"] and got["ece_after"] == got["ece_before"]
+    assert got["after_oof"] is truth and "heldout" not in got and "heldout_weight" not in got
+    over, _, y2 = _overconfident(1500, temperature=2.0, seed=3)
+    shipped = calibrate(_oof(over, y2))
+    assert shipped["used"] is True and shipped["temperature"] == round(shipped["temperature"], 4)
+    assert shipped["log_loss_after"] < shipped["log_loss_before"]
