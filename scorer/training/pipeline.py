@@ -15,7 +15,7 @@ import numpy as np
 
 from scorer.featurize import ColourFeaturizer, FlipAveraged, OnnxFeaturizer
 from scorer.fetch import FetchOptions, default_cache_root
-from scorer.training.dataset import Dataset, load_labelled
+from scorer.training.dataset import SKIP_REASONS, Dataset, load_labelled
 from scorer.training.evaluate import Fold, best_head, cross_validate, head_pairs, stratified_folds
 from scorer.training.features import extract
 from scorer.training.heads import HEAD_KINDS, Fitted
@@ -41,13 +41,17 @@ def int8_beside(fp32: Path) -> Path | None:
 Data = Path | list[Path]
 
 
-def load(data: Data, log: Log, fetch: FetchOptions | None = None, group_by: str | None = None) -> Dataset:
-    """The labelled covers of one or several inputs, grouped for leak-free folds, logged."""
-    dataset = load_labelled(data, fetch, group_by)
+def load(data: Data, log: Log, fetch: FetchOptions | None = None, group_by: str | None = None,
+         folds: int = 0) -> Dataset:
+    """The labelled covers of one or several inputs, checked (two genres, ``folds`` covers of each at least:
+    :func:`scorer.training.dataset.check_genres`), grouped for leak-free folds, logged."""
+    dataset = load_labelled(data, fetch, group_by, folds=folds)
     if log:
         log(f"{len(dataset.examples)} covers in {len(dataset.genres)} genres {dataset.counts()}; "
             f"dropped {dataset.dropped_duplicates} duplicate(s), {dataset.dropped_conflicts} cover(s) filed "
             f"under several genres")
+        if dataset.skipped:
+            log(f"left out {skipped_line(dataset)}")
         if len(dataset.sources) > 1:
             log("per input: " + "; ".join(f"{s} {c}" for s, c in dataset.counts_by_source().items()))
         nd = dataset.grouping.get("near_duplicates")
@@ -61,9 +65,14 @@ def load(data: Data, log: Log, fetch: FetchOptions | None = None, group_by: str 
         if dataset.unfetched:
             log(f"left out {sum(dataset.unfetched.values())} cover(s) that could not be fetched: "
                 f"{dict(dataset.unfetched)}")
-    if len(dataset.genres) < 2:
-        raise ValueError(f"{_names(data)}: need at least two genres, found {dataset.genres}")
     return dataset
+
+
+def skipped_line(dataset: Dataset) -> str:
+    """``3 row(s) or file(s) (2 file not found, 1 not an image); first: labels.csv line 4: ...``"""
+    reasons = ", ".join(f"{n} {SKIP_REASONS[r]}" for r, n in dataset.skipped.most_common())
+    return (f"{sum(dataset.skipped.values())} row(s) or file(s) ({reasons}); first: "
+            + "; ".join(dataset.skipped_first))
 
 
 def _names(data: Data) -> str:
@@ -122,7 +131,7 @@ def evaluate_dataset(data: Data, folds: int = 5, seed: int = 0, featurizer: Path
     :func:`scorer.training.evaluate.head_pairs`) on ``featurizer``'s features (by default the shipped genre
     model's network, :func:`scorer.training.networks.resolve_network`) and the colour histogram."""
     network = resolve_network(featurizer)
-    dataset = load(data, log, fetch, group_by)
+    dataset = load(data, log, fetch, group_by, folds)
     features, cnn, others = _featurize(dataset, network, log, colour=_uses_colour(heads))
     cv = _cross_validate(features, dataset, folds, seed, log, unknown_genres, heads)
     cv["featurizers"] = {"cnn": cnn.id, "colour": ColourFeaturizer.id, **{f"cnn:{k}": f.id for k, f in others.items()}}
@@ -139,7 +148,8 @@ def _uses_colour(heads: tuple[str, ...]) -> bool:
 def _dataset_summary(data: Data, dataset: Dataset, group_by: str | None) -> dict:
     return {"source": _names(data), "images": len(dataset.examples), "sha256": dataset.fingerprint(),
             "per_genre": dataset.counts(), "per_source": dataset.counts_by_source(),
-            "unfetched": dict(dataset.unfetched), "grouping": dataset.grouping,
+            "unfetched": dict(dataset.unfetched), "skipped": dict(dataset.skipped),
+            "skipped_first": dataset.skipped_first, "grouping": dataset.grouping,
             **({"group_by": group_by} if group_by else {}), "groups": dataset.grouping.get("groups")}
 
 
@@ -160,7 +170,7 @@ def train_dataset(data: Data, out: Path, folds: int = 5, seed: int = 0, name: st
     network = resolve_network(featurizer)
     stages: dict[str, float] = {} if timings is None else timings
     t0 = time.perf_counter()
-    dataset = load(data, log, fetch, group_by)
+    dataset = load(data, log, fetch, group_by, folds)
     t1 = time.perf_counter()
     features, cnn, others = _featurize(dataset, network, log, variants=bool(folds), colour=_uses_colour(heads))
     t2 = time.perf_counter()
@@ -252,7 +262,7 @@ def evaluate_finetuned(data: Data, recipe, folds: int = 5, seed: int = 0, log: L
     split is kept in the cache folder (``cv/``): a rerun of the same command resumes after it.
     ``only`` runs just the named splits (``fold1``, ``cross:A→B``) and reports each alone.
     """
-    dataset = load(data, log, fetch, group_by)
+    dataset = load(data, log, fetch, group_by, folds)
     y = np.array(dataset.labels)
     groups = dataset.groups
     colour = extract(dataset.examples, {"colour": ColourFeaturizer()})["colour"]

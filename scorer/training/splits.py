@@ -49,7 +49,8 @@ def stratified_folds(y: np.ndarray, folds: int, seed: int, groups: list[str] | N
         skf = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
         return [test for _, test in skf.split(np.zeros(len(y)), y)]
     if len(set(groups)) < folds:
-        raise ValueError(f"{len(set(groups))} groups (artists, near-duplicate clusters) cannot fill {folds} folds")
+        raise ValueError(f"{len(set(groups))} groups (artists, near-duplicate clusters) cannot fill {folds} folds: "
+                         f"lower --folds, or add covers of other artists")
     sgkf = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
     return [test for _, test in sgkf.split(np.zeros(len(y)), y, groups)]
 
