@@ -5,6 +5,9 @@ artist and near-duplicate cluster.
     python -m scorer.training.build_default                                    # frozen featurizer, with CV
     python -m scorer.training.build_default --finetune --cv finetune-cv.json   # ship a fine-tuned CNN if it wins
 
+``--data``, ``--out``, ``--folds`` and ``--heads`` (frozen featurizer only) make a quick build on a few covers
+into a folder of one's own (what tests/test_build_default.py runs); the shipped model takes the defaults.
+
 The covers are read in place and never copied into the repository; only the trained heads
 and the manifest (genres, aliases, featurizer, training-set hash, groups, CV figures per input
 and across inputs, calibration) are written.
@@ -36,7 +39,9 @@ from typing import Any
 from scorer.manifest import write_manifest
 from scorer.training.dataset import load_labelled
 from scorer.training.evaluate import BLEND, HEAD_CV_TOLERANCE, best_head
+from scorer.training.heads import HEAD_KINDS
 from scorer.training.manifests import CV_FIELDS, CV_SECTIONS, calibration_manifest, variant_cv
+from scorer.training.networks import ALL_HEADS
 from scorer.training.pipeline import (
     choose_precision,
     evaluate_dataset,
@@ -45,7 +50,7 @@ from scorer.training.pipeline import (
     train_finetuned,
 )
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]  # the repository: scorer/training/build_default.py
 SETS = ("covers-5genre", "covers-spotify")
 NAME = "covers-9genre"
 #: flip TTA runs the CNN twice per cover; like a featurizer more than 1.5x as slow, it is on by
@@ -98,6 +103,16 @@ def finetuned_manifest(manifest: dict, cv: dict) -> dict:
     }
 
 
+def heads_arg(text: str) -> tuple[str, ...]:
+    """``--heads``: head kinds (``knn``) or featurizer-kind pairs (``cnn-knn``), comma-separated."""
+    names = tuple(dict.fromkeys(h.strip() for h in text.split(",") if h.strip()))
+    unknown = [h for h in names if h not in HEAD_KINDS and h not in ALL_HEADS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"{','.join(unknown) or repr(text)}: use some of "
+                                         f"{', '.join((*HEAD_KINDS, *ALL_HEADS))}")
+    return names
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, nargs="+", default=[REPO.parent / "shared" / "data" / s for s in SETS])
@@ -105,6 +120,9 @@ def main() -> None:
     ap.add_argument("--name", default=NAME)
     ap.add_argument("--out", type=Path, default=REPO / "models" / "default")
     ap.add_argument("--folds", type=int, default=5)
+    ap.add_argument("--heads", type=heads_arg, default=HEAD_KINDS,
+                    help="without --finetune: the heads fitted, comma-separated kinds (knn: on both featurizers) or "
+                         "featurizer-kind pairs (cnn-logreg) [default: every kind on both featurizers]")
     ap.add_argument("--finetune", action="store_true", help="ship a fine-tuned CNN if it wins under CV")
     ap.add_argument("--cv", type=Path, help="--finetune: figures of `scorer evaluate --finetune --json`")
     ap.add_argument("--epochs", type=int, help="--finetune without --cv: epochs [default: the recipe's]")
@@ -115,7 +133,7 @@ def main() -> None:
     if not args.finetune:
         manifest = train_dataset(args.data, args.out, folds=args.folds, seed=0, name=args.name,
                                  featurizer=REPO / "models" / "featurizer" / "efficientnet-lite0.onnx",
-                                 log=log, copy_featurizer=False, group_by=args.group_by)
+                                 log=log, copy_featurizer=False, group_by=args.group_by, heads=args.heads)
         print(f"{args.out}: {manifest['version']}, default head {manifest['default_head']}")
         return
 
