@@ -308,3 +308,29 @@ def test_left_out_rows_are_in_the_summary(tmp_path):
     assert result.exit_code == 0, result.output
     assert (f"left out 2 row(s) or file(s) (1 file not found, 1 not an image); first: {path} line 8: "
             f"img/gone-7.png: no such file; {path} line 9: img/8.png: not a recognised image format") in result.output
+
+
+def test_a_link_file_with_covers_that_cannot_be_fetched_or_read(covers_dir, tmp_path, monkeypatch):
+    """A link file's covers that cannot be fetched are counted by status (``unfetched``); those fetched but
+    not readable are left out and counted as any other file."""
+    from scorer.fetch import FetchOptions
+    from tests.fakes.cdn import CoverCDN
+
+    monkeypatch.setenv("SCORER_CACHE_DIR", str(tmp_path / "cache"))
+    with CoverCDN(sorted(covers_dir.rglob("*.jpg"))[:40]) as cdn:
+        names, seen = [], set()
+        for i in range(200):  # six names the CDN serves six different covers at
+            if cdn.cover_index(f"a{i}.jpg") not in seen and len(names) < 6:
+                seen.add(cdn.cover_index(f"a{i}.jpg"))
+                names.append(f"a{i}.jpg")
+        good = [f"{cdn.base}/img/{name}\t{GENRES[k % 2]}/{k}.jpg\n" for k, name in enumerate(names)]
+        bad = [f"{cdn.base}/bad/gone\tjazz/100.jpg\n", f"{cdn.base}/bad/html\tpop/101.jpg\n",
+               f"{cdn.base}/bad/truncated.jpg\tpop/102.jpg\n"]
+        links = tmp_path / "links.tsv"
+        links.write_text("".join(good + bad))
+        ds = load_labelled(links, FetchOptions(allow_private_hosts=True, retries=0), folds=FOLDS)
+    assert ds.counts() == {"jazz": 3, "pop": 3}
+    assert dict(ds.unfetched) == {"http_404": 1, "not_an_image": 1}
+    assert dict(ds.skipped) == {"damaged": 1}
+    assert ds.skipped_first == [f"{links}: {cdn.base}/bad/truncated.jpg: damaged image: image file is truncated "
+                                f"(6 bytes not processed)"]
