@@ -28,6 +28,7 @@ from aiohttp import web
 from fakes.loopback import LoopbackServer
 from PIL import Image
 from typer.testing import CliRunner
+from waiting import join_all
 
 import scorer
 from scorer.cli import app
@@ -370,8 +371,7 @@ def test_from_several_threads_with_one_model(albums, model):
     threads = [threading.Thread(target=work, args=(i,)) for i in range(3)]
     for t in threads:
         t.start()
-    for t in threads:
-        t.join(120)
+    join_all(threads, "three threads scoring with one model")
     assert errors == [] and len(results) == 3
     probs = [f"p_{g}" for g in model.genres]
     for got in results.values():
@@ -391,7 +391,7 @@ def test_inside_a_running_event_loop(albums, model):
 # ------------------------------------------------------------------------------------------ other commands
 
 
-def test_the_other_commands_are_functions(model, tmp_path, sample_covers):
+def test_the_other_commands_are_functions(model, tmp_path, sample_covers, store, no_proxy, monkeypatch):
     info = model.info()
     assert info["genres"] == model.genres and info["default_head"] in info["heads"] == model.heads
     json.dumps(info)  # plain data
@@ -418,10 +418,16 @@ def test_the_other_commands_are_functions(model, tmp_path, sample_covers):
     assert len(list((tmp_path / "frame-report").rglob("c-*"))) == 2
     with pytest.raises(scorer.UsageError, match="not returned by scorer.score"):
         scorer.report(pd.DataFrame({"cover_url": ["x"]}), tmp_path / "r3")
+    # the cache, in a folder of this test's own: one cover fetched over HTTP, nothing else
+    monkeypatch.setenv("SCORER_CACHE_DIR", str(tmp_path / "cache"))
+    before = store.hits["night-drive.jpg"]
+    assert list(scorer.score([f"{store.base}/night-drive.jpg"], model=model, allow_private_hosts=True).status) == ["ok"]
+    assert store.hits["night-drive.jpg"] == before + 1
     info = scorer.cache_info()
-    assert set(info["parts"]) >= {"covers", "features"}
+    assert info["parts"]["covers"]["files"] == 2 and info["parts"]["features"]["files"] == 0  # a blob, a URL entry
     gone = scorer.clear_cache()
-    assert gone["files"] >= 0 and scorer.cache_info()["parts"]["covers"]["files"] == 0
+    assert (gone["files"], gone["bytes"]) == (2, info["parts"]["covers"]["bytes"])
+    assert scorer.cache_info()["parts"]["covers"]["files"] == 0
 
 
 # ------------------------------------------------------------------------------------------ README

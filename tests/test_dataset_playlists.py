@@ -12,7 +12,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -22,6 +21,7 @@ from fakes.cdn import CoverCDN
 from fakes.deezer_api import FakeDeezer
 from fakes.loopback import LoopbackServer
 from typer.testing import CliRunner
+from waiting import wait_for
 
 from scorer.cli import app
 from scorer.datasets.playlists import JOURNAL, LABEL_COLUMNS, build_playlists, check_labels
@@ -182,11 +182,8 @@ def test_killed_run_resumes_and_asks_for_nothing_twice(sample_covers, tmp_path):
         proc = subprocess.Popen(command(killed), env=env, cwd=REPO, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)
         journal = killed / JOURNAL
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if journal.exists() and journal.read_text().count('"event": "cover"') >= 10:
-                break
-            time.sleep(0.02)
+        wait_for(lambda: journal.exists() and journal.read_text().count('"event": "cover"') >= 10,
+                 "10 covers in the journal", proc=proc)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         events = [json.loads(line) for line in journal.read_text().splitlines() if line.endswith("}")]

@@ -13,12 +13,12 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 from fakes.cdn import CoverCDN
+from waiting import wait_for
 
 from scorer.errors import EXIT_CODES
 
@@ -200,9 +200,7 @@ def test_a_signal_stops_cleanly_and_the_dataset_run_resumes(sample_covers, tmp_p
                 "--concurrency", "2", "--per-host", "2", "--json")
         proc = subprocess.Popen([sys.executable, "-m", "scorer.cli", *map(str, args)], cwd=REPO, text=True,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 120
-        while not (out / "part-00001.parquet").exists() and time.monotonic() < deadline:
-            time.sleep(0.02)
+        wait_for((out / "part-00001.parquet").exists, "the run writing its second shard", proc=proc)
         proc.send_signal(sig)
         stdout, stderr = proc.communicate(timeout=60)
         assert proc.returncode == code, stderr
@@ -229,9 +227,9 @@ def test_a_signal_during_a_single_file_run_leaves_nothing(sample_covers, tmp_pat
         proc = subprocess.Popen([sys.executable, "-m", "scorer.cli", "catalog", str(catalog), "--out", str(out),
                                  "--allow-private-hosts", "--no-cache", "--concurrency", "2", "--per-host", "2"],
                                 cwd=REPO, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 120
-        while not list(tmp_path.glob(".scored.parquet.*")) and time.monotonic() < deadline:
-            time.sleep(0.02)  # the first chunk is written to the temporary file; the second is being fetched
+        # the first chunk is written to the temporary file; the second is being fetched
+        wait_for(lambda: bool(list(tmp_path.glob(".scored.parquet.*"))), "the run's temporary output file",
+                 proc=proc)
         assert sum(n for path, n in cdn.hits.items() if "/u" in path) < 150
         proc.send_signal(signal.SIGTERM)
         _, stderr = proc.communicate(timeout=60)
@@ -299,10 +297,9 @@ def test_chaos_ten_kills_in_a_row_then_the_same_dataset(sample_covers, tmp_path)
         while kills < 10:
             before = sum(cdn.hits.values())
             proc = subprocess.Popen(command(chaos), cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            wait_for = rng.randint(1, 60)  # covers fetched before the kill: a random moment of the work
-            deadline = time.monotonic() + 60
-            while sum(cdn.hits.values()) - before < wait_for and proc.poll() is None and time.monotonic() < deadline:
-                time.sleep(0.005)
+            fetched = rng.randint(1, 60)  # covers fetched before the kill: a random moment of the work
+            wait_for(lambda: sum(cdn.hits.values()) - before >= fetched or proc.poll() is not None,  # noqa: B023
+                     f"run {kills + 1} fetching {fetched} covers (or finishing)", poll=0.005)
             if proc.poll() is not None:
                 break  # it finished before this kill: nothing left to interrupt
             proc.send_signal(signal.SIGKILL)

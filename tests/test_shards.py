@@ -10,7 +10,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -19,6 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 from fakes.cdn import CoverCDN
 from typer.testing import CliRunner
+from waiting import wait_for
 
 from scorer.cli import app
 from scorer.sinks.dataset import DatasetSink
@@ -190,9 +190,7 @@ def test_killed_run_resumes_to_the_same_result(sample_covers, tmp_path):
         killed = tmp_path / "killed"
         proc = subprocess.Popen(command(killed), env=env, cwd=REPO, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 120
-        while not (killed / "part-00001.parquet").exists() and time.monotonic() < deadline:
-            time.sleep(0.02)
+        wait_for((killed / "part-00001.parquet").exists, "the run writing its second shard", proc=proc)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         done = sorted(p.name for p in killed.glob("*.parquet"))
