@@ -10,7 +10,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -18,12 +17,20 @@ import pytest
 import requests
 from fakes.musicbrainz import FakeCoverArt, FakeMusicBrainz, mbid
 from typer.testing import CliRunner
+from waiting import FakeClock, wait_for
 
 from scorer.cli import app
 from scorer.datasets.musicbrainz import LABEL_COLUMNS, build_musicbrainz, folder_name
 from scorer.fetch import FetchOptions
 from scorer.filters import UsageError
-from scorer.services.musicbrainz import album_query, check_contact, parse_release_group
+from scorer.services.musicbrainz import (
+    BUSY_WAIT_S,
+    MIN_INTERVAL_S,
+    MusicBrainzClient,
+    album_query,
+    check_contact,
+    parse_release_group,
+)
 from scorer.version import __version__
 
 REPO = Path(__file__).resolve().parent.parent
@@ -106,7 +113,8 @@ def test_query_and_contact():
 
 
 def test_fakes_refuse_what_the_real_services_refuse():
-    with FakeMusicBrainz() as mb, FakeCoverArt() as caa:
+    clock = FakeClock()
+    with FakeMusicBrainz(clock=clock) as mb, FakeCoverArt(clock=clock) as caa:
         rg = mb.add("Album", "Band", ["rock"])
         caa.set_cover(rg, b"\xff\xd8\xff")
         url = f"{mb.base}release-group"
@@ -120,7 +128,7 @@ def test_fakes_refuse_what_the_real_services_refuse():
         first = requests.get(front, allow_redirects=False, timeout=5)
         assert first.status_code == 307 and "/download/mbid-" in first.headers["Location"]
         assert requests.get(front, allow_redirects=False, timeout=5).status_code == 503
-        time.sleep(1.0)
+        clock.advance(1.0)
         assert requests.get(f"{caa.base}release-group/{mbid('none')}/front-250", timeout=5).status_code == 404
         assert mb.too_fast == 1 and caa.too_fast == 1
 
@@ -162,20 +170,38 @@ def test_three_genres_balanced_with_every_exclusion_counted(sample_covers, tmp_p
         assert len(caa.storage_log) == 2 * 12  # each cover: the archive's redirect, then the storage node's
 
 
-def test_paced_one_request_per_second_with_busy_answers_waited(sample_covers, tmp_path):
-    """The real pacing, through the CLI: one request per second to each service, 503s waited out."""
+def test_the_client_paces_one_search_a_second_and_waits_out_busy_answers():
+    """MusicBrainzClient on a fake clock, which the fake service judges its pacing by: every wait asked for."""
+    clock = FakeClock()
+    with FakeMusicBrainz(clock=clock) as mb:
+        for i in range(3):
+            mb.add(f"Album {i}", f"Artist {i}", {"indie": 1})
+        mb.busy(2)
+        client = MusicBrainzClient(CONTACT, base_url=mb.base, sleep=clock.sleep, clock=clock)
+        pages = [client.search_albums("indie", offset, limit=1) for offset in range(3)]
+    assert [[g.title for g in p.groups] for p in pages] == [["Album 0"], ["Album 1"], ["Album 2"]]
+    assert mb.statuses() == [503, 503, 200, 200, 200] and mb.too_fast == 0
+    # two busy answers waited 2 s then 4 s (doubling from BUSY_WAIT_S); then one second between searches
+    assert clock.slept == [BUSY_WAIT_S, 2 * BUSY_WAIT_S, MIN_INTERVAL_S, MIN_INTERVAL_S]
+    times = [t for t, *_ in mb.log]
+    assert [b - a for a, b in zip(times, times[1:])] == [BUSY_WAIT_S, 2 * BUSY_WAIT_S, MIN_INTERVAL_S, MIN_INTERVAL_S]
+    assert (client.requests, client.busy_waits) == (5, 2)
+
+
+def test_paced_one_request_per_second_through_the_cli(sample_covers, tmp_path):
+    """The real pacing, through the CLI: one request per second to each service (the cover fetcher's pacing runs
+    on its event loop's clock, so this one waits for real: about 4 s)."""
     with FakeMusicBrainz() as mb, FakeCoverArt() as caa:
         fill(mb, caa, sample_covers)
-        mb.busy(1)
         env = {"SCORER_MUSICBRAINZ_URL": mb.base, "SCORER_COVERART_URL": caa.base}
         result = CliRunner().invoke(app, ["dataset", "musicbrainz", "--genre", "indie,rock", "--per-genre", "2",
                                           "--out", str(tmp_path / "set"), "--contact", CONTACT,
                                           "--allow-private-hosts", "--json"], env=env)
         assert result.exit_code == 0, result.output
         summary = json.loads(result.output)
-        assert summary["busy_waits"] == 1 and summary["complete"]
+        assert summary["busy_waits"] == 0 and summary["complete"]
         assert {g: t["covers"] for g, t in summary["genres"].items()} == {"indie": 2, "rock": 2}
-        assert mb.statuses() == [503, 200, 200] and mb.too_fast == 0
+        assert mb.statuses() == [200, 200] and mb.too_fast == 0
         assert caa.too_fast == 0 and len(caa.log) == 4
         for log in (mb.log, caa.log):
             times = [t for t, *_ in log]
@@ -257,11 +283,8 @@ def test_killed_run_resumes_and_asks_for_nothing_twice(sample_covers, tmp_path):
         proc = subprocess.Popen(command(killed), env=env, cwd=REPO, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)
         journal = killed / ".musicbrainz.jsonl"
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if journal.exists() and journal.read_text().count('"event": "cover"') >= 5:
-                break
-            time.sleep(0.02)
+        wait_for(lambda: journal.exists() and journal.read_text().count('"event": "cover"') >= 5,
+                 "5 covers in the journal", proc=proc)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         events = [json.loads(line) for line in journal.read_text().splitlines() if line.endswith("}")]

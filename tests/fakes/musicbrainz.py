@@ -16,7 +16,7 @@ They answer as the real services do:
     with FakeMusicBrainz() as mb, FakeCoverArt() as caa:
         rg = mb.add("Title", "Artist", {"indie": 3})
         caa.set_cover(rg, cover_path)
-        mb.log, caa.log   # [(monotonic time, path, query, status, user agent), ...]
+        mb.log, caa.log   # [(time by the fake's clock, path, query, status, user agent), ...]
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import re
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -89,8 +90,9 @@ class Album:
 class _Paced:
     """What both services share: a loopback server, a request log, and 503 for requests that come too fast."""
 
-    def __init__(self, min_interval: float) -> None:
+    def __init__(self, min_interval: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.min_interval = min_interval
+        self.clock = clock  # a test's fake clock, to check a client's pacing without waiting
         self.log: list[tuple[float, str, str, int, str]] = []
         self.too_fast = 0
         self._busy = 0
@@ -102,7 +104,7 @@ class _Paced:
         self._busy = n
 
     def _gate(self, request: web.Request) -> web.Response | None:
-        now = time.monotonic()
+        now = self.clock()
         with self._lock:
             last = self._last.get(request.remote or "")
             self._last[request.remote or ""] = now
@@ -118,7 +120,7 @@ class _Paced:
         return web.json_response({"error": message}, status=503)
 
     def _record(self, request: web.Request, response: web.StreamResponse) -> web.StreamResponse:
-        self.log.append((time.monotonic(), request.path, request.query_string, response.status,
+        self.log.append((self.clock(), request.path, request.query_string, response.status,
                          request.headers.get("User-Agent", "")))
         return response
 
@@ -134,8 +136,8 @@ class _Paced:
 
 
 class FakeMusicBrainz(_Paced):
-    def __init__(self, min_interval: float = 1.0) -> None:
-        super().__init__(min_interval)
+    def __init__(self, min_interval: float = 1.0, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__(min_interval, clock)
         self.albums: list[Album] = []
 
     @property
@@ -190,8 +192,8 @@ class FakeMusicBrainz(_Paced):
 class FakeCoverArt(_Paced):
     """The Cover Art Archive and the storage host its redirects lead to (two servers)."""
 
-    def __init__(self, min_interval: float = 1.0) -> None:
-        super().__init__(min_interval)
+    def __init__(self, min_interval: float = 1.0, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__(min_interval, clock)
         self.covers: dict[str, bytes] = {}
         self.broken: set[str] = set()  # release groups whose cover answers 500, as during an archive outage
         self.storage_log: list[str] = []
