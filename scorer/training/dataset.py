@@ -3,11 +3,9 @@ with ``path,genre``, or a Bandcamp-study link file (``<URL><TAB><genre>/<id>.jpg
 are fetched into the cover cache first and read from there. Several sets (one per store) load as
 one, each cover remembering its set.
 
-Every cover is read and decoded once here, before anything else (:func:`check_covers`): a row or
-file that cannot be used (missing, not an image, damaged, a CSV line with the wrong number of fields,
-an empty genre) is left out and counted by reason in :attr:`Dataset.skipped`, with the first few named;
-an input that cannot be used as a whole (missing, no ``path``/``genre`` column, a quote left open, no
-covers left, a genre too small for the folds) is one :class:`~scorer.errors.UsageError`.
+Every cover is read and decoded here, before anything else (:func:`check_covers`): a row or file that
+cannot be used is left out and counted by reason (:attr:`Dataset.skipped`); an input that cannot be used
+as a whole is one :class:`~scorer.errors.UsageError`.
 
 Images are hashed by content and deduplicated before anything is split: a cover filed twice
 would otherwise sit on both sides of a fold and inflate the scores.
@@ -109,10 +107,8 @@ class Dataset:
         return h.hexdigest()
 
     def counts(self) -> dict[str, int]:
-        out = dict.fromkeys(self.genres, 0)
-        for e in self.examples:
-            out[e.genre] += 1
-        return out
+        n = Counter(e.genre for e in self.examples)
+        return {g: n[g] for g in self.genres}
 
     def counts_by_source(self) -> dict[str, dict[str, int]]:
         out: dict[str, dict[str, int]] = {s: {} for s in self.sources}
@@ -130,12 +126,10 @@ class Dataset:
 
 def load_labelled(source: Path | str | Sequence[Path | str], fetch: FetchOptions | None = None,
                   group_by: str | None = None, near_duplicates: bool = True, folds: int | None = None) -> Dataset:
-    """Read one labelled set, or several (one per store, say) as one; raise :class:`UsageError` with a
-    one-line message when an input cannot be used as a whole. Rows and files that cannot be used are left
-    out and counted (:attr:`Dataset.skipped`).
-
-    With ``folds`` (the folds a CV must fill; 0 for none), a set of fewer than two genres, or with a genre of
-    fewer than ``folds`` covers, is a :class:`UsageError` too, raised before the grouping.
+    """Read one labelled set, or several (one per store, say) as one; a one-line :class:`UsageError` when an
+    input cannot be used as a whole; rows and files that cannot be used are left out and counted
+    (:attr:`Dataset.skipped`). With ``folds`` (0 for none), fewer than two genres, or a genre of fewer than
+    ``folds`` covers, is a :class:`UsageError` too, raised before the grouping.
 
     Every cover is grouped for the folds (:mod:`scorer.training.groups`): near-duplicate covers are one
     group (unless ``near_duplicates`` is false), and with ``group_by`` (a CSV column such as
@@ -201,7 +195,11 @@ def _reasons(counts: Counter) -> str:
 def check_covers(rows: list[_Row]) -> tuple[list[_Row], list[str], Counter, list[str]]:
     """The rows whose file reads and decodes (through :func:`scorer.decode.decode_image`, as scoring does),
     their content hashes, and the others: counted by reason (:data:`SKIP_REASONS`), the first :data:`SHOWN`
-    named. Each file is read once."""
+    named. Each file is read once; one whose content has perceptual hashes cached decoded then: not again."""
+    from scorer.training.feature_cache import FeatureCache, default_cache_dir
+    from scorer.training.groups import HASHES_ID
+
+    hashed = FeatureCache(default_cache_dir(), HASHES_ID)
     kept: list[_Row] = []
     shas: list[str] = []
     counts: Counter[str] = Counter()
@@ -228,14 +226,16 @@ def check_covers(rows: list[_Row]) -> tuple[list[_Row], list[str], Counter, list
             except ValueError as e:  # a path with a NUL byte
                 skip("unreadable", row.where, f"not a file path ({e})")
             else:
+                sha = hashlib.sha256(data).hexdigest()
                 try:
-                    decode_image(data, size=CHECK_SIZE)
+                    if not hashed.path(sha).is_file():
+                        decode_image(data, size=CHECK_SIZE)
                 except RowError as e:
                     reason = {"not_an_image": "not_an_image", "too_large": "too_large"}.get(e.code, "damaged")
                     skip(reason, row.where, e.message)
                 else:
                     kept.append(row)
-                    shas.append(hashlib.sha256(data).hexdigest())
+                    shas.append(sha)
             advance(1)
     return kept, shas, counts, first
 
