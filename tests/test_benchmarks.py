@@ -73,3 +73,67 @@ def test_near_duplicate_benchmark_on_a_spread_of_covers(covers_dir, spotify_dir,
     for ranked in data["copies_original_ranked"].values():  # where a re-encoded copy's original ranks
         assert 0 <= ranked["first"] <= ranked["first_but_for_its_near_duplicates"] <= 1
         assert ranked["first"] <= ranked["top_3"] <= ranked["top_10"] <= 1
+
+
+def _bench(module: str, *args: str) -> subprocess.CompletedProcess:
+    r = subprocess.run([sys.executable, "-m", f"benchmarks.{module}", *args], cwd=REPO, capture_output=True,
+                       text=True, check=False)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return r
+
+
+def _json_lines(text: str) -> list[dict]:
+    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+
+
+def test_fetch_decode_counts_every_link(cdn, no_proxy, tmp_path):
+    links = tmp_path / "links.tsv"
+    links.write_text("".join(f"{cdn.base}/img/r{i}.jpg\tg/{i}.jpg\n" for i in range(9)) + f"{cdn.base}/bad/gone\tg/x\n")
+    (row,) = _json_lines(_bench("fetch_decode", str(links), "--concurrency", "4").stdout)
+    assert (row["rows"], row["ok"]) == (10, 9)
+    assert row["covers_per_s"] > 0 and row["seconds"] > 0 and row["peak_rss_mb"] > 0
+
+
+@pytest.mark.shared_data
+def test_fetch_links_fetches_and_scores_a_few_links(covers_dir, tmp_path):
+    from tests.conftest import SHARED
+
+    links = tmp_path / "links.tsv"
+    links.write_text("".join((SHARED / "bandcamp" / "dataset-links.tsv").read_text().splitlines(True)[:12]))
+    (row,) = _json_lines(_bench("fetch_links", "--links", str(links), "--latency-ms", "0").stdout)
+    assert row["latency_ms"] == 0
+    fetched, scored = row["fetch_decode"], row["scorer_links"]
+    assert (fetched["rows"], fetched["ok"], scored["rows"], scored["scored"]) == (12, 12, 12, 12)
+    assert fetched["covers_per_s"] > 0 and scored["covers_per_s"] > 0 and scored["wall_s"] > 0
+    assert scored["peak_rss_mb"] > fetched["peak_rss_mb"] > 0  # the model is loaded only for scoring
+
+
+@pytest.mark.shared_data
+def test_nightly_reruns_only_the_changed_rows(covers_dir):
+    first, rerun = _json_lines(_bench("nightly", "--rows", "30", "--covers", "6", "--changed", "0.1").stdout)
+    assert (first["rows"], first["run"], first["scored"], first["inferred"]) == (30, "first", 30, 6)
+    assert (first["rows_rescored"], first["rows_carried"]) == (30, 0)
+    assert (rerun["rows"], rerun["run"], rerun["scored"]) == (30, "rerun, 3 rows changed", 30)
+    assert (rerun["inferred"], rerun["rows_rescored"], rerun["rows_carried"]) == (3, 3, 27)
+    assert all(r["wall_s"] > 0 and r["peak_rss_mb"] > 0 for r in (first, rerun))
+
+
+@pytest.mark.shared_data
+def test_library_benchmark_scores_every_cover_each_way(covers_dir):
+    rows = _json_lines(_bench("library", "--per-genre", "2").stdout)
+    assert [r["case"] for r in rows] == ["scorer.score: paths in a DataFrame", "scorer.score: bytes in a list",
+                                         "scorer.score: PIL images in a list", "scorer catalog (whole process)"]
+    assert all((r["rows"], r["ok"]) == (10, 10) and r["rows_per_second"] > 0 for r in rows)  # 5 genres x 2
+
+
+@pytest.mark.shared_data
+def test_train_speed_times_each_stage(covers_dir, tmp_path):
+    out = tmp_path / "train_speed"
+    _bench("train_speed", "--per-label", "10", "--heads", "cnn-logreg", "--out", str(out))
+    (run,) = json.loads(out.with_suffix(".json").read_text())
+    assert (run["covers"], run["labels"], run["heads"]) == (30, ["country", "hiphop", "rock"], ["cnn-logreg"])
+    assert run["default_head"] == "cnn-logreg" and 0 <= run["default_head_cv_balanced_accuracy"] <= 1
+    stages = run["stages_seconds"]
+    assert list(stages) == ["reading", "features", "cv", "calibration", "final_fit", "writing"]
+    assert stages["features"] > 0 and sum(stages.values()) <= run["total_seconds"] + 0.5  # rounded to 0.1 s each
+    assert run["cores"] >= 1 and len(run["load_average_before"]) == 3
