@@ -7,18 +7,16 @@ max-age`` / ``immutable``, and Spotify's ``i.scdn.co/image/<hash>`` URLs, whose 
 changes). Every file is written to a temporary name and renamed into place, so a killed run
 never leaves a half-written entry behind, and concurrent runs can share one cache.
 
-The cache is bounded on the disk (``--cache-max-size``, ``SCORER_CACHE_MAX_SIZE``, default 10 GB):
-what counts is what ``du`` counts, the blocks allocated to every file (a 1 kB cover takes a whole
-block), index entry, folder, temporary, the lock and the ledger. Every write happens under one lock
-shared by all runs on the cache (``.prune.lock``), which keeps the running total in a ledger
-(``.usage``): before a write that would take the folder past the bound, the least recently used
-files (a hit touches a file's mtime) are deleted, and the folders they leave empty, until it is at
-80% of it less what the write may take (its blocks, one for its folder growing, one per new
-folder); the ledger then gets what the write really took (``st_blocks`` before and after). So runs
-sharing a cache never take it past the bound together. A prune walks the folder and sets the ledger
-to what it finds (files changed by hand are counted again there), and deletes temporaries left by a
-killed run (under the lock no write is in flight). A run that finds a file gone under it (another
-run pruned it) fetches the cover again, so pruning is safe.
+The cache is bounded on the disk (``--cache-max-size``, ``SCORER_CACHE_MAX_SIZE``, default 10 GB), as
+``du`` counts it: the blocks of every file (a 1 kB cover takes a whole block), index entry, folder,
+temporary, the lock and the ledger. Every write holds the lock shared by all runs on the cache
+(``.prune.lock``) and its ledger (``.usage``, the running total): a write that could take the folder
+past the bound (its blocks, one for its folder growing, one per new folder) first deletes the least
+recently used files (a hit touches a file's mtime) and the folders they empty, down to 80% of it less
+the write; the ledger then gets what the write took (``st_blocks`` before and after). So runs sharing a
+cache stay under the bound together. A prune walks the folder, sets the ledger to what it finds and
+deletes a killed run's temporaries (under the lock no write is in flight). A run that finds a file gone
+under it (another run pruned it) fetches the cover again, so pruning is safe.
 """
 
 from __future__ import annotations
@@ -31,6 +29,7 @@ import re
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, overload
@@ -134,13 +133,32 @@ _TEMP = re.compile(r"^\..+\.tmp$")  # atomic_write's temporaries, ``.<name>.<ran
 LOCK, LEDGER = ".prune.lock", ".usage"
 
 
-def _allocated(paths: list[Path]) -> int:
-    """Bytes the disk has allocated to ``paths`` (``st_blocks``, what ``du`` counts); 0 for one that is gone."""
-    total = 0
+def _allocated(paths: list[str]) -> tuple[int, set[str]]:
+    """Bytes the disk has allocated to ``paths`` (``st_blocks``, what ``du`` counts), and those that do not exist."""
+    total, missing = 0, set()
     for path in paths:
-        with contextlib.suppress(OSError):
+        try:
             total += os.lstat(path).st_blocks * 512
-    return total
+        except OSError:
+            missing.add(path)
+    return total, missing
+
+
+class _Ledger:
+    """The running total of a cache's bytes on the disk, in ``.usage``; open while the lock is held. Fixed width
+    and rewritten in place, so that its own block never changes; created as unknown (a walk counts the cache)."""
+
+    def __init__(self, path: Path) -> None:
+        self.fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        text = os.pread(self.fd, 64, 0).decode(errors="replace").strip()
+        if not text:
+            os.pwrite(self.fd, f"{'?':>20}\n".encode(), 0)
+        self.total = int(text) if text.isdigit() else None
+
+    def set(self, total: int) -> int:
+        os.pwrite(self.fd, f"{total:20d}\n".encode(), 0)
+        self.total = total
+        return total
 
 
 @dataclass
@@ -213,26 +231,20 @@ class CoverCache:
                 self._block = 4096
         return self._block
 
-    def _ledger(self, total: int | None = None) -> int | None:
-        """The running total in ``.usage`` (None: none yet, or unknown); with ``total``, write it. Under the lock.
-        Fixed width, rewritten in place, so that the ledger's own block never changes; created as "unknown"."""
-        fd = os.open(self.root / LEDGER, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            if total is not None:
-                os.pwrite(fd, f"{total:20d}\n".encode(), 0)
-                return total
-            text = os.pread(fd, 64, 0).decode(errors="replace").strip()
-            if not text:
-                os.pwrite(fd, f"{'?':>20}\n".encode(), 0)
-            return int(text) if text.isdigit() else None
-        finally:
-            os.close(fd)
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[_Ledger]:
+        """The lock shared by every run on this cache, and its ledger."""
+        with self._lock, file_lock(self.root / LOCK):
+            ledger = _Ledger(self.root / LEDGER)
+            try:
+                yield ledger
+            finally:
+                os.close(ledger.fd)
 
-    def _prune_locked(self, target: int) -> int:
+    def _prune_locked(self, ledger: _Ledger, target: int) -> int:
         """Under the lock: delete temporaries of killed runs, then the least recently used files and the
         folders they leave empty (never the root) until at most ``target`` bytes are allocated; the bytes left."""
-        self._ledger()  # the ledger exists before the walk, so that its block is counted
-        scan = _scan(self.root, clean=True)
+        scan = _scan(self.root, clean=True)  # the ledger, open, is counted
         total, gone, logical = scan.disk, 0, 0
         for _, allocated, size, path in sorted(scan.files):
             if total <= target:
@@ -244,8 +256,7 @@ class CoverCache:
             total -= allocated + self._drop_empty(path, scan.folders)
         self.pruned = Usage(self.pruned.files + gone, self.pruned.disk + scan.disk - total,
                             self.pruned.bytes + logical)
-        self._ledger(total)
-        return total
+        return ledger.set(total)
 
     def _drop_empty(self, path: str, folders: dict[str, list[int]]) -> int:
         """``path`` is gone: remove the folders that leaves empty, up to the root; their allocated bytes."""
@@ -265,15 +276,8 @@ class CoverCache:
     def prune(self, target: int) -> int:
         """Delete the least recently used files until at most ``target`` bytes are allocated on the disk; the
         bytes left. Under the lock shared by every run on this cache."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        with self._lock, file_lock(self.root / LOCK):
-            return self._prune_locked(target)
-
-    def clear(self) -> Usage:
-        """Delete every cached cover; what was deleted."""
-        before = self.usage()
-        self.prune(0)
-        return before
+        with self._locked() as ledger:
+            return self._prune_locked(ledger, target)
 
     def _write(self, path: Path, data: bytes, replace: bool = True) -> bool:
         """Write ``data`` at ``path`` atomically within the bound, and count what it took on the disk; False
@@ -282,32 +286,30 @@ class CoverCache:
         blocks = -(-len(data) // block) * block
         if bound is not None and blocks > bound * LOW_WATER:
             return False
-        folders = [path.parent]
-        while folders[-1] != self.root:
-            folders.append(folders[-1].parent)
-        self.root.mkdir(parents=True, exist_ok=True)
-        with self._lock, file_lock(self.root / LOCK):
-            if not replace and path.exists():
+        paths = [str(path)]  # the file and its folders up to the root: what a write changes on the disk
+        while paths[-1] != str(self.root):
+            paths.append(os.path.dirname(paths[-1]))
+        with self._locked() as ledger:
+            before, missing = _allocated(paths)
+            if not replace and paths[0] not in missing:
                 return True
             # at most: its blocks, one more for its folder growing (or an extent block), a block per new folder
-            need = blocks + block * (1 + sum(not f.is_dir() for f in folders))
-            total = self._ledger()
+            need = blocks + block * (1 + len(missing - {paths[0]}))
+            total = ledger.total
             if total is None:  # a cache from before the ledger, or one cleared: walk it
-                total = self._prune_locked(sys.maxsize)
+                total = self._prune_locked(ledger, sys.maxsize)
             if bound is not None and total + need > bound:
-                total = self._prune_locked(int(bound * LOW_WATER) - need)
+                total = self._prune_locked(ledger, int(bound * LOW_WATER) - need)
                 if total + need > bound:
                     return False
-            self._ledger(total + need)  # a run killed while writing leaves the ledger high, never low
-            before = _allocated([*folders, path])
+            ledger.set(total + need)  # a run killed while writing leaves the ledger high, never low
             try:
-                path.parent.mkdir(parents=True, exist_ok=True)
                 atomic_write(path, data)
             finally:
-                total += _allocated([*folders, path]) - before
+                total += _allocated(paths)[0] - before
                 if bound is not None and total > bound:  # it took more than foreseen: prune now
-                    total = self._prune_locked(int(bound * LOW_WATER))
-                self._ledger(total)
+                    total = self._prune_locked(ledger, int(bound * LOW_WATER))
+                ledger.set(total)
         return True
 
     def blob_path(self, sha: str) -> Path:
