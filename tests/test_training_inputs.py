@@ -303,6 +303,10 @@ def test_left_out_rows_are_in_the_summary(tmp_path):
     assert dataset["skipped"] == {"missing": 1, "not_an_image": 1}
     assert dataset["skipped_first"] == [f"{path} line 8: img/gone-7.png: no such file",
                                         f"{path} line 9: img/8.png: not a recognised image format"]
+    result = CliRunner().invoke(app, ["evaluate", str(path), "--folds", "2", "--heads", "cnn-logreg"])
+    assert result.exit_code == 0, result.output
+    assert (f"left out: 2 row(s) or file(s) (1 file not found, 1 not an image); first: {path} line 8: "
+            f"img/gone-7.png: no such file; {path} line 9: img/8.png: not a recognised image format") in result.output
     result = CliRunner().invoke(app, ["train", str(path), "--out", str(tmp_path / "m"), "--folds", "0",
                                       "--heads", "cnn-logreg"])
     assert result.exit_code == 0, result.output

@@ -42,6 +42,16 @@ def _print_heads_network(c, network: dict | None) -> None:
         c.print(f"heads on: {network['description']} ({network['id']})")
 
 
+def _print_left_out(c: Console, dataset: dict) -> None:
+    """The labelled rows and files left out (``scorer.training.dataset.SKIP_REASONS``), the first few named."""
+    from scorer.training.dataset import SKIP_REASONS
+
+    if skipped := dataset.get("skipped"):
+        reasons = ", ".join(f"{n} {SKIP_REASONS.get(r, r)}" for r, n in skipped.items())
+        c.print(f"left out: {sum(skipped.values())} row(s) or file(s) ({reasons}); first: "
+                + "; ".join(dataset.get("skipped_first", [])), markup=False, highlight=False)
+
+
 def print_evaluation(result: dict) -> None:
     c = _console()
     genres = result["genres"]
@@ -55,6 +65,7 @@ def print_evaluation(result: dict) -> None:
         nd = grouping["near_duplicates"]
         c.print(f"groups: {grouping['groups']} ({nd['clusters']} near-duplicate clusters of {nd['covers_in_clusters']}"
                 f" covers" + (f"; {grouping['artists']['known']} artists" if grouping.get("artists") else "") + ")")
+    _print_left_out(c, result.get("dataset") or {})
     calibration = (result.get("calibration") or {}).get("heads") or {}
     best = result.get("best_head")
     ranked = sorted(result["heads"].items(), key=lambda kv: -kv[1]["balanced_accuracy"])
