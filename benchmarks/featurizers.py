@@ -3,6 +3,7 @@ that ship here), frozen, at 224 px and at each network's own input size (240, 26
 by leak-free grouped 5-fold CV on the shared cover sets and by cost per cover.
 
     python -m benchmarks.featurizers [--out benchmarks/results/featurizers]
+    python -m benchmarks.featurizers --per-genre 6 --candidates lite0@224 --folds 2 --out /tmp/f   # a quick check
 
 Each network is exported to ONNX (uint8 NHWC in, normalisation in the graph, as shipped) into
 ``benchmarks/.envs/featurizers/``; covers are decoded at its input size. Heads: logistic
@@ -17,9 +18,11 @@ idle machine), and the ratio to Lite0 at 224. The rule the model follows: a feat
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import statistics
 import sys
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -121,22 +124,49 @@ def knn_cv(x: np.ndarray, y: np.ndarray, splits, n_classes: int) -> np.ndarray:
     return oof
 
 
+def first_per_genre(folder: Path, n: int, out: Path) -> Path:
+    """A labels CSV (absolute paths) of the first ``n`` covers of each genre of ``folder``'s labels.csv."""
+    with open(folder / "labels.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    taken: dict[str, int] = {}
+    with open(out, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        for r in rows:
+            if taken.setdefault(r["genre"], 0) < n:
+                taken[r["genre"]] += 1
+                w.writerow({**r, "path": str(folder / r["path"])})
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "featurizers")
     ap.add_argument("--folds", type=int, default=5)
+    ap.add_argument("--candidates", default=",".join(f"{a}@{s}" for a, s in CANDIDATES),
+                    help="networks and input sizes, comma-separated; lite0@224 (the base) first")
+    ap.add_argument("--per-genre", type=int, help="only the first N covers of each genre of each set (a quick check)")
     args = ap.parse_args()
+    known = {f"{a}@{s}": (a, s) for a, s in CANDIDATES}
+    chosen = [c.strip() for c in args.candidates.split(",") if c.strip()]
+    if not chosen or chosen[0] != "lite0@224" or any(c not in known for c in chosen):
+        ap.error(f"--candidates {args.candidates}: lite0@224 first, then some of {', '.join(known)}")
+    with tempfile.TemporaryDirectory() as tmp:
+        data = [SHARED / s if args.per_genre is None
+                else first_per_genre(SHARED / s, args.per_genre, Path(tmp) / f"{s}.csv") for s in SETS]
+        run(data, {c: known[c] for c in chosen}, args.folds, args.out)
 
+
+def run(data: list[Path], names: dict[str, tuple[str, int]], folds: int, out: Path) -> None:
     from scorer.training.dataset import load_labelled
     from scorer.training.evaluate import cv_splits, metrics
 
-    dataset = load_labelled([SHARED / s for s in SETS], group_by="artist")
+    dataset = load_labelled(data, group_by="artist")
     y = np.array(dataset.labels)
     genres = dataset.genres
-    splits = cv_splits(y, args.folds, 0, dataset.groups)
+    splits = cv_splits(y, folds, 0, dataset.groups)
     paths = [e.path for e in dataset.examples]
-    log(f"{len(y)} covers, {len(genres)} genres, {len(set(dataset.groups))} groups, {args.folds} folds")
-    names = {f"{a}@{s}": (a, s) for a, s in CANDIDATES}
+    log(f"{len(y)} covers, {len(genres)} genres, {len(set(dataset.groups))} groups, {folds} folds")
     files = {k: export(a, s) for k, (a, s) in names.items()}
     rates = speed(files, {k: s for k, (_, s) in names.items()}, paths)
     log(f"img/s: {rates}")
@@ -164,16 +194,16 @@ def main() -> None:
         row["gain_vs_lite0"] = round(gain, 4)
         row["pays"] = bool(row["cost_vs_lite0"] <= SLOWER or gain >= MIN_GAIN)
     result = {"data": list(SETS), "covers": int(len(y)), "groups": len(set(dataset.groups)),
-              "folds": args.folds, "group_by": "artist + near-duplicate clusters", "rows": rows}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
+              "folds": folds, "group_by": "artist + near-duplicate clusters", "rows": rows}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
     md = ["| featurizer | input px | img/s (batch 16) | cost vs Lite0 | logreg balanced acc. (C) | change | kNN "
           "balanced acc. | pays (≤1.5x, or ≥ +0.03) |", "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         md.append(f"| {r['featurizer']} | {r['input']} | {r['img_per_s']} | {r['cost_vs_lite0']}x | "
                   f"{r['logreg']['balanced_accuracy']:.3f} ({r['logreg']['C']:g}) | {r['gain_vs_lite0']:+.3f} | "
                   f"{r['knn']['balanced_accuracy']:.3f} | {'yes' if r['pays'] else 'no'} |")
-    args.out.with_suffix(".md").write_text("\n".join(md) + "\n")
+    out.with_suffix(".md").write_text("\n".join(md) + "\n")
     print(json.dumps(result))
 
 

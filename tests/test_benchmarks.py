@@ -137,3 +137,21 @@ def test_train_speed_times_each_stage(covers_dir, tmp_path):
     assert list(stages) == ["reading", "features", "cv", "calibration", "final_fit", "writing"]
     assert stages["features"] > 0 and sum(stages.values()) <= run["total_seconds"] + 0.5  # rounded to 0.1 s each
     assert run["cores"] >= 1 and len(run["load_average_before"]) == 3
+
+
+@pytest.mark.shared_data
+def test_featurizers_benchmark_on_a_few_covers_of_each_set(covers_dir, spotify_dir, tmp_path):
+    out = tmp_path / "featurizers"
+    _bench("featurizers", "--per-genre", "4", "--candidates", "lite0@224", "--folds", "2", "--out", str(out))
+    data = json.loads(out.with_suffix(".json").read_text())
+    assert (data["covers"], data["folds"]) == (4 * 5 + 4 * 6, 2)  # 5 Discogs genres, 6 Spotify ones
+    (row,) = data["rows"]
+    assert (row["featurizer"], row["input"], row["cost_vs_lite0"], row["gain_vs_lite0"]) == (
+        "EfficientNet-Lite0", 224, 1.0, 0.0)
+    assert row["img_per_s"] > 0 and list(row["logreg"]["by_C"]) == ["0.0001", "0.0003", "0.001", "0.003"]
+    best = max(row["logreg"]["by_C"].items(), key=lambda kv: kv[1])
+    assert (str(row["logreg"]["C"]), row["logreg"]["balanced_accuracy"]) == best
+    assert len(row["knn"]["recall"]) == 9 and 0 <= row["knn"]["balanced_accuracy"] <= 1
+    table = out.with_suffix(".md").read_text().splitlines()
+    assert len(table) == 3 and table[2].startswith(f"| EfficientNet-Lite0 | 224 | {row['img_per_s']} | 1.0x | "
+                                                   f"{best[1]:.3f} ")
