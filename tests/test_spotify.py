@@ -12,6 +12,7 @@ import logging
 import re
 import stat
 import string
+import threading
 import time
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from fakes.spotify_api import EDITORIAL_PREFIX as FAKE_EDITORIAL
 from fakes.spotify_api import FakeSpotify, new_id
 from hypothesis import example, given
 from hypothesis import strategies as st
+from waiting import join_all
 
 from scorer.errors import STATUS_CODES
 from scorer.filters import UsageError
@@ -194,7 +196,8 @@ def test_read_playlist_every_entry_once_in_order(fake):
     sp = make_client()
     started = time.monotonic()
     info, tracks = read_playlist(sp, f"https://open.spotify.com/playlist/{PLAYLIST}?si=abc")
-    assert time.monotonic() - started >= 1.0  # Retry-After was waited out
+    assert time.monotonic() - started >= 1.0  # Retry-After was waited out (a lower bound: load only adds to it)
+    assert [r.status for r in fake.requests if r.path.endswith("/items") and r.query["offset"] == "50"] == [429, 200]
 
     assert info == {"id": PLAYLIST, "name": "Road trip", "owner": "Alice", "owner_id": "alice", "total": 250}
     assert [t.position for t in tracks] == list(range(250))
@@ -293,11 +296,23 @@ def test_rate_limit_that_outlasts_retries_says_so(fake):
 def test_a_retry_after_of_hours_fails_at_once(fake):
     fake.add_playlist(PLAYLIST, "Mine", build_playlist(fake, 60))
     fake.rate_limit(PLAYLIST, offset=50, retry_after="3600", times=5)
-    started = time.monotonic()
-    with pytest.raises(SpotifyAccessError, match=r"rate limited.*Retry-After 3600") as err:
-        read_playlist(make_client(), PLAYLIST)
-    assert time.monotonic() - started < 10 and err.value.status == 429
-    assert [r.query["offset"] for r in fake.requests if r.path.endswith("/items")] == ["0", "50"]
+    raised: list[BaseException] = []
+
+    def read() -> None:
+        try:
+            read_playlist(make_client(), PLAYLIST)
+        except BaseException as e:  # noqa: BLE001 - checked below
+            raised.append(e)
+
+    reader = threading.Thread(target=read, name="read_playlist", daemon=True)
+    reader.start()
+    join_all([reader], "a playlist whose Retry-After asks for an hour (it must fail at once, not wait)")
+    (err,) = raised
+    assert isinstance(err, SpotifyAccessError) and err.status == 429
+    assert re.search(r"rate limited.*Retry-After 3600", str(err)), str(err)
+    # at once: the 429 was the last request, none waited for and retried after it
+    assert [(r.query["offset"], r.status) for r in fake.requests if r.path.endswith("/items")] == [("0", 200),
+                                                                                                    ("50", 429)]
 
 
 def test_server_errors_on_reads_are_retried(fake):
