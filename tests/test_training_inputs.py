@@ -188,6 +188,19 @@ def test_generated_folders(good, faults):
         check(plan, lambda: load_labelled(root, folds=FOLDS))
 
 
+@SETTINGS
+@given(st.sampled_from([b"", b"path,genre\n", b"genre,path,artist\n"]), st.binary(max_size=300))
+def test_any_bytes_as_a_csv_are_one_usage_error(header, body):
+    """No file beside the CSV is a cover (the CSV itself is not an image): whatever its bytes, the run is one
+    usage error of one line, never another exception."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "labels.csv"
+        path.write_bytes(header + body)
+        with pytest.raises(UsageError) as caught:
+            load_labelled(path, folds=FOLDS, near_duplicates=False)
+        assert "\n" not in caught.value.cli_message and str(path) in caught.value.cli_message
+
+
 def test_a_bad_file_never_reaches_the_grouping(tmp_path):
     """Near-duplicate grouping decodes every cover (perceptual hashes): a file that is not an image, once a
     traceback from there, is left out before it."""
