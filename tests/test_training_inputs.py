@@ -351,3 +351,13 @@ def test_a_link_file_with_covers_that_cannot_be_fetched_or_read(covers_dir, tmp_
     assert dict(ds.skipped) == {"damaged": 1}
     assert ds.skipped_first == [f"{links}: {cdn.base}/bad/truncated.jpg: damaged image: image file is truncated "
                                 f"(6 bytes not processed)"]
+
+
+def test_perceptual_hashes_name_a_file_that_is_not_an_image(tmp_path):
+    """For callers that did not check their covers first: one error naming the file, not Pillow's."""
+    from scorer.training.groups import perceptual_hashes
+
+    bad = tmp_path / "bad.jpg"
+    bad.write_text("<html>")
+    with pytest.raises(ValueError, match=rf"^{bad}: not a readable image \(cannot identify image file"):
+        perceptual_hashes([str(bad)], ["0" * 64], cache_root=tmp_path / "cache")

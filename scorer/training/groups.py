@@ -49,8 +49,11 @@ def perceptual_hashes(paths: list[str], shas: list[str], cache_root: Path | None
     for i, (path, sha) in enumerate(zip(paths, shas)):
         got = cache.get(sha)
         if got is None:
-            with Image.open(path) as opened:
-                img = opened.convert("RGB")
+            try:  # load_labelled checked every cover: this is for callers that did not
+                with Image.open(path) as opened:
+                    img = opened.convert("RGB")
+            except (OSError, SyntaxError, ValueError) as e:  # UnidentifiedImageError is an OSError
+                raise ValueError(f"{path}: not a readable image ({e}); remove it from the labelled set") from e
             got = np.array([int(str(imagehash.phash(img)), 16), int(str(imagehash.dhash(img)), 16)], dtype=np.uint64)
             cache.put(sha, got)
         out[i] = got
