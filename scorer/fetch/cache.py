@@ -279,37 +279,39 @@ class CoverCache:
         with self._locked() as ledger:
             return self._prune_locked(ledger, target)
 
-    def _write(self, path: Path, data: bytes, replace: bool = True) -> bool:
-        """Write ``data`` at ``path`` atomically within the bound, and count what it took on the disk; False
-        when it is not kept (it can never fit). ``replace=False``: an existing file is kept as it is."""
-        block, bound = self._block_size(), self.max_bytes
-        blocks = -(-len(data) // block) * block
-        if bound is not None and blocks > bound * LOW_WATER:
+    def _write(self, *files: tuple[Path, bytes, bool]) -> bool:
+        """Write each ``(path, data, replace)`` atomically within the bound under one lock, counting what it takes
+        on the disk; False at the first that can never fit. ``replace=False`` keeps an existing file as it is."""
+        if self.max_bytes is not None and any(len(data) > self.max_bytes * LOW_WATER for _, data, _ in files):
             return False
+        with self._locked() as ledger:
+            return all(self._put(ledger, *file) for file in files)
+
+    def _put(self, ledger: _Ledger, path: Path, data: bytes, replace: bool) -> bool:
+        block, bound = self._block_size(), self.max_bytes
         paths = [str(path)]  # the file and its folders up to the root: what a write changes on the disk
         while paths[-1] != str(self.root):
             paths.append(os.path.dirname(paths[-1]))
-        with self._locked() as ledger:
-            before, missing = _allocated(paths)
-            if not replace and paths[0] not in missing:
-                return True
-            # at most: its blocks, one more for its folder growing (or an extent block), a block per new folder
-            need = blocks + block * (1 + len(missing - {paths[0]}))
-            total = ledger.total
-            if total is None:  # a cache from before the ledger, or one cleared: walk it
-                total = self._prune_locked(ledger, sys.maxsize)
-            if bound is not None and total + need > bound:
-                total = self._prune_locked(ledger, int(bound * LOW_WATER) - need)
-                if total + need > bound:
-                    return False
-            ledger.set(total + need)  # a run killed while writing leaves the ledger high, never low
-            try:
-                atomic_write(path, data)
-            finally:
-                total += _allocated(paths)[0] - before
-                if bound is not None and total > bound:  # it took more than foreseen: prune now
-                    total = self._prune_locked(ledger, int(bound * LOW_WATER))
-                ledger.set(total)
+        before, missing = _allocated(paths)
+        if not replace and paths[0] not in missing:
+            return True
+        # at most: its blocks, one more for its folder growing (or an extent block), a block per new folder
+        need = -(-len(data) // block) * block + block * (1 + len(missing - {paths[0]}))
+        total = ledger.total
+        if total is None:  # a cache from before the ledger, or one cleared: walk it
+            total = self._prune_locked(ledger, sys.maxsize)
+        if bound is not None and total + need > bound:
+            total = self._prune_locked(ledger, int(bound * LOW_WATER) - need)
+            if total + need > bound:
+                return False
+        ledger.set(total + need)  # a run killed while writing leaves the ledger high, never low
+        try:
+            atomic_write(path, data)
+        finally:
+            total += _allocated(paths)[0] - before
+            if bound is not None and total > bound:  # it took more than foreseen: prune now
+                total = self._prune_locked(ledger, int(bound * LOW_WATER))
+            ledger.set(total)
         return True
 
     def blob_path(self, sha: str) -> Path:
@@ -337,28 +339,30 @@ class CoverCache:
               cache_control: str | None = None) -> Entry | None:
         """Keep ``data`` as what ``url`` serves; None when it is larger than the cache could ever hold."""
         now = time.time()
-        sha = self.put_blob(data)
-        if sha is None:
-            return None
+        sha = hashlib.sha256(data).hexdigest()
         entry = Entry(url, sha, etag, last_modified, freshness(url, cache_control, now), now)
-        self.touch(entry)
-        return entry
+        index = (self._entry_path(url), json.dumps(asdict(entry)).encode(), True)
+        if self._touch_blob(sha):
+            return entry if self._write(index) else None
+        return entry if self._write((self.blob_path(sha), data, False), index) else None
 
     def touch(self, entry: Entry, cache_control: str | None = None) -> None:
         """Rewrite ``entry`` (after a 304, with the new freshness)."""
         if cache_control is not None:
             entry.fresh_until = freshness(entry.url, cache_control, time.time())
-        self._write(self._entry_path(entry.url), json.dumps(asdict(entry)).encode())
+        self._write((self._entry_path(entry.url), json.dumps(asdict(entry)).encode(), True))
+
+    def _touch_blob(self, sha: str) -> bool:
+        """Whether the blob is there (then used now: the last to be pruned)."""
+        with contextlib.suppress(OSError):
+            os.utime(self.blob_path(sha))
+            return True
+        return False
 
     def put_blob(self, data: bytes) -> str | None:
         """The blob's hash, once stored; None when it is larger than the cache could ever hold."""
         sha = hashlib.sha256(data).hexdigest()
-        path = self.blob_path(sha)
-        if path.exists():
-            with contextlib.suppress(OSError):
-                os.utime(path)
-            return sha
-        return sha if self._write(path, data, replace=False) else None
+        return sha if self._touch_blob(sha) or self._write((self.blob_path(sha), data, False)) else None
 
 
 #: what lives under the cache root, beside the covers: (folder, what it is, whether --all clears it)
