@@ -195,6 +195,10 @@ def test_iter_catalog_gives_the_schema_without_the_error_column_and_exact_chunks
     assert [t.num_rows for t in tables] == [3, 3, 2]
     assert tables[2].column(ROW_ERROR).to_pylist() == [None, "line 9: 1 fields, the header has 2"]
     assert read_catalog(src).column("id").to_pylist() == [str(i) for i in range(7)] + [None]
+    # an encoding given is the one read with, detection or not
+    utf8 = _write(tmp_path / "u.csv", "cover_url,title\na.jpg,café\n")
+    assert read_catalog(utf8).column("title").to_pylist() == ["café"]
+    assert read_catalog(utf8, "latin-1").column("title").to_pylist() == ["cafÃ©"]
     assert text_encoding(src) == "utf-8-sig" and text_encoding(_write(tmp_path / "p.csv", "cover_url\n")) == "utf-8"
 
 
