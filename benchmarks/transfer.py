@@ -9,7 +9,7 @@ ECE and the precision of what ``--min-prob`` keeps after the shipped kind of cal
 fitted on out-of-fold and held-out predictions, cross-fitted), and recall per genre.
 
     python -m benchmarks.transfer [--size 160] [--tries frozen-logreg,tuned-blend,...]
-                                  [--out benchmarks/results/transfer]
+                                  [--out benchmarks/results/transfer] [--per-genre N]
 
 The fine-tuned tries fine-tune one network per split with the recipe of ``scorer evaluate --finetune --train-size
 SIZE`` (same splits, seeds and held-back rows), through the same cache: a split fine-tuned once (by this or by
@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from .common import REPO, SHARED
+from .featurizers import first_per_genre
 
 SETS = ("covers-5genre", "covers-spotify")
 
@@ -213,6 +215,8 @@ def main() -> None:
     ap.add_argument("--tries", default=",".join(TRIES), help=f"comma-separated, of {', '.join(TRIES)}")
     ap.add_argument("--size", type=int, default=160, help="pixels of the fine-tuning crops")
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "transfer")
+    ap.add_argument("--per-genre", type=int,
+                    help="only the first N covers of each genre of each set (a quick check; held-out splits need 20)")
     args = ap.parse_args()
     names = [t.strip() for t in args.tries.split(",") if t.strip()]
     unknown = [n for n in names if n not in TRIES]
@@ -222,7 +226,10 @@ def main() -> None:
     from scorer.training.dataset import load_labelled
     from scorer.training.evaluate import cv_splits, heldout_splits
 
-    dataset = load_labelled([SHARED / s for s in SETS], group_by="artist")
+    with tempfile.TemporaryDirectory() as tmp:
+        data = [SHARED / s if args.per_genre is None
+                else first_per_genre(SHARED / s, args.per_genre, Path(tmp) / f"{s}.csv") for s in SETS]
+        dataset = load_labelled(data, group_by="artist")
     y = np.array(dataset.labels)
     ctx = Context(dataset, y, cv_splits(y, 5, 0, dataset.groups),
                   heldout_splits(y, dataset.genres, [e.collection for e in dataset.examples],

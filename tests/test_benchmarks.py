@@ -155,3 +155,22 @@ def test_featurizers_benchmark_on_a_few_covers_of_each_set(covers_dir, spotify_d
     table = out.with_suffix(".md").read_text().splitlines()
     assert len(table) == 3 and table[2].startswith(f"| EfficientNet-Lite0 | 224 | {row['img_per_s']} | 1.0x | "
                                                    f"{best[1]:.3f} ")
+
+
+@pytest.mark.shared_data
+def test_transfer_benchmark_frozen_try_on_a_few_covers(covers_dir, spotify_dir, tmp_path):
+    """20 covers of each genre of each set: the fewest that still form held-out splits (the fine-tuned tries are
+    not run here: each fine-tunes a network per split)."""
+    out = tmp_path / "transfer"
+    _bench("transfer", "--per-genre", "20", "--tries", "frozen-logreg", "--out", str(out))
+    data = json.loads(out.with_suffix(".json").read_text())
+    assert data["splits"] == {"folds": 5, "heldout": ["heldout:covers-5genre", "heldout:covers-spotify/tjaarek"]}
+    (name, r), = data["tries"].items()
+    assert name == "frozen-logreg" and len(r["cv_recall"]) == 9
+    assert set(r["by_collection"]) == {"covers-5genre", "covers-spotify/tjaarek"}
+    assert list(r["heldout"]) == data["splits"]["heldout"]
+    held = [h["balanced_accuracy"] for h in r["heldout"].values()]
+    assert r["heldout_mean"] == pytest.approx(sum(held) / len(held), abs=1e-4)
+    assert all(0 <= x <= 1 for x in (r["cv"], r["cv_thumbnails"], r["ece_out_of_fold"], *held))
+    row = next(line for line in out.with_suffix(".md").read_text().splitlines() if line.startswith("| `frozen-logreg`"))
+    assert row.startswith(f"| `frozen-logreg` | {r['cv']:.3f} | ") and f"**{r['heldout_mean']:.3f}**" in row
