@@ -217,10 +217,24 @@ def test_cache_info_text_says_what_its_json_says(cdn, no_proxy, tmp_path, monkey
     report = json.loads(CliRunner().invoke(app, ["cache", "info", "--json"]).stdout)
     text = CliRunner().invoke(app, ["cache", "info"]).stdout.splitlines()
     assert text[0] == f"cache: {report['root']} ({report['bytes'] / 1e6:.1f} MB)"
-    assert _columns(text[1]) == ["part", "files", "size", "what"]
+    assert _columns(text[1]) == ["part", "files", "on disk", "what"]
     parts = {cells[0]: cells[1:] for cells in map(_columns, text[2:2 + len(report["parts"])])}
     assert parts == {name: [str(p["files"]), f"{p['bytes'] / 1e6:.1f} MB", p["what"]]
                      for name, p in report["parts"].items()}
     assert report["parts"]["covers"]["files"] >= 3  # the covers just fetched are in it
     assert text[-1] == f"covers are kept to {report['covers_max_bytes'] / 1e9:g} GB (--cache-max-size, " \
                        "SCORER_CACHE_MAX_SIZE)"
+
+
+def test_head_names_are_whole_on_an_80_column_terminal(evaluation, monkeypatch, capsys):
+    from scorer.cli.console import print_evaluation
+
+    result, _ = evaluation
+    monkeypatch.setenv("COLUMNS", "80")
+    print_evaluation(result)
+    text = capsys.readouterr().out
+    assert max(map(len, text.splitlines())) <= 80 or "heads on:" in text  # soft-wrapped prose lines aside
+    tables = _tables(text)
+    for title in ("in-collection (out-of-fold)", "every head, held out"):
+        names = {r[0] for r in tables[title][1:]}
+        assert names == {*(n for n in result["heads"] if n != result["best_head"]), f"{result['best_head']} *"}, title

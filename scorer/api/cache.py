@@ -6,7 +6,9 @@ from scorer.options import cache_bound
 
 
 def cache_info() -> dict:
-    """``scorer cache info``: where the cache is, and the files and bytes of each of its parts."""
+    """``scorer cache info``: where the cache is, and the files and size of each of its parts. ``bytes`` is
+    what the disk spends (allocated blocks, index entries, folders: what ``du`` counts and the bound is on);
+    ``logical_bytes`` is the files' own sizes."""
     from scorer.fetch.cache import cache_report
 
     # bytes: what the disk spends, as du counts it (the bound is on it); logical_bytes: the files' own sizes
@@ -15,7 +17,8 @@ def cache_info() -> dict:
 
 def prune_cache(max_size: str | int | None = None) -> dict:
     """``scorer cache prune``: delete the least recently used covers until the cover cache is within
-    ``max_size`` (e.g. ``"20GB"``; default: its bound). Returns what was deleted and what is left."""
+    ``max_size`` on the disk (e.g. ``"20GB"``; default: its bound). Returns what was deleted and what is
+    left, in bytes on the disk (``logical_bytes``: the deleted files' own sizes)."""
     from scorer.fetch.cache import CoverCache
 
     bound = cache_bound("--max-size", max_size)
@@ -27,7 +30,8 @@ def prune_cache(max_size: str | int | None = None) -> dict:
 
 def clear_cache(everything: bool = False) -> dict:
     """``scorer cache clear``: delete the cached covers and training features (``everything``: also the
-    checkpoints and saved splits that let fine-tuning runs resume). Returns the files and bytes deleted."""
+    checkpoints and saved splits that let fine-tuning runs resume). Returns the files deleted and the
+    bytes they took on the disk (``logical_bytes``: their own sizes)."""
     from scorer.fetch.cache import clear_cache as clear
     from scorer.fetch.cache import default_cache_root
 

@@ -73,6 +73,7 @@ def print_evaluation(result: dict) -> None:
         print_heldout(c, result, best)
     t = Table("head", "accuracy", "balanced acc.", "ECE", "ECE calibrated", "right at ≥0.5", "right at ≥0.7",
               title="in-collection (out-of-fold)", title_justify="left")
+    t.columns[0].no_wrap = True  # head names whole on an 80-column terminal ('cnn-logr…' otherwise)
     for name, m in ranked:
         cal = calibration.get(name)
         t.add_row(f"{name} *" if name == best else name, f"{m['accuracy']:.3f}", f"{m['balanced_accuracy']:.3f}",
@@ -135,6 +136,7 @@ def print_heldout(c: Console, result: dict, best: str | None) -> None:
     if summary:
         t = Table("head", "held-out bal. acc. (mean)", "worst ECE", "lowest right at ≥0.5", "lowest right at ≥0.7",
                   "in-collection bal. acc.", title="every head, held out", title_justify="left")
+        t.columns[0].no_wrap = True
         for name, h in sorted(summary.items(), key=lambda kv: -kv[1]["balanced_accuracy"]):
             low = ["" if v is None else f"{v:.2f}" for v in (h["lowest_precision_at"][k] for k in ("0.5", "0.7"))]
             t.add_row(f"{name} *" if name == best else name, f"{h['balanced_accuracy']:.3f}", f"{h['worst_ece']:.3f}",
@@ -353,7 +355,7 @@ def print_build(summary, interrupted: str | None = None) -> None:
 def print_cache(report: dict) -> None:
     """``scorer cache info``: a line per part of the cache."""
     c = _console()
-    t = Table("part", "files", "size", "what", box=None)
+    t = Table("part", "files", "on disk", "what", box=None)
     for name, part in report["parts"].items():
         t.add_row(name, str(part["files"]), f"{part['bytes'] / 1e6:.1f} MB", part["what"])
     c.print(f"cache: {report['root']} ({report['bytes'] / 1e6:.1f} MB)")
