@@ -195,7 +195,9 @@ def test_preset_errors_are_not_fetched_and_the_memo_forgets_the_oldest(model, co
 def test_run_yields_tables_of_chunk_rows_and_one_for_an_empty_table(model, covers, fetcher):
     _, names = covers
     scorer = Scorer(model, "colour-logreg", KeepFilter(), fetcher, batch_size=2, workers=1, chunk_rows=2)
-    sizes = [t.num_rows for t in scorer.run(pa.table({"cover_url": names + names[:2]}))]
-    assert sizes == [2, 2, 1]
+    progress: list[int] = []
+    sizes = [t.num_rows for t in scorer.run(pa.table({"cover_url": names + names[:2]}), progress.append)]
+    assert sizes == [2, 2, 1] and sum(progress) == 5
+    scorer.chunk_rows = 1  # one table for an empty input, whatever the chunk size
     empty = list(scorer.run(pa.table({"cover_url": pa.array([], pa.string())})))
     assert [t.num_rows for t in empty] == [0] and empty[0].column_names[1:] == output_columns(model.genres)
