@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import needs
 import numpy as np
@@ -74,22 +76,42 @@ def test_weighted_loss_weighs_covers_not_the_smoothing():
     assert float(loss(logits, y)) == pytest.approx(float((0.5 * per[0] + 22 * per[1]) / 22.5), abs=1e-6)
 
 
-def test_store_augmentation_alters_most_crops_and_is_seeded(small):
+class Scripted:
+    """numpy's Generator, but every ``random()`` draw (the coin of each store step, and of each flip) is ``u``."""
+
+    def __init__(self, u: float, seed: int = 0):
+        self.u, self.rng = u, np.random.default_rng(seed)
+
+    def random(self, size=None):
+        return self.u if size is None else np.full(size, self.u)
+
+    def uniform(self, *args, **kwargs):
+        return self.rng.uniform(*args, **kwargs)
+
+    def integers(self, *args, **kwargs):
+        return self.rng.integers(*args, **kwargs)
+
+
+def test_store_augmentation_is_seeded_and_is_what_alters_whole_crops(small):
     """Whole-cover crops (no crop jitter), so what differs from the plain resize is the store step:
-    re-compression, down- and up-scaling, colour jitter, each by chance (none: 0.5 x 0.5 x 0.7)."""
+    re-compression (coin < 0.5), down- and up-scaling (< 0.3), colour jitter (< 0.5). With every coin
+    under its threshold each crop is altered; with every coin over it each is the plain resize."""
     images = torch.from_numpy(decode_all(small.examples[:8]))
     plain = augment(images, np.random.default_rng(0), min_area=1.0, store=False)
-    changed = []
-    for seed in range(8):
+    for seed in range(3):
         out = augment(images, np.random.default_rng(seed), min_area=1.0, store=True)
-        again = augment(images, np.random.default_rng(seed), min_area=1.0, store=True)
-        assert torch.equal(out, again)  # seeded
-        for k in range(len(images)):
-            ref = plain[k]
-            diff = min(float((out[k] - ref).abs().mean()), float((out[k] - ref.flip(1)).abs().mean()))
-            changed.append(diff > 1.0)
-    share = float(np.mean(changed))
-    assert 0.65 < share < 0.95, share  # 1 - 0.175 expected
+        assert torch.equal(out, augment(images, np.random.default_rng(seed), min_area=1.0, store=True))  # seeded
+
+    def from_plain(u: float, how) -> list[float]:
+        """Each crop's distance from the plain resize (or its mirror: the flips' coins are ``u`` too)."""
+        out = augment(images, Scripted(u), min_area=1.0, store=True)
+        return [min(float(how((out[k] - plain[k]).abs())), float(how((out[k] - plain[k].flip(1)).abs())))
+                for k in range(len(images))]
+
+    for u in (0.0, 0.29, 0.49):  # every store step fires (or the two whose threshold is 0.5)
+        assert min(from_plain(u, torch.mean)) > 1.0, u
+    for u in (0.5, 0.99):  # none fires: the plain resize
+        assert max(from_plain(u, torch.max)) < 1e-3, u
     # without the store step, the same whole-cover crops are the plain resize (or its mirror)
     base = augment(images, np.random.default_rng(3), min_area=1.0, store=False)
     for k in range(len(images)):
@@ -119,79 +141,127 @@ def labels_csv(small, tmp_path_factory) -> Path:
     return path
 
 
-def test_finetuned_model_exports_and_scores_through_the_pipeline(small, labels_csv, tmp_path, monkeypatch):
-    model_dir = tmp_path / "model"
-    monkeypatch.setenv("SCORER_CACHE_DIR", str(tmp_path / "cache"))
-    result = CliRunner().invoke(app, ["train", str(labels_csv), "--out", str(model_dir), "--finetune",
-                                      "--epochs", "1", "--name", "ft"])
+@pytest.fixture(scope="module")
+def trained(labels_csv, tmp_path_factory) -> SimpleNamespace:
+    """One ``scorer train --finetune --epochs 1`` for the tests below (with a cache of its own)."""
+    tmp = tmp_path_factory.mktemp("trained")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SCORER_CACHE_DIR", str(tmp / "cache"))
+        result = CliRunner().invoke(app, ["train", str(labels_csv), "--out", str(tmp / "model"), "--finetune",
+                                          "--epochs", "1", "--name", "ft"])
     assert result.exit_code == 0, result.output
-    # the checkpoint served only a resume: gone once the network is exported
-    assert (tmp_path / "cache" / "finetune").is_dir() and not list((tmp_path / "cache" / "finetune").iterdir())
-    manifest = json.loads((model_dir / "manifest.json").read_text())
-    assert manifest["default_head"] == "cnn-network"
-    assert set(manifest["heads"]) >= {"cnn-network", "cnn-knn", "cnn-xgboost", "cnn-mlp", "colour-xgboost"}
-    cnn = manifest["featurizers"]["cnn"]
-    assert cnn["file"].startswith("featurizer/") and cnn["finetuning"]["recipe"]["epochs"] == 1
-    meta = json.loads((model_dir / cnn["file"]).with_suffix(".json").read_text())
-    assert meta["outputs"] == {"features": 1280, "logits": len(small.genres)}
-    assert meta["export_check"]["max_abs_diff_features"] < 1e-3
-    assert meta["export_check"]["max_abs_diff_logits"] < 1e-3
-    # quantized beside it, and offered; without CV figures int8 is not made the default
-    assert cnn["default_precision"] == "fp32"
-    int8_meta = json.loads((model_dir / cnn["variants"]["int8"]["file"]).with_suffix(".json").read_text())
-    assert int8_meta["precision"] == "int8" and int8_meta["genres"] == small.genres
-    assert int8_meta["quantization_check"]["feature_cosine_mean"] > 0.95
-    assert int8_meta["quantization_check"]["genre_top1_agreement"] >= 0.75
+    manifest = json.loads((tmp / "model" / "manifest.json").read_text())
+    return SimpleNamespace(dir=tmp / "model", cache=tmp / "cache", manifest=manifest,
+                           cnn=manifest["featurizers"]["cnn"])
 
-    # the exported graph's own genre logits, through onnxruntime, against the shipped head's output
-    import onnxruntime as ort
 
-    catalog = tmp_path / "catalog.csv"
+@pytest.fixture(scope="module")
+def picked(small, tmp_path_factory) -> SimpleNamespace:
+    """Every fifth cover, as a catalog and as decoded images."""
     chosen = small.examples[::5]
+    catalog = tmp_path_factory.mktemp("picked") / "catalog.csv"
     with open(catalog, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["cover_url"])
         w.writerows([e.path] for e in chosen)
-    out = tmp_path / "scored.parquet"
-    result = CliRunner().invoke(app, ["catalog", str(catalog), "--out", str(out), "--model", str(model_dir)])
+    return SimpleNamespace(catalog=catalog, covers=chosen, images=decode_all(chosen, size=224))
+
+
+def scored(model_dir: Path, picked: SimpleNamespace, out: Path, *args: str) -> np.ndarray:
+    """``scorer catalog`` of the picked covers with the model: every row ok, its head cnn-network; the p_ columns."""
+    result = CliRunner().invoke(app, ["catalog", str(picked.catalog), "--out", str(out), "--model", str(model_dir),
+                                      *args])
     assert result.exit_code == 0, result.output
     rows = pq.read_table(out).to_pylist()
-    assert [r["status"] for r in rows] == ["ok"] * len(chosen)
+    assert [r["status"] for r in rows] == ["ok"] * len(picked.covers)
     assert {r["head"] for r in rows} == {"cnn-network"}
-    images = decode_all(chosen, size=224)
-    (logits,) = ort.InferenceSession(str(model_dir / cnn["file"])).run(["logits"], {"images": images})
-    expected = np.exp(logits - logits.max(1, keepdims=True))
-    expected /= expected.sum(1, keepdims=True)
-    got = np.array([[r[f"p_{g}"] for g in manifest["genres"]] for r in rows])
-    assert np.abs(got - expected).max() < 1e-4
-    out8 = tmp_path / "scored-int8.parquet"
-    result = CliRunner().invoke(app, ["catalog", str(catalog), "--out", str(out8), "--model", str(model_dir),
-                                      "--precision", "int8"])
-    assert result.exit_code == 0, result.output
-    rows8 = pq.read_table(out8).to_pylist()
-    assert [r["status"] for r in rows8] == ["ok"] * len(chosen)
-    got8 = np.array([[r[f"p_{g}"] for g in manifest["genres"]] for r in rows8])
-    assert 0 < np.abs(got8 - got).max() < 0.1  # another graph, close to the fp32 one
+    genres = json.loads((model_dir / "manifest.json").read_text())["genres"]
+    return np.array([[r[f"p_{g}"] for g in genres] for r in rows])
 
-    # shipped the way build_default ships a winner: a blend, and flip TTA when it paid
-    cv = {"folds": 2, "seed": 0, "fold_seconds": [1.0, 1.0], "blend_share": 0.1,
-          "blend_weights": [{"cnn-network": 0.6, "colour-xgboost": 0.4}, {"cnn-network": 0.2, "cnn-mlp": 0.8}],
-          "heads": {n: {"accuracy": 0.5, "balanced_accuracy": b, "recall": {}, "balanced_accuracy_per_fold": [b]}
-                    for n, b in (("cnn-network", 0.45), ("blend", 0.47), ("cnn-mlp", 0.4))},
-          "variants": {"flip": {"balanced_accuracy_change": {"blend": 0.031, "cnn-network": 0.001}},
-                       "int8": {"heads": {"blend": {"balanced_accuracy": 0.465},
-                                          "cnn-network": {"balanced_accuracy": 0.452}},
-                                "balanced_accuracy_change": {"blend": -0.005, "cnn-network": 0.002}}}}
-    shipped = finetuned_manifest(manifest, cv)
+
+def graph_probabilities(path: Path, images: np.ndarray) -> np.ndarray:
+    """The softmax of an exported graph's own genre logits, through onnxruntime."""
+    import onnxruntime as ort
+
+    (logits,) = ort.InferenceSession(str(path)).run(["logits"], {"images": images})
+    e = np.exp(logits - logits.max(1, keepdims=True))
+    return e / e.sum(1, keepdims=True)
+
+
+def test_the_finetuning_checkpoint_is_gone_once_exported(trained):
+    # the checkpoint served only a resume
+    assert (trained.cache / "finetune").is_dir() and not list((trained.cache / "finetune").iterdir())
+
+
+def test_a_finetuned_model_scores_with_its_network_and_fits_the_cnn_heads(trained):
+    assert trained.manifest["default_head"] == "cnn-network"
+    assert set(trained.manifest["heads"]) >= {"cnn-network", "cnn-knn", "cnn-xgboost", "cnn-mlp", "colour-xgboost"}
+    assert trained.cnn["file"].startswith("featurizer/") and trained.cnn["finetuning"]["recipe"]["epochs"] == 1
+
+
+def test_the_export_matches_torch(trained, small):
+    meta = json.loads((trained.dir / trained.cnn["file"]).with_suffix(".json").read_text())
+    assert meta["outputs"] == {"features": 1280, "logits": len(small.genres)}
+    # torch and onnxruntime add the same fp32 products in another order: 1e-3 is far above that, far below a bug
+    assert meta["export_check"]["max_abs_diff_features"] < 1e-3
+    assert meta["export_check"]["max_abs_diff_logits"] < 1e-3
+
+
+def test_int8_is_quantized_beside_and_offered_but_not_the_default(trained, small):
+    assert trained.cnn["default_precision"] == "fp32"  # without CV figures int8 is not made the default
+    int8_meta = json.loads((trained.dir / trained.cnn["variants"]["int8"]["file"]).with_suffix(".json").read_text())
+    assert int8_meta["precision"] == "int8" and int8_meta["genres"] == small.genres
+    check = int8_meta["quantization_check"]
+    assert check["feature_cosine_min"] <= check["feature_cosine_mean"] <= 1
+    # a bound on quality, not a figure to reproduce: what int8 keeps of a network depends on the CPU's integer
+    # kernels (with or without VNNI) and on the network; a one-epoch network near ImageNet's must keep 0.95
+    assert check["feature_cosine_mean"] > 0.95 and check["genre_top1_agreement"] >= 0.75
+
+
+def test_fp32_scores_are_the_exported_graphs_own_genre_logits(trained, picked, tmp_path):
+    got = scored(trained.dir, picked, tmp_path / "scored.parquet")
+    np.testing.assert_allclose(got, graph_probabilities(trained.dir / trained.cnn["file"], picked.images), atol=1e-4)
+
+
+def test_int8_scores_are_the_int8_graphs_own_genre_logits(trained, picked, tmp_path):
+    got8 = scored(trained.dir, picked, tmp_path / "scored-int8.parquet", "--precision", "int8")
+    int8 = trained.dir / trained.cnn["variants"]["int8"]["file"]
+    np.testing.assert_allclose(got8, graph_probabilities(int8, picked.images), atol=1e-4)
+    assert not np.allclose(got8, graph_probabilities(trained.dir / trained.cnn["file"], picked.images), atol=1e-4)
+
+
+def _cv() -> dict:
+    """A fine-tuning's CV figures as build_default reads them: the blend wins, flip pays 0.031, int8 costs 0.005."""
+    return {"folds": 2, "seed": 0, "fold_seconds": [1.0, 1.0], "blend_share": 0.1,
+            "blend_weights": [{"cnn-network": 0.6, "colour-xgboost": 0.4}, {"cnn-network": 0.2, "cnn-mlp": 0.8}],
+            "heads": {n: {"accuracy": 0.5, "balanced_accuracy": b, "recall": {}, "balanced_accuracy_per_fold": [b]}
+                      for n, b in (("cnn-network", 0.45), ("blend", 0.47), ("cnn-mlp", 0.4))},
+            "variants": {"flip": {"balanced_accuracy_change": {"blend": 0.031, "cnn-network": 0.001}},
+                         "int8": {"heads": {"blend": {"balanced_accuracy": 0.465},
+                                            "cnn-network": {"balanced_accuracy": 0.452}},
+                                  "balanced_accuracy_change": {"blend": -0.005, "cnn-network": 0.002}}}}
+
+
+def test_a_winner_is_shipped_as_build_default_ships_it(trained):
+    """A blend, flip TTA when it paid 0.03, int8 when it lost at most 0.01 under CV."""
+    shipped = finetuned_manifest(trained.manifest, _cv())
     assert shipped["default_head"] == "blend" and shipped["featurizers"]["cnn"]["tta"] == "flip"
-    assert shipped["featurizers"]["cnn"]["default_precision"] == "int8"  # loses at most 0.01 under CV
+    assert shipped["featurizers"]["cnn"]["default_precision"] == "int8"
     assert shipped["featurizers"]["cnn"]["variants"]["int8"]["cv"]["blend"] == {"balanced_accuracy": 0.465,
                                                                               "change": -0.005}
-    cv["variants"]["int8"]["balanced_accuracy_change"]["blend"] = -0.02
-    assert finetuned_manifest(manifest, cv)["featurizers"]["cnn"]["default_precision"] == "fp32"
     assert shipped["blend"]["weights"] == {"cnn-mlp": 0.4, "cnn-network": 0.4, "colour-xgboost": 0.2}
+    cv = _cv()
+    cv["variants"]["int8"]["balanced_accuracy_change"]["blend"] = -0.02
+    assert finetuned_manifest(trained.manifest, cv)["featurizers"]["cnn"]["default_precision"] == "fp32"
+    cv = _cv()
     cv["variants"]["flip"]["balanced_accuracy_change"]["blend"] = 0.029  # twice the cost must buy 0.03
-    assert "tta" not in finetuned_manifest(manifest, cv)["featurizers"]["cnn"]
+    assert "tta" not in finetuned_manifest(trained.manifest, cv)["featurizers"]["cnn"]
+
+
+def test_a_shipped_blend_with_flip_scores_and_says_so(trained, picked, tmp_path):
+    model_dir = tmp_path / "shipped"
+    shutil.copytree(trained.dir, model_dir)
+    shipped = finetuned_manifest(trained.manifest, _cv())
     (model_dir / "manifest.json").write_text(json.dumps(shipped))
     model = Model(model_dir)
     assert isinstance(model.cnn, FlipAveraged) and "blend" in model.head_names
@@ -201,12 +271,13 @@ def test_finetuned_model_exports_and_scores_through_the_pipeline(small, labels_c
     assert "flip under CV: blend +0.031 balanced accuracy" in info.output
     assert "blend: cnn-mlp 0.40" in info.output
     assert "CNN fine-tuned inside each fold" in info.output
+    images = picked.images
     blend = model.predict(images, model.head())
     parts = {n: model.predict(images, model.head(n)) for n in shipped["blend"]["weights"]}
     expected = sum(w * parts[n] for n, w in shipped["blend"]["weights"].items())
-    assert np.abs(blend - expected).max() < 1e-5
+    np.testing.assert_allclose(blend, expected, atol=1e-5)
     mirrored = np.ascontiguousarray(images[:, :, ::-1])
-    assert np.abs(model.cnn(images) - model.cnn(mirrored)).max() < 1e-4  # flip-averaged: mirror-invariant
+    np.testing.assert_allclose(model.cnn(images), model.cnn(mirrored), atol=1e-4)  # flip-averaged: mirror-invariant
     assert model.tta == "flip" and model.version.endswith("+int8+flip")
     # --tta none turns it off: another version, so incremental datasets rescore
     plain = Model(model_dir, tta="none")
