@@ -6,8 +6,6 @@ HTTP 200 bodies, the quota, paging), and the shipped model scores real covers th
 
 from __future__ import annotations
 
-import json
-
 import pyarrow.parquet as pq
 import pytest
 from fakes.deezer_api import FakeDeezer
@@ -105,10 +103,10 @@ def test_deezer_playlist_prints_the_table_and_writes_parquet(deezer, cdn, tmp_pa
 def test_quota_answers_are_waited_out(deezer, tmp_path):
     build_playlist(deezer)
     deezer.quota_burst(1)  # the first request meets a used-up quota (another program on this IP)
-    result = invoke(f"deezer:playlist:{PLAYLIST}", "--json", "--allow-private-hosts")
-    assert result.exit_code == 0, result.output
-    assert deezer.quota_answers == 1
-    assert json.loads(result.stdout.strip().splitlines()[-1])["playlist"]["total"] == 130
+    waits: list[float] = []
+    client = DeezerClient(deezer.base_url, sleep=waits.append)  # the wait asked for, not waited for real
+    assert client.get(f"playlist/{PLAYLIST}")["nb_tracks"] == 130
+    assert waits == [QUOTA_WAIT_S] and deezer.quota_answers == 1
 
 
 def test_quota_that_stays_exceeded_ends_in_a_message(deezer):
