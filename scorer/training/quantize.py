@@ -24,7 +24,7 @@ import numpy as np
 
 from scorer.training.dataset import sha256_file
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]  # the repository: scorer/training/quantize.py
 FP32 = REPO / "models" / "featurizer" / "efficientnet-lite0.onnx"
 #: What gets quantized. Clip (ReLU6) must be in: its output range, not the raw convolution's, sets the
 #: scale. Pooling and the ImageNet classifier stay float, so the features keep full precision.
