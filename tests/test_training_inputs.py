@@ -325,6 +325,9 @@ def test_left_out_rows_are_in_the_summary(tmp_path):
     assert result.exit_code == 0, result.output
     assert (f"left out 2 row(s) or file(s) (1 file not found, 1 not an image); first: {path} line 8: "
             f"img/gone-7.png: no such file; {path} line 9: img/8.png: not a recognised image format") in result.output
+    manifest = json.loads((tmp_path / "m" / "manifest.json").read_text())
+    assert manifest["training_set"]["left_out"] == {"missing": 1, "not_an_image": 1}
+    assert manifest["training_set"]["images"] == 6
 
 
 def test_a_link_file_with_covers_that_cannot_be_fetched_or_read(covers_dir, tmp_path, monkeypatch):

@@ -153,7 +153,8 @@ def _subsample(dataset: Dataset, per_genre: int, seed: int) -> Dataset:
         members = [e for e in dataset.examples if e.genre == g]
         picked = rng.choice(len(members), size=min(per_genre, len(members)), replace=False)
         keep += [members[i] for i in sorted(picked)]
-    return Dataset(keep, dataset.genres, dataset.dropped_duplicates, dataset.dropped_conflicts, dataset.unfetched)
+    return Dataset(keep, dataset.genres, dataset.dropped_duplicates, dataset.dropped_conflicts, dataset.unfetched,
+                   skipped=dataset.skipped, skipped_first=dataset.skipped_first)
 
 
 def _first_fold(y: np.ndarray, folds: int, seed: int, groups: list[str] | None = None
