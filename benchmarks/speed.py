@@ -165,7 +165,7 @@ def start_nginx(root: Path, names: list[str], covers: list[Path]) -> tuple[subpr
     raise RuntimeError(f"nginx did not start: {(root / 'error.log').read_text()[-2000:]}")
 
 
-def links_case(repo: Path, covers: list[Path], n: int, local_whole: float, tmp: Path) -> dict:
+def links_case(repo: Path, covers: list[Path], n: int, local: dict, tmp: Path) -> dict:
     """``scorer links`` from nginx; img2dataset into files then ``scorer catalog`` on them; both wall times."""
     from . import peer
     from .common import LINKS
@@ -178,8 +178,11 @@ def links_case(repo: Path, covers: list[Path], n: int, local_whole: float, tmp: 
         links.write_text("\n".join(line.replace("http://f1.bcbits.com", base) for line in lines) + "\n")
         ours = scorer_run(repo, "links", links, tmp / "links.parquet", "--allow-private-hosts")
         processes = _cores()  # img2dataset's best setting here: one process per core (benchmarks/run.py)
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         theirs = peer.run_img2dataset([line.split("\t")[0] for line in links.read_text().splitlines()],
                                       tmp / "two-pass", threads=64 // processes, processes=processes)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        theirs_cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
     finally:
         proc.terminate()
         proc.wait(10)
@@ -191,14 +194,19 @@ def links_case(repo: Path, covers: list[Path], n: int, local_whole: float, tmp: 
         csv.writer(f).writerows([["cover_url"], *([str(p)] for p in files)])
     second = scorer_run(repo, "catalog", src, tmp / "two-pass.parquet")
     two_pass = theirs["wall_s"] + second["wall_s"]
-    links_rate = n / ours["wall_s"]
+    links_rate, local_whole = n / ours["wall_s"], n / local["wall_s"]
+    two_pass_cpu = theirs_cpu + second["cpu_s"]
     return {"links": n, "scored": ours["scored"], "links_wall_s": round(ours["wall_s"], 1),
             "links_covers_per_s": round(links_rate, 1), "links_cpu_s": round(ours["cpu_s"], 1),
             "img2dataset_wall_s": theirs["wall_s"], "img2dataset_ok": theirs["ok"],
             "catalog_on_files_wall_s": round(second["wall_s"], 1), "two_pass_wall_s": round(two_pass, 1),
             "links_over_two_pass": round(two_pass / ours["wall_s"], 3),
             "local_whole_covers_per_s": round(local_whole, 1),
-            "links_over_local": round(links_rate / local_whole, 3) if local_whole else None,
+            "links_over_local": round(links_rate / local_whole, 3),
+            # CPU seconds do not depend on what else the machine runs: what the wall ratios would be if CPU-bound
+            "two_pass_cpu_s": round(two_pass_cpu, 1), "local_cpu_s": round(local["cpu_s"], 1),
+            "two_pass_cpu_over_links_cpu": round(two_pass_cpu / ours["cpu_s"], 3),
+            "local_cpu_over_links_cpu": round(local["cpu_s"] / ours["cpu_s"], 3),
             "peak_rss_mb": ours["peak_rss_mb"]}
 
 
@@ -259,7 +267,10 @@ def markdown(r: dict) -> str:
                 f"({x['links_covers_per_s']:g} covers/s). Two-pass: img2dataset {x['img2dataset_wall_s']:g} s + "
                 f"`scorer catalog` on its files {x['catalog_on_files_wall_s']:g} s = {x['two_pass_wall_s']:g} s: "
                 f"**{x['links_over_two_pass']:g}×**. Over local files (whole run, "
-                f"{x['local_whole_covers_per_s']:g} covers/s): **{x['links_over_local']}**.", ""]
+                f"{x['local_whole_covers_per_s']:g} covers/s): **{x['links_over_local']}**. CPU seconds (load-"
+                f"independent): links {x['links_cpu_s']:g}, two-pass {x['two_pass_cpu_s']:g} "
+                f"({x['two_pass_cpu_over_links_cpu']:g}×), local files {x['local_cpu_s']:g} "
+                f"({x['local_cpu_over_links_cpu']:g} of links').", ""]
     if "scaling" in r:
         out += ["| rows | distinct covers | wall s | peak RSS MB |", "|---|---|---|---|"]
         out += [f"| {x['rows']:,} | {x['distinct_covers']:,} | {x['wall_s']:g} | {x['peak_rss_mb']:g} |"
@@ -302,7 +313,7 @@ def main() -> None:
         if args.links:
             n = min(args.link_lines, 10_000)
             local = scorer_run(repo, "catalog", _local(tmp / "local-links", covers, n), tmp / "l.parquet")
-            results["links"] = links_case(repo, covers, n, n / local["wall_s"], tmp)
+            results["links"] = links_case(repo, covers, n, local, tmp)
             log(f"links: {results['links']}")
         if args.scaling:
             results["scaling"] = scaling_case(repo, covers, [10_000, 100_000], 2000, tmp)
