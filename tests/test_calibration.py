@@ -327,3 +327,21 @@ def test_calibrate_ships_nothing_when_calibration_does_not_help():
     shipped = calibrate(_oof(over, y2))
     assert shipped["used"] is True and shipped["temperature"] == round(shipped["temperature"], 4)
     assert shipped["log_loss_after"] < shipped["log_loss_before"]
+
+
+def test_a_calibrated_head_passes_each_covers_familiarity_on():
+    rng = np.random.default_rng(1)
+    head = LinearHead("cnn-logreg", "cnn", rng.normal(size=(4, 3)), rng.normal(size=3))
+    x, familiarity = rng.normal(size=(3, 4)).astype(np.float32), np.array([1.0, 0.5, 0.0])
+    wrapped = CalibratedHead(head, 1.5, slope=1.0)
+    expected = apply_temperature(head.predict_proba(x), 1.5 * np.exp(1.0 - familiarity))
+    np.testing.assert_allclose(wrapped.predict_proba(x, familiarity), expected, atol=1e-6)
+    ensemble = CalibratedHead(EnsembleHead([head]), 1.5, slope=1.0)
+    np.testing.assert_allclose(ensemble.predict_proba_from({"cnn": x}, familiarity), expected, atol=1e-6)
+
+
+def test_precision_at_of_no_rows_and_its_shares_to_four_places():
+    assert precision_at(np.zeros((0, 2)), np.zeros(0, int), (0.5,)) == {"0.5": {"kept": 0, "share": 0.0,
+                                                                              "precision": None}}
+    got = precision_at(np.array([[0.9, 0.1], [0.2, 0.8], [0.5, 0.5]]), np.array([0, 0, 1]), (0.85,))
+    assert got == {"0.85": {"kept": 1, "share": 0.3333, "precision": 1.0}}
