@@ -256,7 +256,9 @@ def test_outputs_and_the_shared_cache_honour_the_umask(sample_covers, tmp_path):
             assert r.returncode == 0, r.stderr
     written = [tmp_path / "one.parquet", *(tmp_path / "dataset").glob("part-*.parquet"),
                *(p for p in (tmp_path / "cache" / "covers").rglob("*") if p.is_file())]
-    assert len(written) == 1 + 1 + 12  # the file, one part, 6 blobs and 6 entries
+    names = sorted(p.name for p in (tmp_path / "cache" / "covers").iterdir() if p.is_file())
+    assert names == [".prune.lock", ".usage"]  # the cache's lock and its ledger, beside blobs/ and urls/
+    assert len(written) == 1 + 1 + 12 + 2  # the file, one part, 6 blobs and 6 entries, the lock and the ledger
     assert {p.stat().st_mode & 0o777 for p in written} == {0o640}
 
 
