@@ -55,7 +55,9 @@ def model_only(precisions: list[str], batches: list[int], reps: int, n_images: i
 
 
 def tuning(precision: str, batch: int, reps: int, n_images: int) -> list[dict]:
-    """The session options one at a time against scorer's choice (all optimisations, spinning)."""
+    """The session options one at a time against scorer's choice (all optimisations). Since issue 26 the CPU
+    featurizer runs one-thread sessions side by side (one slice of the batch per core), so "no spinning" has no
+    pool to act on and reads as the default; IO binding runs the whole batch on one such session."""
     import onnxruntime as ort
 
     from scorer.featurize import OnnxFeaturizer

@@ -219,8 +219,10 @@ def scaling_case(repo: Path, covers: list[Path], sizes: list[int], distinct: int
     try:
         for n in sizes:
             src = tmp / f"catalog-{n}.csv"
-            write_catalog(src, n, distinct, base + "/img")
+            write_catalog(src, n, distinct, base)  # rows point at {base}/img/c<i>.jpg
             run = scorer_run(repo, "catalog", src, tmp / f"scaled-{n}", "--allow-private-hosts")
+            if run["scored"] != n:
+                raise RuntimeError(f"the {n}-row catalog scored {run['scored']} rows: {run}")
             rows.append({"rows": n, "distinct_covers": distinct, "scored": run["scored"],
                          "wall_s": round(run["wall_s"], 1), "peak_rss_mb": run["peak_rss_mb"]})
             log(f"scaling {n}: {rows[-1]}")
