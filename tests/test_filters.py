@@ -107,6 +107,7 @@ def test_split_keep_sends_each_name_to_the_first_model_that_knows_it():
 
 def test_split_keep_name_colon_label_picks_the_model():
     assert split_keep("mood:pop,Era:eighties,pop", MODELS) == ["pop", "pop", "eighties"]
+    assert split_keep("mood:chill,era:70s", MODELS) == ["", "chill", "70s"]  # that model's aliases count
     # a prefix that is no model's name is part of the label (and then unknown)
     with pytest.raises(UsageError) as e:
         split_keep("tempo:fast", MODELS)
