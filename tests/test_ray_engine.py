@@ -40,6 +40,7 @@ def test_ray_and_local_engines_agree(local_ray, sample_covers, tmp_path):
             assert result.exit_code == 0, result.output
             summary = json.loads(result.stdout.strip().splitlines()[-1])
             assert summary["rows"] == 94 and summary["scored"] == 90
+            assert summary["seconds"] > 0 and summary["rows_per_second"] > 0  # was 0.0 on Ray
             outputs[engine] = pd.read_parquet(out).sort_values("id").reset_index(drop=True)
     local, distributed = outputs["local"], outputs["ray"]
     assert json.loads((tmp_path / "ray" / "_scorer" / "summary.json").read_text())["engine"] == "ray"

@@ -14,6 +14,7 @@ writes a complete dataset every time (``--out`` is replaced).
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pyarrow as pa
@@ -70,6 +71,7 @@ def read_dataset(input: Path, encoding: str | Encoding | None = None, shard_rows
 def run_ray(input: Path, out: str, plan: ScoringPlan, shard_rows: int = 10_000, actors: int | None = None,
             encoding: str | Encoding | None = None) -> Summary:
     """Score ``input`` into the dataset ``out`` on Ray. Everything is checked before Ray starts."""
+    started = time.monotonic()
     import ray  # without the 'ray' extra: ModuleNotFoundError, which scorer.cli.faults turns into the pip install
     import ray.data
 
@@ -89,6 +91,7 @@ def run_ray(input: Path, out: str, plan: ScoringPlan, shard_rows: int = 10_000, 
     written = ray.data.read_parquet(out).select_columns(["status", "genre", "kept"])
     for batch in written.iter_batches(batch_format="pyarrow"):
         summary.add(batch)
+    summary.seconds = time.monotonic() - started  # Ray's start-up included, as the local engine's run
     sink = DatasetSink(out)  # the parts carry no scorer metadata: the run's goes beside them
     sink.fs.create_dir(sink.path(META_DIR, "tmp"), recursive=True)
     sink.write_json("summary.json", {**summary.as_dict(), "engine": "ray", "actors": actors,
