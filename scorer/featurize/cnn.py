@@ -9,8 +9,8 @@ On the CPU a batch is cut into one slice per core, each run on ONE onnxruntime t
 time (``session.run`` releases the GIL and is safe to call concurrently), rather than the whole batch
 on an N-thread intra-op pool: the pool's threads spin at every kernel's barrier, and on cores shared
 with the decode threads (or other processes) a preempted thread holds the others spinning. Measured
-on 2 cores under load (``benchmarks/speed.py``): 16-17 CPU ms per image instead of 25, the same
-features bit for bit.
+on 2 shared cores: the model alone 17 CPU ms per image instead of 25; ``scorer catalog`` end to end
+(``benchmarks/speed.py``) 22-24 CPU ms per cover instead of 29-34; the same features bit for bit.
 """
 
 from __future__ import annotations
