@@ -96,16 +96,17 @@ def test_append_scores_without_familiarity_or_a_time_gives_nulls_and_now():
 def test_a_row_is_kept_only_when_every_companion_keeps_it_too(model):
     g = model.genres
     p = np.zeros((3, len(g)), dtype=np.float32)
-    p[0, g.index("jazz")] = p[1, g.index("rock")] = p[2, g.index("jazz")] = 1.0
+    first = g[0]  # a top label at index 0 is a label too
+    p[0, g.index("jazz")], p[2, 0], p[2, g.index("jazz")] = 1.0, 0.9, 0.1
     p[1] = NAN
     keeps = Companion("mood", model, "colour-logreg", KeepFilter(("jazz",)))
     out = _appended(also=[(keeps, p)])
-    # main filter keeps row a (pop on top); the companion keeps rows whose top is jazz: a and c
+    # the main filter keeps row a (pop on top); the companion keeps the rows whose top is jazz: a only
     assert out["kept"] == [True, False, False]
-    assert out["mood_label"] == ["jazz", None, "jazz"]
-    assert out["mood_prob"] == [np.float32(1.0), None, np.float32(1.0)]
-    assert out["mood_p_jazz"] == [np.float32(1.0), None, np.float32(1.0)]
-    assert out["mood_p_rock"] == [np.float32(0.0), None, np.float32(0.0)]
+    assert out["mood_label"] == ["jazz", None, first]
+    assert out["mood_prob"] == [np.float32(1.0), None, np.float32(0.9)]
+    assert out["mood_p_jazz"] == [np.float32(1.0), None, np.float32(0.1)]
+    assert out[f"mood_p_{first}"] == [np.float32(0.0), None, np.float32(0.9)]
     # a companion without a share of --keep keeps everything the main filter keeps
     everything = Companion("mood", model, "colour-logreg", KeepFilter())
     assert _appended(also=[(everything, p)])["kept"] == [True, False, False]
