@@ -20,6 +20,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from datetime import datetime, timezone
@@ -86,17 +87,25 @@ def prepare(workdir: Path, module: str, commit: str = "HEAD") -> list[str]:
     return tests
 
 
-def run_mutmut(workdir: Path, log: Path, names: list[str]) -> None:
+def run_mutmut(workdir: Path, log: Path, names: list[str], minutes: float | None = None) -> bool:
     """``mutmut run`` (of the mutants matching ``names``, or all) with one worker, niced, with the clone's package
-    first (no PYTHONPATH from outside)."""
+    first (no PYTHONPATH from outside). Stopped after ``minutes`` (mutmut keeps each verdict as it comes): False
+    then."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env["SCORER_SHARED_DATA"] = str(SHARED)  # the clone's ../shared/data is not there: tests needing it would skip
     mutmut = Path(sys.executable).parent / "mutmut"
     with open(log, "w") as out:
-        r = subprocess.run(["nice", "-n", "15", str(mutmut), "run", "--max-children", "1", *names], cwd=workdir,
-                           env=env, stdout=out, stderr=subprocess.STDOUT, check=False)
-    if r.returncode != 0:
-        raise SystemExit(f"mutation: mutmut run failed ({r.returncode}); see {log}")
+        proc = subprocess.Popen(["nice", "-n", "15", str(mutmut), "run", "--max-children", "1", *names], cwd=workdir,
+                                env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            code = proc.wait(timeout=None if minutes is None else minutes * 60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGTERM)  # mutmut and the worker it forked
+            proc.wait()
+            return False
+    if code != 0:
+        raise SystemExit(f"mutation: mutmut run failed ({code}); see {log}")
+    return True
 
 
 def function_of(mutant: str) -> str:
@@ -104,28 +113,42 @@ def function_of(mutant: str) -> str:
     return mutant.rsplit("__mutmut_", 1)[0]
 
 
-def count(workdir: Path, module: str, rerun: set[str] | None = None) -> dict:
+def count(workdir: Path, module: str, before: dict | None = None) -> dict:
     """The module's mutants, killed, survived (not killed by any selected test), timeout, survival rate and the
-    survivors' names, from mutmut's ``.meta`` files. With ``rerun`` (the functions whose mutants ran), the other
-    functions' mutants, all killed in the run the survivors came from, count as killed (``carried_over``)."""
+    survivors' names, from mutmut's ``.meta`` files. With ``before`` (an earlier result of which only the functions
+    with survivors were run again), that result with those functions' new verdicts in place of the old."""
     codes: dict[str, int | None] = {}
     for f in MODULES[module][0]:
         codes.update(json.loads((workdir / "mutants" / f"{f}.meta").read_text())["exit_code_by_key"])
-    carried = {k for k, c in codes.items() if rerun is not None and c is None and function_of(k) not in rerun}
-    codes.update(dict.fromkeys(carried, 1))
-    return {**summarise(codes), **({"carried_over": len(carried)} if rerun is not None else {})}
+    if before is None:
+        return summarise(codes)
+    rerun = {function_of(name) for name in before["survivors"]}
+    kept = {fn: tally for fn, tally in before["by_function"].items() if fn not in rerun}
+    again = summarise({k: c for k, c in codes.items() if function_of(k) in rerun})
+    by_function = {**kept, **again["by_function"]}
+    out = {k: sum(t[k] for t in by_function.values()) for k in ("mutants", "killed", "survived", "timeout", "not_run")}
+    checked = out["killed"] + out["survived"] + out["timeout"]
+    survivors = sorted({s for s in before["survivors"] if function_of(s) not in rerun} | set(again["survivors"]))
+    return {**out, "other": out["mutants"] - checked - out["not_run"],
+            "survival_rate": round(out["survived"] / checked, 4) if checked else None, "survivors": survivors,
+            "by_function": by_function, "rerun_of": before["commit"]}
 
 
 def summarise(codes: dict[str, int | None]) -> dict:
-    """Counts of one module's mutants by their exit codes (``None``: not run; other codes: ``other``)."""
-    killed = sum(c in KILLED for c in codes.values())
-    survivors = sorted(k for k, c in codes.items() if c in SURVIVED)
-    timeout = sum(c in TIMEOUT for c in codes.values())
-    checked = killed + len(survivors) + timeout
-    return {"mutants": len(codes), "killed": killed, "survived": len(survivors), "timeout": timeout,
-            "not_run": sum(c is None for c in codes.values()),
-            "other": len(codes) - checked - sum(c is None for c in codes.values()),
-            "survival_rate": round(len(survivors) / checked, 4) if checked else None, "survivors": survivors}
+    """Counts of one module's mutants by their exit codes (``None``: not run; other codes: ``other``), in all and
+    per function."""
+    def tally(values: list[int | None]) -> dict[str, int]:
+        return {"mutants": len(values), "killed": sum(c in KILLED for c in values),
+                "survived": sum(c in SURVIVED for c in values), "timeout": sum(c in TIMEOUT for c in values),
+                "not_run": sum(c is None for c in values)}
+
+    whole = tally(list(codes.values()))
+    checked = whole["killed"] + whole["survived"] + whole["timeout"]
+    functions = sorted({function_of(k) for k in codes})
+    return {**whole, "other": whole["mutants"] - checked - whole["not_run"],
+            "survival_rate": round(whole["survived"] / checked, 4) if checked else None,
+            "survivors": sorted(k for k, c in codes.items() if c in SURVIVED),
+            "by_function": {fn: tally([c for k, c in codes.items() if function_of(k) == fn]) for fn in functions}}
 
 
 def write(modules: dict[str, dict], json_path: Path, md_path: Path) -> dict:
@@ -134,33 +157,38 @@ def write(modules: dict[str, dict], json_path: Path, md_path: Path) -> dict:
     merged = {**old.get("modules", {}), **modules}
     merged = {m: merged[m] for m in MODULES if m in merged}
     atomic_write(json_path, (json.dumps({"modules": merged}, indent=1) + "\n").encode())
-    lines = ["# Mutation testing", "", "One worker; a mutant that no selected test kills counts as survived.", "",
-             "| module | mutants | killed | survived | timeout | survival rate | tool | commit | date | minutes |",
-             "|---|---:|---:|---:|---:|---:|---|---|---|---:|"]
+    lines = ["# Mutation testing", "",
+             "One worker. A mutant that no selected test kills counts as survived; the survival rate is of the "
+             "mutants run (not run: a run stopped by --minutes). A --rerun-survivors run reruns the functions that "
+             "had survivors and keeps the earlier run's verdicts for the others (`rerun_of` in the JSON).", "",
+             "| module | mutants | killed | survived | timeout | not run | survival rate | tool | commit | date "
+             "| minutes |", "|---|---:|---:|---:|---:|---:|---:|---|---|---|---:|"]
     for name, m in merged.items():
         rate = "-" if m["survival_rate"] is None else f"{m['survival_rate']:.1%}"
-        lines.append(f"| {name} | {m['mutants']} | {m['killed']} | {m['survived']} | {m['timeout']} | {rate} | "
-                     f"{m['tool']} | {m['commit']} | {m['date']} | {m['minutes']} |")
+        lines.append(f"| {name} | {m['mutants']} | {m['killed']} | {m['survived']} | {m['timeout']} | "
+                     f"{m['not_run']} | {rate} | {m['tool']} | {m['commit']} | {m['date']} | {m['minutes']} |")
     lines += ["", "Tests selected per module:", ""]
     lines += [f"- {name}: " + ", ".join(f"`{t}`" for t in m["tests"]) for name, m in merged.items()]
     atomic_write(md_path, ("\n".join(lines) + "\n").encode())
     return merged
 
 
-def measure(module: str, workdir: Path, tests: list[str], survivors: list[str] | None = None) -> dict:
-    """Mutate ``module`` in its clone, run its tests against each mutant (or only against the mutants of the functions
-    that had ``survivors``), count."""
-    rerun = None if survivors is None else {function_of(s) for s in survivors}
+def measure(module: str, workdir: Path, tests: list[str], before: dict | None = None,
+            minutes: float | None = None) -> dict:
+    """Mutate ``module`` in its clone, run its tests against each mutant (or only against ``before``'s survivors),
+    count."""
     tool = f"mutmut {mutmut_version()}"
     commit = subprocess.run(["git", "-C", str(workdir), "rev-parse", "--short", "HEAD"], capture_output=True,
                             text=True, check=True).stdout.strip()
     start = datetime.now(timezone.utc)
     print(f"mutation: {module} at {commit} in {workdir} (log: {workdir / 'mutmut.log'})", file=sys.stderr, flush=True)
-    if rerun != set():  # a module without survivors has nothing to rerun
-        run_mutmut(workdir, workdir / "mutmut.log", [f"{f}__mutmut_*" for f in sorted(rerun or ())])
+    whole = True
+    if before is None or before["survivors"]:  # a rerun: every mutant of each function that had a survivor
+        names = sorted({f"{function_of(s)}__mutmut_*" for s in before["survivors"]}) if before else []
+        whole = run_mutmut(workdir, workdir / "mutmut.log", names, minutes)
     minutes = round((datetime.now(timezone.utc) - start).total_seconds() / 60, 1)
     return {"tool": tool, "commit": commit, "date": start.strftime("%Y-%m-%d %H:%M UTC"), "minutes": minutes,
-            "tests": tests[:-1], **count(workdir, module, rerun)}
+            "tests": tests[:-1], **count(workdir, module, before), "whole": whole}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -168,10 +196,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--module", choices=list(MODULES), action="append", help="only this module (repeatable)")
     ap.add_argument("--workdir", type=Path, default=WORKDIR, help="where the clones are made (emptied first)")
     ap.add_argument("--results", type=Path, default=RESULTS)
+    ap.add_argument("--minutes", type=float, help="stop each module's run after this long (a partial count: mutmut "
+                    "runs the mutants with the fastest tests first, so the rest are not a random sample)")
     ap.add_argument("--commit", default="HEAD", help="the commit measured (default: the last one)")
     ap.add_argument("--rerun-survivors", type=Path, metavar="JSON",
-                    help="an earlier mutation.json: run only the mutants of functions that had survivors there, and "
-                         "count the other functions' mutants as killed (valid when tests were only added)")
+                    help="an earlier mutation.json: run again only the mutants of functions that had a survivor there, "
+                         "and keep its verdicts for the other functions (valid when tests were only added)")
     args = ap.parse_args(argv)
     before = json.loads(args.rerun_survivors.read_text())["modules"] if args.rerun_survivors else None
     mutmut_version()
@@ -180,8 +210,7 @@ def main(argv: list[str] | None = None) -> None:
     # every clone first: all modules are measured at the same commit, whatever is committed during the run
     tests = {module: prepare(args.workdir / module, module, args.commit) for module in modules}
     for module in modules:
-        survivors = None if before is None else before[module]["survivors"]
-        result = measure(module, args.workdir / module, tests[module], survivors)
+        result = measure(module, args.workdir / module, tests[module], before and before[module], args.minutes)
         write({module: result}, args.results / "mutation.json", args.results / "mutation.md")
         print(json.dumps({module: {k: v for k, v in result.items() if k not in ("survivors", "tests")}}), flush=True)
 
