@@ -7,6 +7,12 @@ that has already imported everything, and counts what the tests kill. One worker
 
     python -m benchmarks.mutation                    # all five modules (hours on two shared cores)
     python -m benchmarks.mutation --module filters   # one of them; its row of the results is replaced
+    python -m benchmarks.mutation --minutes 5 --commit b31e785 --results /tmp/before   # 5 minutes a module
+    python -m benchmarks.mutation --minutes 4 --rerun-survivors /tmp/before/mutation.json   # after new tests
+
+With ``--minutes``, a module's run stops after that long and the count is of the mutants that ran (mutmut runs
+those with the fastest tests first: not a random sample). ``--rerun-survivors`` runs again every mutant of each
+function that had a survivor in an earlier result and keeps that result's verdicts for the other functions.
 
 A mutant that no selected test kills, or that no selected test even reaches, counts as survived. The
 results (benchmarks/results/mutation.json and .md) give, per module, the mutants, killed, survived,
