@@ -6,13 +6,14 @@ import sys
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 import numpy as np
 import pyarrow as pa
 
-from scorer.engine import batched, decoded, stack_images
+from scorer.engine import Outcome, batched, decoded, stack_images
 from scorer.errors import RowError, UsageError
 from scorer.fetch import CoverFetcher
 from scorer.filters import KeepFilter
@@ -193,31 +194,51 @@ class Scorer:
         return out
 
     def _score_covers(self, urls: list[str], on_progress: Callable[[int], None]) -> Iterator[tuple[str, Verdict]]:
+        """Verdicts in input order. The network runs one batch ahead, on a thread of its own, while this thread
+        runs the heads, familiarity and calibration of the batch before: those are one-thread Python and numpy,
+        and with the network waiting on them a core would idle for a tenth of the run (``benchmarks/speed.py``)."""
         assert self.batch_size is not None  # set in __post_init__
         stream = decoded(urls, lambda u: u, self.fetcher, self.workers, window=max(64, 4 * self.batch_size))
-        for batch in batched(stream, self.batch_size):
-            images = stack_images(batch)
-            probs, familiarity, also, embedding = self._infer(images)
-            ok = iter(range(len(probs)))
-            for o in batch:
-                if o.error is None:
-                    i = next(ok)
-                    yield o.item, Verdict("ok", proba=probs[i],
-                                          familiarity=None if familiarity is None else float(familiarity[i]),
-                                          also=tuple(p[i] for p in also),
-                                          embedding=None if embedding is None else embedding[i])
-                else:
-                    yield o.item, Verdict(o.error.code, o.error.message)
-            on_progress(len(batch))
+        with ThreadPoolExecutor(1, thread_name_prefix="scorer-network") as network:
+            ahead: tuple[list[Outcome], np.ndarray, Future] | None = None
+            for batch in batched(stream, self.batch_size):
+                images = stack_images(batch)
+                running = (batch, images, network.submit(self._features, images))
+                if ahead is not None:
+                    yield from self._verdicts(*ahead)
+                    on_progress(len(ahead[0]))
+                ahead = running
+            if ahead is not None:
+                yield from self._verdicts(*ahead)
+                on_progress(len(ahead[0]))
 
-    def _infer(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, list[np.ndarray],
-                                                  np.ndarray | None]:
+    def _verdicts(self, batch: list[Outcome], images: np.ndarray, features: Future
+                  ) -> Iterator[tuple[str, Verdict]]:
+        probs, familiarity, also, embedding = self._infer(images, features.result())
+        ok = iter(range(len(probs)))
+        for o in batch:
+            if o.error is None:
+                i = next(ok)
+                yield o.item, Verdict("ok", proba=probs[i],
+                                      familiarity=None if familiarity is None else float(familiarity[i]),
+                                      also=tuple(p[i] for p in also),
+                                      embedding=None if embedding is None else embedding[i])
+            else:
+                yield o.item, Verdict(o.error.code, o.error.message)
+
+    def _features(self, images: np.ndarray) -> dict[str, np.ndarray]:
+        """The main model's features of an image batch (every kind its head, familiarity and embeddings read)."""
+        if not len(images):
+            return {}
+        return self.model.features(images, self.model.needs(self.head, cnn=self.embeddings))
+
+    def _infer(self, images: np.ndarray, features: dict[str, np.ndarray]
+               ) -> tuple[np.ndarray, np.ndarray | None, list[np.ndarray], np.ndarray | None]:
         """Probabilities, familiarity, each companion's probabilities and the embeddings of an image batch.
         Companions with the main model's network reuse its features: one network run per batch."""
         if not len(images):
             return np.zeros((0, len(self.model.genres))), None, [np.zeros((0, len(c.model.genres))) for c in
                                                                  self.also], None
-        features = self.model.features(images, self.model.needs(self.head, cnn=self.embeddings))
         probs, familiarity = self.model.predict_from_features(features, self.head)
         also = []
         for companion, head in zip(self.also, self._also_heads):

@@ -2,15 +2,16 @@
 
 The execution provider is picked once per session: CUDA when onnxruntime-gpu is installed and
 a GPU answers, else the CPU. ``preferred_batch`` is the batch size the engine uses when the user
-does not set one: small on CPU (larger batches buy nothing there, see ``benchmarks/``), large on
-a GPU, where per-call overhead dominates.
+does not set one: 64 on the CPU (the heads, familiarity and hand-offs cost per batch, so larger
+batches keep the cores busier end to end), 128 on a GPU, where per-call overhead dominates.
 
-On the CPU a batch is cut into one slice per core, each run on ONE onnxruntime thread at the same
-time (``session.run`` releases the GIL and is safe to call concurrently), rather than the whole batch
-on an N-thread intra-op pool: the pool's threads spin at every kernel's barrier, and on cores shared
-with the decode threads (or other processes) a preempted thread holds the others spinning. Measured
-on 2 shared cores: the model alone 17 CPU ms per image instead of 25; ``scorer catalog`` end to end
-(``benchmarks/speed.py``) 22-24 CPU ms per cover instead of 29-34; the same features bit for bit.
+On the CPU a batch is cut into slices of ``SLICE`` covers, and one thread per core takes the next
+slice until none is left, each slice run on ONE onnxruntime thread (``session.run`` releases the GIL
+and is safe to call concurrently), rather than the whole batch on an N-thread intra-op pool: the
+pool's threads spin at every kernel's barrier, and on cores shared with the decode threads (or other
+processes) a preempted thread holds the others spinning; small slices taken in turn let a thread that
+was held up take fewer. The same features bit for bit. Measurements: ``benchmarks/speed.py`` and the
+README's "Speed and memory".
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ log = logging.getLogger(__name__)
 
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
-PREFERRED_BATCH = {CPU: 16, CUDA: 128}
+PREFERRED_BATCH = {CPU: 64, CUDA: 128}
+SLICE = 4  # covers per one-thread run on the CPU
 
 
 def default_threads() -> int:
@@ -109,10 +111,24 @@ class OnnxFeaturizer:
         slices = min(self.parallel, len(images))
         if slices <= 1:
             return self._run(images)
-        parts = np.array_split(images, slices)
-        pending = [self._threads().submit(self._run, part) for part in parts[1:]]
-        first = self._run(parts[0])  # the calling thread takes a slice too
-        return np.concatenate([first, *(f.result() for f in pending)])
+        parts = np.array_split(images, max(slices, -(-len(images) // SLICE)))
+        out: list[np.ndarray | None] = [None] * len(parts)
+        todo = iter(range(len(parts)))
+        lock = threading.Lock()
+
+        def work() -> None:  # each thread takes the next slice: a thread held up by a decode thread takes fewer
+            while True:
+                with lock:
+                    i = next(todo, None)
+                if i is None:
+                    return
+                out[i] = self._run(parts[i])
+
+        pending = [self._threads().submit(work) for _ in range(slices - 1)]
+        work()  # the calling thread takes slices too
+        for f in pending:
+            f.result()
+        return np.concatenate(out)  # type: ignore[arg-type]
 
     def _run(self, images: np.ndarray) -> np.ndarray:
         (features,) = self.session.run(["features"], {"images": np.ascontiguousarray(images)})
