@@ -1,7 +1,6 @@
-"""Labelled cover sets: a folder with one sub-folder per genre (or with a ``labels.csv``), a CSV
-with ``path,genre``, or a Bandcamp-study link file (``<URL><TAB><genre>/<id>.jpg``), whose covers
-are fetched into the cover cache first and read from there. Several sets (one per store) load as
-one, each cover remembering its set.
+"""Labelled cover sets: a folder with one sub-folder per genre (or with a ``labels.csv``), a CSV with ``path,genre``,
+or a Bandcamp-study link file (``<URL><TAB><genre>/<id>.jpg``), whose covers are fetched into the cover cache
+first and read from there. Several sets (one per store) load as one, each cover remembering its set.
 
 Every cover is read and decoded here, before anything else (:func:`check_covers`): a row or file that
 cannot be used is left out and counted by reason (:attr:`Dataset.skipped`); an input that cannot be used
@@ -25,6 +24,7 @@ from scorer.errors import InputNotFound, RowError, UsageError
 from scorer.fetch import CoverCache, CoverFetcher, FetchOptions
 from scorer.progress import progress
 from scorer.sources.linkfile import LINK_SUFFIXES, read_links
+from scorer.sources.rows import MAX_FIELD
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
 #: why a row or file was left out (:attr:`Dataset.skipped`'s keys), as the summary says it
@@ -291,10 +291,11 @@ def _from_folder(root: Path) -> list[_Row]:
 
 
 def _from_csv(path: Path, group_by: str | None) -> tuple[list[_Row], Counter, bool]:
-    """The rows of a ``path,genre`` CSV (relative paths are relative to its folder). A line with the wrong
-    number of fields, or an empty path or genre, is left out and counted; a quote left open (which takes in
-    the lines after it) or a file that is not UTF-8 text is a :class:`UsageError` naming the line."""
+    """The rows of a ``path,genre`` CSV (paths relative to its folder). A line with the wrong number of fields or an
+    empty path or genre is left out and counted; an open quote, a field over the catalogs' limit or text that is
+    not UTF-8 is a :class:`UsageError` naming the line."""
     line = 1
+    csv.field_size_limit(MAX_FIELD)  # as the catalog reader sets it: the limit is the process's, whoever ran first
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
             reader = csv.reader(f)
