@@ -189,6 +189,9 @@ def test_an_output_under_a_file_is_a_usage_error(sample_covers, tmp_path):
 
 
 # ------------------------------------------------------------------------------------------ signals
+#: ``python -m scorer.cli ARGS`` with SIGINT raising KeyboardInterrupt, whatever the test process inherited
+INTERRUPTIBLE = ("import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+                 "sys.argv[0] = 'scorer'; runpy.run_module('scorer.cli', run_name='__main__')")
 @pytest.mark.parametrize(("sig", "code", "said"), [(signal.SIGTERM, 143, "stopped by SIGTERM"),
                                                     (signal.SIGINT, 130, "interrupted")])
 def test_a_signal_stops_cleanly_and_the_dataset_run_resumes(sample_covers, tmp_path, sig, code, said):
@@ -198,7 +201,8 @@ def test_a_signal_stops_cleanly_and_the_dataset_run_resumes(sample_covers, tmp_p
         out = tmp_path / "out"
         args = ("catalog", catalog, "--out", out, "--shard-rows", "50", "--allow-private-hosts", "--no-cache",
                 "--concurrency", "2", "--per-host", "2", "--json")
-        proc = subprocess.Popen([sys.executable, "-m", "scorer.cli", *map(str, args)], cwd=REPO, text=True,
+        # Ctrl-C as at a terminal: a shell that started the tests in the background hands on SIGINT ignored
+        proc = subprocess.Popen([sys.executable, "-c", INTERRUPTIBLE, *map(str, args)], cwd=REPO, text=True,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         wait_for((out / "part-00001.parquet").exists, "the run writing its second shard", proc=proc)
         proc.send_signal(sig)
