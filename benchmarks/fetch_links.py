@@ -28,18 +28,26 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def listening(proc: subprocess.Popen, port: int) -> str | None:
+    """The server's base URL once ``port`` accepts connections (up to about 30 s); ``None`` (and ``proc``
+    killed) if it never does."""
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return f"http://127.0.0.1:{port}"
+        except OSError:
+            time.sleep(0.1)
+    proc.kill()
+    return None
+
+
 def start_cdn(covers: Path, latency_ms: float) -> tuple[subprocess.Popen, str]:
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "tests.fakes.cdn", "--covers", str(covers), "--port", str(port),
                              "--latency-ms", str(latency_ms)], cwd=REPO)
-    for _ in range(100):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return proc, f"http://127.0.0.1:{port}"
-        except OSError:
-            time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError("the loopback CDN did not start")
+    if (base := listening(proc, port)) is None:
+        raise RuntimeError("the loopback CDN did not start")
+    return proc, base
 
 
 def score_links(links: Path, out: Path, extra: list[str]) -> dict:

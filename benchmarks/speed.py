@@ -138,7 +138,7 @@ http {{
 
 def start_nginx(root: Path, names: list[str], covers: list[Path]) -> tuple[subprocess.Popen, str]:
     """A static nginx on loopback serving ``/img/<name>`` (each a real cover, round-robin)."""
-    from .fetch_links import free_port
+    from .fetch_links import free_port, listening
 
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     if not Path(nginx).exists():
@@ -153,16 +153,9 @@ def start_nginx(root: Path, names: list[str], covers: list[Path]) -> tuple[subpr
     conf = root / "nginx.conf"
     conf.write_text(NGINX_CONF.format(root=root, port=port))
     proc = subprocess.Popen([nginx, "-c", str(conf), "-p", str(root), "-g", "daemon off;"])
-    import socket
-
-    for _ in range(100):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return proc, f"http://127.0.0.1:{port}"
-        except OSError:
-            time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError(f"nginx did not start: {(root / 'error.log').read_text()[-2000:]}")
+    if (base := listening(proc, port)) is None:
+        raise RuntimeError(f"nginx did not start: {(root / 'error.log').read_text()[-2000:]}")
+    return proc, base
 
 
 def links_case(repo: Path, covers: list[Path], n: int, local: dict, tmp: Path) -> dict:
